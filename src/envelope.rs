@@ -1,0 +1,596 @@
+//! OpenPGP envelopes: signed-and-encrypted messages between two identities.
+//!
+//! [`seal`] signs a payload with the sender's primary key and encrypts it to
+//! the recipient's encryption subkey **and** to the sender's own (so the
+//! sender's copy stays readable). [`open`] accepts a message only if it is
+//! encrypted to us, carries a good signature by the expected sender and no
+//! signature by anyone else, and was signed inside the freshness window.
+//! Every rejection is a distinct [`EnvelopeError`] variant; see
+//! docs/PROTOCOL.md, "OpenPGP envelopes".
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::packet::{PKESK, SKESK};
+use openpgp::parse::Parse;
+use openpgp::parse::stream::{
+    DecryptionHelper, DecryptorBuilder, MessageLayer, MessageStructure, VerificationError,
+    VerificationHelper,
+};
+use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Signer};
+use openpgp::types::SymmetricAlgorithm;
+use openpgp::{Cert, KeyHandle};
+use zeroize::Zeroizing;
+
+use crate::error::{ErrorKind, HasKind};
+use crate::identity::{Fingerprint, Identity, IdentityError, POLICY, PublicCert};
+use crate::limits::{
+    ENVELOPE_MAX_AGE_SECS, MAX_ENVELOPE, MAX_ENVELOPE_PAYLOAD, MAX_FUTURE_SKEW_SECS,
+};
+
+/// Why an envelope was refused (or could not be made).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// The input or the decrypted payload is over the limit.
+    #[error("envelope too large: {len} bytes (limit {limit})")]
+    TooLarge {
+        /// Observed size (a lower bound when reading stopped early).
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The bytes are not an OpenPGP message.
+    #[error("not a well-formed OpenPGP message")]
+    Malformed,
+    /// The message is not encrypted.
+    #[error("message is not encrypted; Umbra only accepts signed and encrypted envelopes")]
+    NotEncrypted,
+    /// The message is encrypted, but not to any of our keys.
+    #[error("message is not encrypted to this identity")]
+    NotForMe,
+    /// The message carries no signature.
+    #[error("message is not signed")]
+    Unsigned,
+    /// The message is signed by a key other than the expected sender.
+    #[error("message is signed by an unexpected key, not by the expected sender")]
+    UnknownSigner,
+    /// A signature does not verify.
+    #[error("bad signature: the message was altered or forged")]
+    BadSignature,
+    /// The signature is older than the freshness window.
+    #[error("envelope expired: signed {age_secs} s ago (limit {max_age_secs} s)")]
+    Expired {
+        /// Age of the signature.
+        age_secs: u64,
+        /// The window.
+        max_age_secs: u64,
+    },
+    /// The signature claims a time too far in the future.
+    #[error("envelope signed {ahead_secs} s in the future; check the clocks")]
+    FromFuture {
+        /// How far ahead.
+        ahead_secs: u64,
+    },
+    /// A problem with one of the identities involved.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// sequoia failed in an unexpected way while sealing.
+    #[error("OpenPGP operation failed while {action}")]
+    Crypto {
+        /// What we were doing.
+        action: &'static str,
+        /// The underlying error.
+        #[source]
+        source: anyhow::Error,
+    },
+}
+
+impl HasKind for EnvelopeError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            EnvelopeError::TooLarge { .. } => ErrorKind::TooLarge,
+            EnvelopeError::Malformed => ErrorKind::InvalidInput,
+            EnvelopeError::NotEncrypted | EnvelopeError::NotForMe => ErrorKind::Decryption,
+            EnvelopeError::Unsigned
+            | EnvelopeError::UnknownSigner
+            | EnvelopeError::BadSignature => ErrorKind::BadSignature,
+            EnvelopeError::Expired { .. } | EnvelopeError::FromFuture { .. } => ErrorKind::Stale,
+            EnvelopeError::Identity(e) => e.kind(),
+            EnvelopeError::Crypto { .. } => ErrorKind::Crypto,
+        }
+    }
+}
+
+fn crypto(action: &'static str) -> impl FnOnce(anyhow::Error) -> EnvelopeError {
+    move |source| EnvelopeError::Crypto { action, source }
+}
+
+/// The time window in which an envelope's signature must have been made.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    /// "Now" for the check.
+    pub now: SystemTime,
+    /// Oldest accepted signature age.
+    pub max_age: Duration,
+    /// Largest accepted clock skew into the future.
+    pub max_future_skew: Duration,
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Freshness {
+            now: SystemTime::now(),
+            max_age: Duration::from_secs(ENVELOPE_MAX_AGE_SECS),
+            max_future_skew: Duration::from_secs(MAX_FUTURE_SKEW_SECS),
+        }
+    }
+}
+
+/// Finds the certificate of the sender we expect, given the issuer handles
+/// found in the message's signatures.
+pub trait SenderLookup {
+    /// The certificate for one of `issuers`, if it is a sender we accept.
+    fn lookup(&mut self, issuers: &[KeyHandle]) -> Option<PublicCert>;
+}
+
+/// Accept exactly this one sender.
+impl SenderLookup for &PublicCert {
+    fn lookup(&mut self, issuers: &[KeyHandle]) -> Option<PublicCert> {
+        let cert = self.cert();
+        issuers
+            .iter()
+            .any(|h| cert.keys().any(|k| k.key().key_handle().aliases(h)))
+            .then(|| (*self).clone())
+    }
+}
+
+/// A successfully opened envelope.
+pub struct Opened {
+    /// The decrypted payload.
+    pub payload: Zeroizing<Vec<u8>>,
+    /// Fingerprint of the (verified) signer's certificate.
+    pub signer: Fingerprint,
+    /// When the signature was made.
+    pub signed_at: SystemTime,
+}
+
+/// Signs `payload` as `me` and encrypts it to `recipient` and to `me`;
+/// returns the armored message.
+pub fn seal(
+    payload: &[u8],
+    me: &Identity,
+    recipient: &PublicCert,
+) -> Result<String, EnvelopeError> {
+    seal_at(payload, me, recipient, SystemTime::now())
+}
+
+/// [`seal`] with an explicit signature creation time (tests, and replay of
+/// queued envelopes keep their original time).
+pub fn seal_at(
+    payload: &[u8],
+    me: &Identity,
+    recipient: &PublicCert,
+    time: SystemTime,
+) -> Result<String, EnvelopeError> {
+    if payload.len() > MAX_ENVELOPE_PAYLOAD {
+        return Err(EnvelopeError::TooLarge {
+            len: payload.len(),
+            limit: MAX_ENVELOPE_PAYLOAD,
+        });
+    }
+    let recipient_valid = recipient
+        .cert()
+        .with_policy(&*POLICY, None)
+        .map_err(crypto("validating the recipient certificate"))?;
+    let my_valid = me
+        .cert()
+        .with_policy(&*POLICY, None)
+        .map_err(crypto("validating the own certificate"))?;
+    let recipients: Vec<_> = recipient_valid
+        .keys()
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_transport_encryption()
+        .chain(
+            my_valid
+                .keys()
+                .supported()
+                .alive()
+                .revoked(false)
+                .for_transport_encryption(),
+        )
+        .collect();
+    let keypair = me.signing_keypair()?;
+
+    let mut sink = Vec::with_capacity(payload.len() + 1024);
+    {
+        let message = Message::new(&mut sink);
+        let message = Armorer::new(message).build().map_err(crypto("armoring"))?;
+        let message = Encryptor::for_recipients(message, recipients)
+            .build()
+            .map_err(crypto("encrypting"))?;
+        let message = Signer::new(message, keypair)
+            .map_err(crypto("signing"))?
+            .creation_time(time)
+            .build()
+            .map_err(crypto("signing"))?;
+        let mut literal = LiteralWriter::new(message)
+            .build()
+            .map_err(crypto("writing"))?;
+        literal
+            .write_all(payload)
+            .map_err(|e| EnvelopeError::Crypto {
+                action: "writing",
+                source: e.into(),
+            })?;
+        literal
+            .finalize()
+            .map_err(crypto("finishing the message"))?;
+    }
+    String::from_utf8(sink).map_err(|e| EnvelopeError::Crypto {
+        action: "armoring",
+        source: e.into(),
+    })
+}
+
+/// Opens an envelope addressed to `me`, signed by a sender that `senders`
+/// vouches for, inside `freshness`.
+pub fn open<L: SenderLookup>(
+    bytes: &[u8],
+    me: &Identity,
+    senders: L,
+    freshness: Freshness,
+) -> Result<Opened, EnvelopeError> {
+    if bytes.len() > MAX_ENVELOPE {
+        return Err(EnvelopeError::TooLarge {
+            len: bytes.len(),
+            limit: MAX_ENVELOPE,
+        });
+    }
+    let verdict = Rc::new(RefCell::new(Verdict::default()));
+    let helper = Helper {
+        keys: me.decryption_keypairs()?,
+        senders,
+        freshness,
+        verdict: Rc::clone(&verdict),
+    };
+    let builder = DecryptorBuilder::from_bytes(bytes).map_err(|_| EnvelopeError::Malformed)?;
+    let result = builder
+        // sequoia applies no skew tolerance to an explicit time; our own
+        // window check (Helper::check_time) is the authority on freshness.
+        .with_policy(
+            &*POLICY,
+            Some(freshness.now + freshness.max_future_skew),
+            helper,
+        )
+        .and_then(|mut decryptor| {
+            let mut payload = Zeroizing::new(Vec::new());
+            (&mut decryptor)
+                .take(MAX_ENVELOPE_PAYLOAD as u64 + 1)
+                .read_to_end(&mut payload)?;
+            if payload.len() > MAX_ENVELOPE_PAYLOAD {
+                verdict.borrow_mut().failure = Some(Failure::PayloadTooLarge(payload.len()));
+                return Err(anyhow::anyhow!("payload too large"));
+            }
+            if !decryptor.message_processed() {
+                return Err(anyhow::anyhow!("message not fully processed"));
+            }
+            Ok(payload)
+        });
+    let verdict = verdict.take();
+    match (result, verdict.failure, verdict.good) {
+        (Ok(payload), None, Some((signer, signed_at))) => Ok(Opened {
+            payload,
+            signer,
+            signed_at,
+        }),
+        (_, Some(failure), _) => Err(failure.into_error(freshness)),
+        (Err(_), None, _) if !verdict.decrypted => {
+            if verdict.saw_encryption {
+                Err(EnvelopeError::NotForMe)
+            } else {
+                Err(EnvelopeError::Malformed)
+            }
+        }
+        _ => Err(EnvelopeError::Malformed),
+    }
+}
+
+#[derive(Default)]
+struct Verdict {
+    saw_encryption: bool,
+    decrypted: bool,
+    failure: Option<Failure>,
+    good: Option<(Fingerprint, SystemTime)>,
+}
+
+enum Failure {
+    NotEncrypted,
+    NotForMe,
+    Unsigned,
+    UnknownSigner,
+    BadSignature,
+    Expired(u64),
+    FromFuture(u64),
+    PayloadTooLarge(usize),
+}
+
+impl Failure {
+    fn into_error(self, f: Freshness) -> EnvelopeError {
+        match self {
+            Failure::NotEncrypted => EnvelopeError::NotEncrypted,
+            Failure::NotForMe => EnvelopeError::NotForMe,
+            Failure::Unsigned => EnvelopeError::Unsigned,
+            Failure::UnknownSigner => EnvelopeError::UnknownSigner,
+            Failure::BadSignature => EnvelopeError::BadSignature,
+            Failure::Expired(age_secs) => EnvelopeError::Expired {
+                age_secs,
+                max_age_secs: f.max_age.as_secs(),
+            },
+            Failure::FromFuture(ahead_secs) => EnvelopeError::FromFuture { ahead_secs },
+            Failure::PayloadTooLarge(len) => EnvelopeError::TooLarge {
+                len,
+                limit: MAX_ENVELOPE_PAYLOAD,
+            },
+        }
+    }
+}
+
+struct Helper<L> {
+    keys: Vec<openpgp::crypto::KeyPair>,
+    senders: L,
+    freshness: Freshness,
+    verdict: Rc<RefCell<Verdict>>,
+}
+
+impl<L> Helper<L> {
+    fn fail(&self, failure: Failure) -> anyhow::Error {
+        let mut v = self.verdict.borrow_mut();
+        if v.failure.is_none() {
+            v.failure = Some(failure);
+        }
+        anyhow::anyhow!("envelope rejected")
+    }
+
+    /// Classifies a signature time against the freshness window.
+    fn check_time(&self, created: Option<SystemTime>) -> Result<SystemTime, Failure> {
+        let created = created.ok_or(Failure::BadSignature)?;
+        let now = self.freshness.now;
+        match created.duration_since(now) {
+            Ok(ahead) if ahead > self.freshness.max_future_skew => {
+                Err(Failure::FromFuture(ahead.as_secs()))
+            }
+            Ok(_) => Ok(created),
+            Err(_) => {
+                let age = now.duration_since(created).unwrap_or_default();
+                if age > self.freshness.max_age {
+                    Err(Failure::Expired(age.as_secs()))
+                } else {
+                    Ok(created)
+                }
+            }
+        }
+    }
+}
+
+impl<L: SenderLookup> VerificationHelper for Helper<L> {
+    fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(self
+            .senders
+            .lookup(ids)
+            .map(|c| c.cert().clone())
+            .into_iter()
+            .collect())
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        let mut encrypted = false;
+        let mut good: Option<(Fingerprint, SystemTime)> = None;
+        let mut signed = false;
+        for layer in structure.into_iter() {
+            match layer {
+                MessageLayer::Encryption { .. } => encrypted = true,
+                MessageLayer::Compression { .. } => {}
+                MessageLayer::SignatureGroup { results } => {
+                    for r in results {
+                        signed = true;
+                        match r {
+                            Ok(g) => {
+                                let created = self
+                                    .check_time(g.sig.signature_creation_time())
+                                    .map_err(|f| self.fail(f))?;
+                                let fpr = match g.ka.cert().fingerprint() {
+                                    openpgp::Fingerprint::V4(b) => Fingerprint::from_bytes(b),
+                                    _ => return Err(self.fail(Failure::UnknownSigner)),
+                                };
+                                good = Some((fpr, created));
+                            }
+                            Err(VerificationError::MissingKey { .. }) => {
+                                return Err(self.fail(Failure::UnknownSigner));
+                            }
+                            Err(VerificationError::UnboundKey { sig, .. }) => {
+                                self.check_time(sig.signature_creation_time())
+                                    .map_err(|f| self.fail(f))?;
+                                return Err(self.fail(Failure::UnknownSigner));
+                            }
+                            Err(VerificationError::BadKey { sig, .. })
+                            | Err(VerificationError::BadSignature { sig, .. })
+                            | Err(VerificationError::MalformedSignature { sig, .. }) => {
+                                // A signature "not alive yet" is reported as bad:
+                                // classify its time first.
+                                self.check_time(sig.signature_creation_time())
+                                    .map_err(|f| self.fail(f))?;
+                                return Err(self.fail(Failure::BadSignature));
+                            }
+                            Err(VerificationError::UnknownSignature { .. }) | Err(_) => {
+                                return Err(self.fail(Failure::BadSignature));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !encrypted {
+            return Err(self.fail(Failure::NotEncrypted));
+        }
+        if !signed {
+            return Err(self.fail(Failure::Unsigned));
+        }
+        match good {
+            Some(g) => {
+                self.verdict.borrow_mut().good = Some(g);
+                Ok(())
+            }
+            None => Err(self.fail(Failure::Unsigned)),
+        }
+    }
+}
+
+impl<L: SenderLookup> DecryptionHelper for Helper<L> {
+    fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        _skesks: &[SKESK],
+        sym_algo: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &openpgp::crypto::SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
+        self.verdict.borrow_mut().saw_encryption = true;
+        for pkesk in pkesks {
+            for pair in self.keys.iter_mut() {
+                let addressed = pkesk
+                    .recipient()
+                    .map(|r| r.aliases(pair.public().key_handle()))
+                    .unwrap_or(true);
+                if !addressed {
+                    continue;
+                }
+                if let Some((algo, sk)) = pkesk.decrypt(pair, sym_algo) {
+                    if decrypt(algo, &sk) {
+                        self.verdict.borrow_mut().decrypted = true;
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        Err(self.fail(Failure::NotForMe))
+    }
+}
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::identity::Username;
+
+    fn ident(name: &str) -> Identity {
+        Identity::generate(&Username::parse(name).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_own_copy() {
+        let (a, b) = (ident("alice"), ident("bob"));
+        let (pa, pb) = (a.public_cert().unwrap(), b.public_cert().unwrap());
+        let sealed = seal(b"hello bob", &a, &pb).unwrap();
+        assert!(sealed.starts_with("-----BEGIN PGP MESSAGE-----"));
+        let opened = open(sealed.as_bytes(), &b, &pa, Freshness::default()).unwrap();
+        assert_eq!(&opened.payload[..], b"hello bob");
+        assert_eq!(opened.signer, a.fingerprint());
+        // The sender can read its own copy.
+        let own = open(sealed.as_bytes(), &a, &pa, Freshness::default()).unwrap();
+        assert_eq!(&own.payload[..], b"hello bob");
+    }
+
+    #[test]
+    fn rejections_are_specific() {
+        let (a, b, c) = (ident("alice"), ident("bob"), ident("carol"));
+        let (pa, pb, pc) = (
+            a.public_cert().unwrap(),
+            b.public_cert().unwrap(),
+            c.public_cert().unwrap(),
+        );
+        let sealed = seal(b"x", &a, &pb).unwrap();
+
+        // Wrong recipient.
+        assert!(matches!(
+            open(sealed.as_bytes(), &c, &pa, Freshness::default()),
+            Err(EnvelopeError::NotForMe)
+        ));
+        // Expected sender is carol, but alice signed.
+        assert!(matches!(
+            open(sealed.as_bytes(), &b, &pc, Freshness::default()),
+            Err(EnvelopeError::UnknownSigner)
+        ));
+        // Garbage and oversize.
+        assert!(matches!(
+            open(b"garbage", &b, &pa, Freshness::default()),
+            Err(EnvelopeError::Malformed)
+        ));
+        let big = vec![b'A'; MAX_ENVELOPE + 1];
+        assert!(matches!(
+            open(&big, &b, &pa, Freshness::default()),
+            Err(EnvelopeError::TooLarge { .. })
+        ));
+        // Truncated.
+        let truncated = &sealed.as_bytes()[..sealed.len() / 2];
+        assert!(open(truncated, &b, &pa, Freshness::default()).is_err());
+        // Payload over the limit cannot be sealed.
+        assert!(matches!(
+            seal(&vec![0; MAX_ENVELOPE_PAYLOAD + 1], &a, &pb),
+            Err(EnvelopeError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn freshness_window() {
+        let month_ago = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
+        let a = Identity::generate_at(&Username::parse("alice").unwrap(), month_ago).unwrap();
+        let b = ident("bob");
+        let (pa, pb) = (a.public_cert().unwrap(), b.public_cert().unwrap());
+        let now = SystemTime::now();
+        let old = seal_at(
+            b"x",
+            &a,
+            &pb,
+            now - Duration::from_secs(ENVELOPE_MAX_AGE_SECS + 60),
+        )
+        .unwrap();
+        assert!(matches!(
+            open(old.as_bytes(), &b, &pa, Freshness::default()),
+            Err(EnvelopeError::Expired { .. })
+        ));
+        let future = seal_at(b"x", &a, &pb, now + Duration::from_secs(3600)).unwrap();
+        assert!(matches!(
+            open(future.as_bytes(), &b, &pa, Freshness::default()),
+            Err(EnvelopeError::FromFuture { .. })
+        ));
+        let slightly = seal_at(b"x", &a, &pb, now + Duration::from_secs(60)).unwrap();
+        assert!(open(slightly.as_bytes(), &b, &pa, Freshness::default()).is_ok());
+    }
+
+    #[test]
+    fn tampered_ciphertext_is_rejected() {
+        let (a, b) = (ident("alice"), ident("bob"));
+        let (pa, pb) = (a.public_cert().unwrap(), b.public_cert().unwrap());
+        let sealed = seal(b"tamper me", &a, &pb).unwrap();
+        let mut binary = Vec::new();
+        openpgp::armor::Reader::from_bytes(sealed.as_bytes(), None)
+            .read_to_end(&mut binary)
+            .unwrap();
+        let n = binary.len();
+        for pos in [n - 5, n - 40, n / 2] {
+            let mut t = binary.clone();
+            t[pos] ^= 0x01;
+            assert!(
+                open(&t, &b, &pa, Freshness::default()).is_err(),
+                "flip at {pos} accepted"
+            );
+        }
+        assert!(open(&binary, &b, &pa, Freshness::default()).is_ok());
+    }
+}

@@ -1,0 +1,20 @@
+//! Wall-clock helpers: Unix seconds, never panicking on odd clocks.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch for `t` (0 for times before the epoch).
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The current time in seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    unix_secs(SystemTime::now())
+}
+
+/// The `SystemTime` for `secs` seconds after the Unix epoch.
+pub fn from_unix_secs(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
