@@ -1,1 +1,775 @@
-//! handshake (in progress).
+//! Connection requests, accepts and rejects: the payloads carried inside
+//! OpenPGP envelopes, and the checks around them (docs/PROTOCOL.md,
+//! "Handshake messages").
+//!
+//! Payload encoding: `version (1) || kind || postcard(body)`; kind 1 is a
+//! [`ConnectionRequest`], 2 an [`Accept`], 3 a [`Reject`]. Decoding is
+//! strict: unknown versions or kinds and trailing bytes are refused.
+//!
+//! The functions here are sans-IO: they turn identities and bytes into
+//! envelopes and sessions; the daemon moves the bytes.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::envelope::{self, EnvelopeError, Freshness, SenderLookup};
+use crate::error::{ErrorKind, HasKind};
+use crate::identity::{Fingerprint, Identity, PublicCert, Username};
+use crate::limits::{MAX_ADDRESS, MAX_FUTURE_SKEW_SECS, MAX_NOTE};
+use crate::session::{Binding, KeyShare, PeerShare, Role, Session, SessionError, fill_random};
+use crate::time::{now_secs, unix_secs};
+
+/// Version byte of handshake payloads.
+pub const HANDSHAKE_VERSION: u8 = 1;
+const KIND_REQUEST: u8 = 1;
+const KIND_ACCEPT: u8 = 2;
+const KIND_REJECT: u8 = 3;
+
+/// Errors from building or checking handshake messages.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The envelope was refused.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// The payload does not decode.
+    #[error("malformed handshake payload: {0}")]
+    Malformed(&'static str),
+    /// A version this client does not speak.
+    #[error("unsupported handshake version {0}; one of the two clients needs an update")]
+    UnsupportedVersion(u8),
+    /// A different kind of message was expected.
+    #[error("unexpected handshake message: expected {expected}")]
+    UnexpectedKind {
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A field is over its limit or has the wrong form.
+    #[error("invalid {field} in handshake message")]
+    InvalidField {
+        /// Which field.
+        field: &'static str,
+    },
+    /// The payload names a sender other than the key that signed it.
+    #[error("sender mismatch: the message claims a sender other than its signer")]
+    SwappedSender,
+    /// The payload's `from_username` is not a user ID of the signer's certificate.
+    #[error("sender username does not match the signer's certificate")]
+    UsernameMismatch,
+    /// The body's `created_at` disagrees with the signature time.
+    #[error("handshake time does not match its signature time")]
+    TimeMismatch,
+    /// The request is addressed to another user.
+    #[error("request is addressed to another user")]
+    NotForMe,
+    /// The request id was already seen.
+    #[error("replayed connection request (this request id was already received)")]
+    Replay,
+    /// An accept or reject for a request we do not have pending.
+    #[error("no pending request matches this answer")]
+    UnknownRequest,
+    /// Deriving the session failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// A local identity problem.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+}
+
+impl HasKind for HandshakeError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            HandshakeError::Envelope(e) => e.kind(),
+            HandshakeError::Malformed(_) | HandshakeError::InvalidField { .. } => {
+                ErrorKind::InvalidInput
+            }
+            HandshakeError::UnsupportedVersion(_)
+            | HandshakeError::UnexpectedKind { .. }
+            | HandshakeError::NotForMe
+            | HandshakeError::UnknownRequest => ErrorKind::Protocol,
+            HandshakeError::SwappedSender | HandshakeError::UsernameMismatch => {
+                ErrorKind::BadSignature
+            }
+            HandshakeError::TimeMismatch => ErrorKind::InvalidInput,
+            HandshakeError::Replay => ErrorKind::Replay,
+            HandshakeError::Session(e) => e.kind(),
+            HandshakeError::Identity(e) => e.kind(),
+        }
+    }
+}
+
+/// Kind 1: "I, `from_username`, would like to talk; reach me at
+/// `onion_address`." Travels through the recipient's Handshaker mailbox.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionRequest {
+    /// Random id chosen by the requester; replay key.
+    pub request_id: [u8; 16],
+    /// The requester's username (folded, without `@`).
+    pub from_username: String,
+    /// The requester's fingerprint; MUST equal the envelope's signer.
+    pub from_fingerprint: [u8; 20],
+    /// The recipient's username (folded, without `@`).
+    pub to_username: String,
+    /// Where the requester's node listens: `<56 chars>.onion`, or
+    /// `host:port` in the direct (LAN/test) mode.
+    pub onion_address: String,
+    /// The requester's random session-key half.
+    pub session_half: [u8; 32],
+    /// The requester's ephemeral X25519 public key.
+    pub ephemeral_public: [u8; 32],
+    /// A note for the recipient, ≤ [`MAX_NOTE`] bytes.
+    pub note: String,
+    /// Requester's clock, Unix seconds.
+    pub created_at: u64,
+}
+
+/// Kind 2: the acceptor's answer, sent directly to the requester's address.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accept {
+    /// The request being accepted.
+    pub request_id: [u8; 16],
+    /// The acceptor's username.
+    pub from_username: String,
+    /// The acceptor's fingerprint; MUST equal the envelope's signer.
+    pub from_fingerprint: [u8; 20],
+    /// Where the acceptor's node listens.
+    pub onion_address: String,
+    /// The acceptor's random session-key half.
+    pub session_half: [u8; 32],
+    /// The acceptor's ephemeral X25519 public key.
+    pub ephemeral_public: [u8; 32],
+    /// Acceptor's clock, Unix seconds.
+    pub created_at: u64,
+}
+
+/// Kind 3: an explicit refusal (optional; a client MAY just drop a request).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {
+    /// The request being refused.
+    pub request_id: [u8; 16],
+    /// The refuser's fingerprint; MUST equal the envelope's signer.
+    pub from_fingerprint: [u8; 20],
+    /// Refuser's clock, Unix seconds.
+    pub created_at: u64,
+}
+
+/// A decoded handshake payload.
+#[derive(Clone, PartialEq, Eq)]
+pub enum HandshakeMessage {
+    /// Kind 1.
+    Request(ConnectionRequest),
+    /// Kind 2.
+    Accept(Accept),
+    /// Kind 3.
+    Reject(Reject),
+}
+
+fn check_address(addr: &str) -> Result<(), HandshakeError> {
+    if addr.is_empty() || addr.len() > MAX_ADDRESS || !addr.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(HandshakeError::InvalidField { field: "address" });
+    }
+    Ok(())
+}
+
+fn check_username(name: &str, field: &'static str) -> Result<(), HandshakeError> {
+    match Username::parse(name) {
+        Ok(u) if u.as_str() == name => Ok(()),
+        _ => Err(HandshakeError::InvalidField { field }),
+    }
+}
+
+impl HandshakeMessage {
+    /// Encodes the payload.
+    pub fn encode(&self) -> Result<Vec<u8>, HandshakeError> {
+        self.validate()?;
+        let (kind, body) = match self {
+            HandshakeMessage::Request(r) => (KIND_REQUEST, postcard::to_stdvec(r)),
+            HandshakeMessage::Accept(a) => (KIND_ACCEPT, postcard::to_stdvec(a)),
+            HandshakeMessage::Reject(r) => (KIND_REJECT, postcard::to_stdvec(r)),
+        };
+        let body = body.map_err(|_| HandshakeError::Malformed("does not encode"))?;
+        let mut out = Vec::with_capacity(body.len() + 2);
+        out.extend_from_slice(&[HANDSHAKE_VERSION, kind]);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Decodes a payload strictly.
+    pub fn decode(bytes: &[u8]) -> Result<HandshakeMessage, HandshakeError> {
+        let [version, kind, rest @ ..] = bytes else {
+            return Err(HandshakeError::Malformed("truncated"));
+        };
+        if *version != HANDSHAKE_VERSION {
+            return Err(HandshakeError::UnsupportedVersion(*version));
+        }
+        fn take<'a, T: Deserialize<'a>>(rest: &'a [u8]) -> Result<T, HandshakeError> {
+            let (v, tail) = postcard::take_from_bytes(rest)
+                .map_err(|_| HandshakeError::Malformed("body does not decode"))?;
+            if !tail.is_empty() {
+                return Err(HandshakeError::Malformed("trailing bytes"));
+            }
+            Ok(v)
+        }
+        let msg = match *kind {
+            KIND_REQUEST => HandshakeMessage::Request(take(rest)?),
+            KIND_ACCEPT => HandshakeMessage::Accept(take(rest)?),
+            KIND_REJECT => HandshakeMessage::Reject(take(rest)?),
+            _ => return Err(HandshakeError::Malformed("unknown kind")),
+        };
+        msg.validate()?;
+        if msg.encode()? != bytes {
+            return Err(HandshakeError::Malformed("non-canonical encoding"));
+        }
+        Ok(msg)
+    }
+
+    fn validate(&self) -> Result<(), HandshakeError> {
+        match self {
+            HandshakeMessage::Request(r) => {
+                check_username(&r.from_username, "from_username")?;
+                check_username(&r.to_username, "to_username")?;
+                check_address(&r.onion_address)?;
+                if r.note.len() > MAX_NOTE {
+                    return Err(HandshakeError::InvalidField { field: "note" });
+                }
+            }
+            HandshakeMessage::Accept(a) => {
+                check_username(&a.from_username, "from_username")?;
+                check_address(&a.onion_address)?;
+            }
+            HandshakeMessage::Reject(_) => {}
+        }
+        Ok(())
+    }
+
+    fn sender_fingerprint(&self) -> [u8; 20] {
+        match self {
+            HandshakeMessage::Request(r) => r.from_fingerprint,
+            HandshakeMessage::Accept(a) => a.from_fingerprint,
+            HandshakeMessage::Reject(r) => r.from_fingerprint,
+        }
+    }
+}
+
+/// Remembers which request ids were already received (the store implements
+/// this durably; [`MemorySeen`] is for tests).
+pub trait SeenRequests {
+    /// Whether `id` was seen before.
+    fn contains(&self, id: &[u8; 16]) -> bool;
+    /// Records `id` as seen.
+    fn insert(&mut self, id: [u8; 16]);
+}
+
+/// An in-memory [`SeenRequests`].
+#[derive(Default, Debug)]
+pub struct MemorySeen(std::collections::HashSet<[u8; 16]>);
+
+impl SeenRequests for MemorySeen {
+    fn contains(&self, id: &[u8; 16]) -> bool {
+        self.0.contains(id)
+    }
+    fn insert(&mut self, id: [u8; 16]) {
+        self.0.insert(id);
+    }
+}
+
+/// What the requester keeps (in the encrypted store) until the answer
+/// arrives.
+pub struct PendingRequest {
+    /// The request id.
+    pub request_id: [u8; 16],
+    /// The recipient's fingerprint (the only key whose accept is valid).
+    pub to_fingerprint: Fingerprint,
+    /// My secret share.
+    pub share: KeyShare,
+}
+
+/// Opens an envelope from a verified sender and decodes its payload, checking
+/// that the payload names its signer.
+fn open_payload<L: SenderLookup>(
+    envelope_bytes: &[u8],
+    me: &Identity,
+    senders: L,
+    freshness: Freshness,
+) -> Result<(HandshakeMessage, Fingerprint), HandshakeError> {
+    let opened = envelope::open(envelope_bytes, me, senders, freshness)?;
+    let msg = HandshakeMessage::decode(&opened.payload)?;
+    let claimed = Fingerprint::from_bytes(msg.sender_fingerprint());
+    if !claimed.ct_eq(&opened.signer) {
+        return Err(HandshakeError::SwappedSender);
+    }
+    let created = match &msg {
+        HandshakeMessage::Request(r) => r.created_at,
+        HandshakeMessage::Accept(a) => a.created_at,
+        HandshakeMessage::Reject(r) => r.created_at,
+    };
+    if created.abs_diff(unix_secs(opened.signed_at)) > MAX_FUTURE_SKEW_SECS {
+        return Err(HandshakeError::TimeMismatch);
+    }
+    let from_username = match &msg {
+        HandshakeMessage::Request(r) => Some(&r.from_username),
+        HandshakeMessage::Accept(a) => Some(&a.from_username),
+        HandshakeMessage::Reject(_) => None,
+    };
+    if let Some(name) = from_username
+        && !opened
+            .signer_cert
+            .usernames()
+            .iter()
+            .any(|u| u.as_str() == name)
+    {
+        return Err(HandshakeError::UsernameMismatch);
+    }
+    Ok((msg, opened.signer))
+}
+
+/// Builds a connection request from `me` to `to`: returns the armored
+/// envelope (for the recipient's mailbox) and what to keep until answered.
+pub fn make_request(
+    me: &Identity,
+    to: &PublicCert,
+    to_username: &Username,
+    my_address: &str,
+    note: &str,
+) -> Result<(String, PendingRequest), HandshakeError> {
+    let share = KeyShare::generate();
+    let mut request_id = [0u8; 16];
+    fill_random(&mut request_id);
+    let msg = HandshakeMessage::Request(ConnectionRequest {
+        request_id,
+        from_username: me.username().as_str().to_owned(),
+        from_fingerprint: *me.fingerprint().as_bytes(),
+        to_username: to_username.as_str().to_owned(),
+        onion_address: my_address.to_owned(),
+        session_half: share.half(),
+        ephemeral_public: share.ephemeral_public(),
+        note: note.to_owned(),
+        created_at: now_secs(),
+    });
+    let payload = Zeroizing::new(msg.encode()?);
+    let sealed = envelope::seal(&payload, me, to)?;
+    Ok((
+        sealed,
+        PendingRequest {
+            request_id,
+            to_fingerprint: to.fingerprint(),
+            share,
+        },
+    ))
+}
+
+/// Opens a connection request addressed to `me`. `senders` vouches for the
+/// requester's certificate (looked up at the Handshaker by the daemon).
+/// A replayed request id is refused, and `seen` is only updated when every
+/// other check passed.
+pub fn open_request<L: SenderLookup>(
+    envelope_bytes: &[u8],
+    me: &Identity,
+    senders: L,
+    seen: &mut dyn SeenRequests,
+    freshness: Freshness,
+) -> Result<(ConnectionRequest, Fingerprint), HandshakeError> {
+    let (msg, signer) = open_payload(envelope_bytes, me, senders, freshness)?;
+    let HandshakeMessage::Request(req) = msg else {
+        return Err(HandshakeError::UnexpectedKind {
+            expected: "connection request",
+        });
+    };
+    if req.to_username != me.username().as_str() {
+        return Err(HandshakeError::NotForMe);
+    }
+    if seen.contains(&req.request_id) {
+        return Err(HandshakeError::Replay);
+    }
+    seen.insert(req.request_id);
+    Ok((req, signer))
+}
+
+/// Accepts `request` (already opened and checked by [`open_request`]):
+/// returns the armored accept envelope for the requester and the session.
+pub fn make_accept(
+    me: &Identity,
+    requester: &PublicCert,
+    request: &ConnectionRequest,
+    my_address: &str,
+) -> Result<(String, Session), HandshakeError> {
+    if !requester
+        .fingerprint()
+        .ct_eq(&Fingerprint::from_bytes(request.from_fingerprint))
+    {
+        return Err(HandshakeError::SwappedSender);
+    }
+    let share = KeyShare::generate();
+    let msg = HandshakeMessage::Accept(Accept {
+        request_id: request.request_id,
+        from_username: me.username().as_str().to_owned(),
+        from_fingerprint: *me.fingerprint().as_bytes(),
+        onion_address: my_address.to_owned(),
+        session_half: share.half(),
+        ephemeral_public: share.ephemeral_public(),
+        created_at: now_secs(),
+    });
+    let payload = Zeroizing::new(msg.encode()?);
+    let sealed = envelope::seal(&payload, me, requester)?;
+    let binding = Binding {
+        request_id: request.request_id,
+        requester: requester.fingerprint(),
+        acceptor: me.fingerprint(),
+    };
+    let peer = PeerShare {
+        half: request.session_half,
+        ephemeral_public: request.ephemeral_public,
+    };
+    let session = Session::derive(Role::Acceptor, share, &peer, &binding)?;
+    Ok((sealed, session))
+}
+
+/// Builds an explicit reject envelope (optional in the protocol).
+pub fn make_reject(
+    me: &Identity,
+    requester: &PublicCert,
+    request: &ConnectionRequest,
+) -> Result<String, HandshakeError> {
+    let msg = HandshakeMessage::Reject(Reject {
+        request_id: request.request_id,
+        from_fingerprint: *me.fingerprint().as_bytes(),
+        created_at: now_secs(),
+    });
+    Ok(envelope::seal(&msg.encode()?, me, requester)?)
+}
+
+/// The answer to one of my pending requests.
+pub enum Answer {
+    /// Accepted: the session is established.
+    Accepted {
+        /// The accept (the peer's address and username).
+        accept: Accept,
+        /// The derived session.
+        session: Box<Session>,
+    },
+    /// Refused.
+    Rejected(Reject),
+}
+
+/// Opens an accept or reject from `peer` for the pending request it names.
+/// `find_pending` returns (and the caller then removes) the matching pending
+/// request; the share is consumed by the derivation.
+pub fn open_answer(
+    envelope_bytes: &[u8],
+    me: &Identity,
+    peer: &PublicCert,
+    find_pending: &mut dyn FnMut(&[u8; 16]) -> Option<PendingRequest>,
+    freshness: Freshness,
+) -> Result<Answer, HandshakeError> {
+    let (msg, signer) = open_payload(envelope_bytes, me, peer, freshness)?;
+    let request_id = match &msg {
+        HandshakeMessage::Accept(a) => a.request_id,
+        HandshakeMessage::Reject(r) => r.request_id,
+        HandshakeMessage::Request(_) => {
+            return Err(HandshakeError::UnexpectedKind {
+                expected: "accept or reject",
+            });
+        }
+    };
+    let pending = find_pending(&request_id).ok_or(HandshakeError::UnknownRequest)?;
+    if !pending.to_fingerprint.ct_eq(&signer) {
+        return Err(HandshakeError::UnknownRequest);
+    }
+    match msg {
+        HandshakeMessage::Accept(accept) => {
+            let binding = Binding {
+                request_id,
+                requester: me.fingerprint(),
+                acceptor: signer,
+            };
+            let peer_share = PeerShare {
+                half: accept.session_half,
+                ephemeral_public: accept.ephemeral_public,
+            };
+            let session = Session::derive(Role::Requester, pending.share, &peer_share, &binding)?;
+            Ok(Answer::Accepted {
+                accept,
+                session: Box::new(session),
+            })
+        }
+        HandshakeMessage::Reject(r) => Ok(Answer::Rejected(r)),
+        HandshakeMessage::Request(_) => Err(HandshakeError::UnexpectedKind { expected: "accept" }),
+    }
+}
+
+/// Seconds since a handshake message was created, for display.
+pub fn age_secs(created_at: u64) -> u64 {
+    unix_secs(std::time::SystemTime::now()).saturating_sub(created_at)
+}
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ident(name: &str) -> Identity {
+        Identity::generate(&Username::parse(name).unwrap()).unwrap()
+    }
+
+    const ADDR_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.onion";
+    const ADDR_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.onion";
+
+    #[test]
+    fn full_handshake_derives_matching_sessions() {
+        let (alice, bob) = (ident("alice"), ident("bob"));
+        let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
+        let (req_env, pending) =
+            make_request(&alice, &pb, bob.username(), ADDR_A, "hi, it's alice").unwrap();
+        let mut seen = MemorySeen::default();
+        let (req, signer) = open_request(
+            req_env.as_bytes(),
+            &bob,
+            &pa,
+            &mut seen,
+            Freshness::default(),
+        )
+        .unwrap();
+        assert_eq!(signer, alice.fingerprint());
+        assert_eq!(req.note, "hi, it's alice");
+        assert_eq!(req.onion_address, ADDR_A);
+        let (acc_env, mut bob_session) = make_accept(&bob, &pa, &req, ADDR_B).unwrap();
+        let mut pending = Some(pending);
+        let answer = open_answer(
+            acc_env.as_bytes(),
+            &alice,
+            &pb,
+            &mut |id| pending.take().filter(|p| &p.request_id == id),
+            Freshness::default(),
+        )
+        .unwrap();
+        let Answer::Accepted {
+            accept,
+            session: mut alice_session,
+        } = answer
+        else {
+            panic!("expected an accept")
+        };
+        assert_eq!(accept.onion_address, ADDR_B);
+        let frame = alice_session.seal(b"hello").unwrap();
+        assert_eq!(&bob_session.open(&frame).unwrap()[..], b"hello");
+        let frame = bob_session.seal(b"hi").unwrap();
+        assert_eq!(&alice_session.open(&frame).unwrap()[..], b"hi");
+    }
+
+    #[test]
+    fn replayed_request_is_refused_and_state_untouched() {
+        let (alice, bob) = (ident("alice"), ident("bob"));
+        let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
+        let (env, _) = make_request(&alice, &pb, bob.username(), ADDR_A, "").unwrap();
+        let mut seen = MemorySeen::default();
+        open_request(env.as_bytes(), &bob, &pa, &mut seen, Freshness::default()).unwrap();
+        let before = seen.0.clone();
+        assert!(matches!(
+            open_request(env.as_bytes(), &bob, &pa, &mut seen, Freshness::default()),
+            Err(HandshakeError::Replay)
+        ));
+        assert_eq!(before, seen.0);
+    }
+
+    #[test]
+    fn swapped_sender_is_refused() {
+        // Mallory signs a request that claims to come from Alice.
+        let (alice, bob, mallory) = (ident("alice"), ident("bob"), ident("mallory"));
+        let (pb, pm) = (bob.public_cert().unwrap(), mallory.public_cert().unwrap());
+        let share = KeyShare::generate();
+        let forged = HandshakeMessage::Request(ConnectionRequest {
+            request_id: [1; 16],
+            from_username: "alice".into(),
+            from_fingerprint: *alice.fingerprint().as_bytes(),
+            to_username: "bob".into(),
+            onion_address: ADDR_A.into(),
+            session_half: share.half(),
+            ephemeral_public: share.ephemeral_public(),
+            note: String::new(),
+            created_at: now_secs(),
+        });
+        let env = envelope::seal(&forged.encode().unwrap(), &mallory, &pb).unwrap();
+        let mut seen = MemorySeen::default();
+        assert!(matches!(
+            open_request(env.as_bytes(), &bob, &pm, &mut seen, Freshness::default()),
+            Err(HandshakeError::SwappedSender)
+        ));
+        assert!(seen.0.is_empty());
+        // And with Alice's cert as the expected sender, Mallory's signature is unknown.
+        let pa = alice.public_cert().unwrap();
+        assert!(matches!(
+            open_request(env.as_bytes(), &bob, &pa, &mut seen, Freshness::default()),
+            Err(HandshakeError::Envelope(EnvelopeError::UnknownSigner))
+        ));
+    }
+
+    #[test]
+    fn claimed_username_must_be_on_the_signers_cert() {
+        let (bob, mallory) = (ident("bob"), ident("mallory"));
+        let (pb, pm) = (bob.public_cert().unwrap(), mallory.public_cert().unwrap());
+        let share = KeyShare::generate();
+        let mut req = ConnectionRequest {
+            request_id: [3; 16],
+            from_username: "alice".into(),
+            from_fingerprint: *mallory.fingerprint().as_bytes(),
+            to_username: "bob".into(),
+            onion_address: ADDR_A.into(),
+            session_half: share.half(),
+            ephemeral_public: share.ephemeral_public(),
+            note: String::new(),
+            created_at: now_secs(),
+        };
+        let env = envelope::seal(
+            &HandshakeMessage::Request(req.clone()).encode().unwrap(),
+            &mallory,
+            &pb,
+        )
+        .unwrap();
+        let mut seen = MemorySeen::default();
+        assert!(matches!(
+            open_request(env.as_bytes(), &bob, &pm, &mut seen, Freshness::default()),
+            Err(HandshakeError::UsernameMismatch)
+        ));
+        // A body time far from the signature time is refused too.
+        req.from_username = "mallory".into();
+        req.created_at = now_secs() - 3600;
+        let env = envelope::seal(
+            &HandshakeMessage::Request(req).encode().unwrap(),
+            &mallory,
+            &pb,
+        )
+        .unwrap();
+        assert!(matches!(
+            open_request(env.as_bytes(), &bob, &pm, &mut seen, Freshness::default()),
+            Err(HandshakeError::TimeMismatch)
+        ));
+        assert!(seen.0.is_empty());
+    }
+
+    #[test]
+    fn request_for_someone_else_and_unknown_answers() {
+        let (alice, bob, carol) = (ident("alice"), ident("bob"), ident("carol"));
+        let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
+        // Encrypted to Bob, but addressed (inside) to carol.
+        let (env, _) = make_request(&alice, &pb, carol.username(), ADDR_A, "").unwrap();
+        let mut seen = MemorySeen::default();
+        assert!(matches!(
+            open_request(env.as_bytes(), &bob, &pa, &mut seen, Freshness::default()),
+            Err(HandshakeError::NotForMe)
+        ));
+        // An accept for a request Alice never sent.
+        let (env, _) = make_request(&alice, &pb, bob.username(), ADDR_A, "").unwrap();
+        let (req, _) =
+            open_request(env.as_bytes(), &bob, &pa, &mut seen, Freshness::default()).unwrap();
+        let (acc, _) = make_accept(&bob, &pa, &req, ADDR_B).unwrap();
+        assert!(matches!(
+            open_answer(
+                acc.as_bytes(),
+                &alice,
+                &pb,
+                &mut |_| None,
+                Freshness::default()
+            ),
+            Err(HandshakeError::UnknownRequest)
+        ));
+        // A request presented where an answer is expected.
+        assert!(matches!(
+            open_answer(
+                env.as_bytes(),
+                &bob,
+                &pa,
+                &mut |_| None,
+                Freshness::default()
+            ),
+            Err(HandshakeError::UnexpectedKind { .. })
+        ));
+    }
+
+    #[test]
+    fn reject_round_trip() {
+        let (alice, bob) = (ident("alice"), ident("bob"));
+        let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
+        let (env, pending) = make_request(&alice, &pb, bob.username(), ADDR_A, "").unwrap();
+        let (req, _) = open_request(
+            env.as_bytes(),
+            &bob,
+            &pa,
+            &mut MemorySeen::default(),
+            Freshness::default(),
+        )
+        .unwrap();
+        let rej = make_reject(&bob, &pa, &req).unwrap();
+        let mut pending = Some(pending);
+        let answer = open_answer(
+            rej.as_bytes(),
+            &alice,
+            &pb,
+            &mut |_| pending.take(),
+            Freshness::default(),
+        )
+        .unwrap();
+        assert!(matches!(answer, Answer::Rejected(r) if r.request_id == req.request_id));
+    }
+
+    #[test]
+    fn strict_payload_decoding() {
+        assert!(matches!(
+            HandshakeMessage::decode(&[]),
+            Err(HandshakeError::Malformed(_))
+        ));
+        assert!(matches!(
+            HandshakeMessage::decode(&[2, 1]),
+            Err(HandshakeError::UnsupportedVersion(2))
+        ));
+        assert!(matches!(
+            HandshakeMessage::decode(&[1, 9]),
+            Err(HandshakeError::Malformed(_))
+        ));
+        let r = HandshakeMessage::Reject(Reject {
+            request_id: [0; 16],
+            from_fingerprint: [0; 20],
+            created_at: 5,
+        });
+        let mut bytes = r.encode().unwrap();
+        assert!(HandshakeMessage::decode(&bytes).is_ok());
+        bytes.push(0);
+        assert!(matches!(
+            HandshakeMessage::decode(&bytes),
+            Err(HandshakeError::Malformed("trailing bytes"))
+        ));
+        // Over-long note and bad usernames are refused on both ends.
+        let share = KeyShare::generate();
+        let mut req = ConnectionRequest {
+            request_id: [1; 16],
+            from_username: "alice".into(),
+            from_fingerprint: [0; 20],
+            to_username: "bob".into(),
+            onion_address: ADDR_A.into(),
+            session_half: share.half(),
+            ephemeral_public: share.ephemeral_public(),
+            note: "n".repeat(MAX_NOTE + 1),
+            created_at: 0,
+        };
+        assert!(HandshakeMessage::Request(req.clone()).encode().is_err());
+        let mut raw = vec![1, 1];
+        raw.extend_from_slice(&postcard::to_stdvec(&req).unwrap());
+        assert!(matches!(
+            HandshakeMessage::decode(&raw),
+            Err(HandshakeError::InvalidField { field: "note" })
+        ));
+        req.note.clear();
+        req.from_username = "Alice".into();
+        assert!(HandshakeMessage::Request(req.clone()).encode().is_err());
+        req.from_username = "alice".into();
+        req.onion_address = "bad address".into();
+        assert!(HandshakeMessage::Request(req).encode().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_payloads_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            let _ = HandshakeMessage::decode(&bytes);
+        }
+    }
+}

@@ -28,7 +28,7 @@ use openpgp::parse::stream::{
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::stream::{Armorer, Message, Signer};
 use openpgp::serialize::{Serialize, SerializeInto};
-use openpgp::types::{KeyFlags, SignatureType};
+use openpgp::types::{Features, KeyFlags, SignatureType};
 use openpgp::{Cert, KeyHandle};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
@@ -98,6 +98,22 @@ impl HasKind for IdentityError {
             IdentityError::Crypto { .. } => ErrorKind::Crypto,
         }
     }
+}
+
+/// Runs a sequoia parse behind a panic barrier: sequoia 2.4.2 has at least
+/// one `unwrap` reachable from hostile bytes (see `envelope::open`), and no
+/// input may crash Umbra. A panic becomes `None`.
+pub(crate) fn no_panic<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
+/// Parses a certificate (public or secret) behind the panic barrier.
+fn parse_cert(bytes: &[u8]) -> Result<Cert, IdentityError> {
+    no_panic(|| Cert::from_bytes(bytes))
+        .unwrap_or_else(|| Err(anyhow::anyhow!("parser panicked")))
+        .map_err(|e| IdentityError::BadCert {
+            reason: format!("cannot parse: {e}"),
+        })
 }
 
 fn crypto(action: &'static str) -> impl FnOnce(anyhow::Error) -> IdentityError {
@@ -279,9 +295,7 @@ impl PublicCert {
                 limit: MAX_CERT,
             });
         }
-        let cert = Cert::from_bytes(bytes).map_err(|e| IdentityError::BadCert {
-            reason: format!("cannot parse: {e}"),
-        })?;
+        let cert = parse_cert(bytes)?;
         if cert.is_tsk() {
             return Err(IdentityError::BadCert {
                 reason: "contains secret key material; send only the public certificate".into(),
@@ -406,17 +420,20 @@ impl PublicCert {
         if signature.len() > MAX_CERT {
             return Err(IdentityError::BadSignature);
         }
-        let helper = DetachedHelper {
-            cert: &self.cert,
-            created: None,
-        };
-        let mut v = DetachedVerifierBuilder::from_bytes(signature)
-            .map_err(|_| IdentityError::BadSignature)?
-            .with_policy(&*POLICY, None, helper)
-            .map_err(|_| IdentityError::BadSignature)?;
-        v.verify_bytes(data)
-            .map_err(|_| IdentityError::BadSignature)?;
-        v.into_helper().created.ok_or(IdentityError::BadSignature)
+        no_panic(|| {
+            let helper = DetachedHelper {
+                cert: &self.cert,
+                created: None,
+            };
+            let mut v = DetachedVerifierBuilder::from_bytes(signature)
+                .map_err(|_| IdentityError::BadSignature)?
+                .with_policy(&*POLICY, None, helper)
+                .map_err(|_| IdentityError::BadSignature)?;
+            v.verify_bytes(data)
+                .map_err(|_| IdentityError::BadSignature)?;
+            v.into_helper().created.ok_or(IdentityError::BadSignature)
+        })
+        .unwrap_or(Err(IdentityError::BadSignature))
     }
 
     pub(crate) fn cert(&self) -> &Cert {
@@ -482,6 +499,10 @@ impl Identity {
             .set_profile(openpgp::Profile::RFC4880)
             .map_err(crypto("selecting the v4 profile"))?
             .set_cipher_suite(CipherSuite::Cv25519)
+            // Advertise SEIPDv1 only: GnuPG 2.2 cannot read SEIPDv2, and
+            // sequoia would otherwise pick it for messages to this cert.
+            .set_features(Features::empty().set_seipdv1())
+            .map_err(crypto("setting features"))?
             .set_primary_key_flags(KeyFlags::empty().set_certification().set_signing())
             .add_userid(username.user_id())
             .add_subkey(
@@ -547,9 +568,7 @@ impl Identity {
 
     /// Parses the output of [`Identity::to_secret_bytes`].
     pub fn from_secret_bytes(bytes: &[u8]) -> Result<Self, IdentityError> {
-        let cert = Cert::from_bytes(bytes).map_err(|e| IdentityError::BadCert {
-            reason: format!("cannot parse: {e}"),
-        })?;
+        let cert = parse_cert(bytes)?;
         Self::from_cert(cert)
     }
 
@@ -598,9 +617,7 @@ impl Identity {
     /// Parses the output of [`Identity::to_protected_armored`] and removes
     /// the passphrase protection.
     pub fn from_protected(bytes: &[u8], passphrase: &SecretString) -> Result<Self, IdentityError> {
-        let cert = Cert::from_bytes(bytes).map_err(|e| IdentityError::BadCert {
-            reason: format!("cannot parse: {e}"),
-        })?;
+        let cert = parse_cert(bytes)?;
         let password = Password::from(passphrase.expose_secret());
         let mut packets: Vec<Packet> = Vec::new();
         for ka in cert.keys().secret() {
@@ -747,6 +764,7 @@ mod test {
         );
         let valid = cert.with_policy(&*POLICY, None).unwrap();
         assert!(valid.primary_key().key_expiration_time().is_none());
+        assert!(!valid.features().unwrap().supports_seipdv2());
         let enc: Vec<_> = valid.keys().subkeys().for_transport_encryption().collect();
         assert_eq!(enc.len(), 1);
         assert_eq!(

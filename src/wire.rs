@@ -536,6 +536,11 @@ impl PeerMessage {
             _ => PeerMessage::Unknown { kind: k },
         };
         msg.validate()?;
+        // postcard accepts over-long varints; only the canonical encoding is
+        // valid (docs/PROTOCOL.md, "Canonical encoding").
+        if !matches!(msg, PeerMessage::Unknown { .. }) && msg.encode()? != bytes {
+            return Err(malformed(k, "non-canonical encoding"));
+        }
         Ok(msg)
     }
 }
@@ -647,6 +652,19 @@ mod test {
                 prop_assert!(PeerMessage::decode(&bytes[..keep]).is_err());
             }
         }
+    }
+
+    #[test]
+    fn non_canonical_varints_are_refused() {
+        // Ack { upto: 0 } is [2, 0]; [2, 0x80, 0x00] also decodes to 0 in postcard.
+        assert_eq!(
+            PeerMessage::decode(&[2, 0]).unwrap(),
+            PeerMessage::Ack { upto: 0 }
+        );
+        assert!(matches!(
+            PeerMessage::decode(&[2, 0x80, 0x00]),
+            Err(WireError::Malformed { .. })
+        ));
     }
 
     #[test]
