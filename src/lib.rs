@@ -32,6 +32,7 @@
 //! [`ErrorKind`] every module error maps to.
 
 // ---------- modules ----------
+pub mod demo;
 pub mod envelope;
 pub mod error;
 pub mod handshake;

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Umbra needs to build and test:
+#  - libssl-dev, pkg-config: sequoia's crypto-openssl backend and SQLCipher link libcrypto
+#  - libclang-dev: bindgen for C backends
+#  - gnupg: the GnuPG interoperability tests
+#  - tor: the C tor relays of the local test network (tests, demo, benchmarks)
+#  - tmux: the terminal UI end-to-end test
+set -euo pipefail
+PKGS=(libclang-dev libssl-dev pkg-config gnupg tor tmux ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian starts a system tor service on install; Umbra never uses it.
+$SUDO systemctl disable --now tor >/dev/null 2>&1 || true
