@@ -1,1 +1,3 @@
 //! Umbra client library.
+
+pub mod store;

@@ -1,0 +1,100 @@
+//! The identity lifecycle as the CLI calls it: `init`, `status`, `passwd`,
+//! `export-identity`, `import-identity`. The CLI only gathers arguments and
+//! passphrases (see [`super::passphrase`]) and prints the results.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Serialize;
+
+use super::backup;
+use super::{Error, KdfParams, OwnIdentity, Result, Store};
+
+/// What `umbra status` reports (serializable for `--json`; nothing secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreStatus {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Our `@name`, if an identity exists.
+    pub username: Option<String>,
+    /// Our fingerprint, if an identity exists.
+    pub fingerprint: Option<String>,
+    /// Number of contacts.
+    pub contacts: usize,
+    /// Database schema version.
+    pub schema_version: u32,
+    /// Argon2id parameters of the store key.
+    pub kdf: KdfParams,
+    /// Where the onion service keys live.
+    pub hs_dir: PathBuf,
+}
+
+/// Create a store in `dir`, store `identity` in it and prepare the onion service key
+/// directory. Fails with [`Error::AlreadyInitialized`] if a store exists.
+pub fn init(
+    dir: &Path,
+    passphrase: &SecretString,
+    params: KdfParams,
+    identity: &OwnIdentity,
+) -> Result<Store> {
+    let store = Store::create(dir, passphrase, params)?;
+    store.set_identity(identity)?;
+    store.dir().hs_dir()?;
+    Ok(store)
+}
+
+/// Summarize an unlocked store.
+pub fn status(store: &Store) -> Result<StoreStatus> {
+    let id = store.identity()?;
+    Ok(StoreStatus {
+        data_dir: store.data_dir().to_path_buf(),
+        username: id.as_ref().map(|i| i.username.clone()),
+        fingerprint: id.as_ref().map(|i| i.fingerprint.clone()),
+        contacts: store.contacts()?.len(),
+        schema_version: store.schema_version()?,
+        kdf: store.kdf_params(),
+        hs_dir: store.data_dir().join(super::datadir::HS_DIR),
+    })
+}
+
+/// Change the store passphrase (`umbra passwd`).
+pub fn change_passphrase(dir: &Path, old: &SecretString, new: &SecretString) -> Result<()> {
+    let mut store = Store::open(dir, old)?;
+    store.rekey(new, None)?;
+    store.close()
+}
+
+/// Write a backup of the identity and contacts to `file` (`umbra export-identity`).
+pub fn export_identity(
+    store: &Store,
+    file: &Path,
+    backup_passphrase: &SecretString,
+    params: KdfParams,
+) -> Result<()> {
+    let b = store.export_backup()?;
+    backup::write_file(file, &b, backup_passphrase, params)
+}
+
+/// Restore a backup (`umbra import-identity`): into the existing store in `dir` if
+/// there is one (same identity only), else into a new store created with
+/// `store_passphrase` and `params`. Returns the store, the fingerprint and how many
+/// contacts were added.
+pub fn import_identity(
+    dir: &Path,
+    store_passphrase: &SecretString,
+    params: KdfParams,
+    file: &Path,
+    backup_passphrase: &SecretString,
+) -> Result<(Store, String, usize)> {
+    // Decrypt first: a wrong backup passphrase must not leave a new empty store behind.
+    let b = backup::read_file(file, backup_passphrase)?;
+    let mut store = match Store::open(dir, store_passphrase) {
+        Ok(s) => s,
+        Err(Error::NotInitialized { .. }) => Store::create(dir, store_passphrase, params)?,
+        Err(e) => return Err(e),
+    };
+    let added = store.import_backup(&b)?;
+    store.dir().hs_dir()?;
+    let fpr = super::normalize_fingerprint(&b.identity.fingerprint)?;
+    Ok((store, fpr, added))
+}
