@@ -534,3 +534,433 @@ pub(crate) fn validate_username(name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    pub(crate) fn pw(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    fn fresh() -> (tempfile::TempDir, Store) {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Store::create(
+            &tmp.path().join("d"),
+            &pw("pass"),
+            KdfParams::insecure_for_tests(),
+        )
+        .unwrap();
+        (tmp, s)
+    }
+
+    fn contact(name: &str, fpr_digit: char) -> NewContact {
+        NewContact {
+            username: name.into(),
+            fingerprint: std::iter::repeat_n(fpr_digit, 40).collect(),
+            public_cert: format!("cert of {name}").into_bytes(),
+            onion_address: Some(format!("{name}.onion")),
+            state: ContactState::Accepted,
+            verified: false,
+        }
+    }
+
+    fn identity() -> OwnIdentity {
+        OwnIdentity {
+            username: "@me".into(),
+            fingerprint: "abcdef0123456789abcdef0123456789abcdef01".into(),
+            secret_cert: Zeroizing::new(b"secret cert bytes".to_vec()),
+            created_at: 1,
+        }
+    }
+
+    fn msg(contact: ContactId, direction: Direction, seq: u64, body: &str) -> NewMessage {
+        NewMessage {
+            contact,
+            direction,
+            seq,
+            msg_id: [seq as u8; 16],
+            sent_at: 1000 + seq,
+            received_at: Some(2000 + seq),
+            body: body.into(),
+            state: DeliveryState::Received,
+        }
+    }
+
+    #[test]
+    fn create_open_identity() {
+        let (tmp, s) = fresh();
+        assert!(s.identity().unwrap().is_none());
+        assert_eq!(s.synchronous(), Synchronous::Full);
+        s.set_identity(&identity()).unwrap();
+        let e = s.set_identity(&identity()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+        s.close().unwrap();
+
+        let dir = tmp.path().join("d");
+        let e = Store::create(&dir, &pw("pass"), KdfParams::insecure_for_tests()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+        let s = Store::open(&dir, &pw("pass")).unwrap();
+        let id = s.identity().unwrap().unwrap();
+        assert_eq!(id.fingerprint, "ABCDEF0123456789ABCDEF0123456789ABCDEF01");
+        assert_eq!(&id.secret_cert[..], b"secret cert bytes");
+        assert!(!format!("{id:?}").contains("secret cert bytes"));
+        assert_eq!(s.schema_version().unwrap(), migrations::LATEST_VERSION);
+        drop(s);
+
+        let e = Store::open(&dir, &pw("Pass")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WrongPassphrase);
+        assert!(
+            e.recommendation()
+                .unwrap()
+                .contains("nothing on disk was changed")
+        );
+        let e = Store::open(&tmp.path().join("nothing"), &pw("pass")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotInitialized);
+    }
+
+    #[test]
+    fn interrupted_create_is_redone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        // An init that stopped after creating the (empty) database file.
+        DataDir::create(&dir).unwrap();
+        std::fs::write(dir.join(datadir::DB_FILE), b"").unwrap();
+        let e = Store::open(&dir, &pw("pass")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotInitialized);
+        Store::create(&dir, &pw("pass"), KdfParams::insecure_for_tests()).unwrap();
+    }
+
+    #[test]
+    fn contacts_crud() {
+        let (_tmp, mut s) = fresh();
+        let a = s.add_contact(&contact("@alice", 'a')).unwrap();
+        let b = s.add_contact(&contact("@bob", 'b')).unwrap();
+        assert_eq!(
+            s.add_contact(&contact("@alice", 'c')).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            s.add_contact(&contact("@carol", 'a')).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+        let mut bad = contact("@dave", 'd');
+        bad.fingerprint.push('0');
+        assert_eq!(
+            s.add_contact(&bad).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+
+        let got = s.contact_by_fingerprint(&"A".repeat(40)).unwrap().unwrap();
+        assert_eq!(got.id, a);
+        assert_eq!(got.fingerprint, "A".repeat(40));
+        assert_eq!(s.contact_by_username("@bob").unwrap().unwrap().id, b);
+        s.set_contact_verified(a, true).unwrap();
+        s.set_contact_last_seen(a, 99).unwrap();
+        s.set_contact_state(a, ContactState::Blocked).unwrap();
+        let mut got = s.contact(a).unwrap().unwrap();
+        assert!(got.verified);
+        assert_eq!(got.last_seen, Some(99));
+        assert_eq!(got.state, ContactState::Blocked);
+        got.onion_address = None;
+        s.update_contact(&got).unwrap();
+        assert_eq!(s.contact(a).unwrap().unwrap(), got);
+        assert_eq!(s.contacts().unwrap().len(), 2);
+
+        s.insert_message(&msg(a, Direction::Incoming, 1, "hi"))
+            .unwrap();
+        s.delete_contact(a).unwrap();
+        assert!(s.contact(a).unwrap().is_none());
+        assert!(s.history(a, 10).unwrap().is_empty(), "messages cascade");
+        assert_eq!(s.delete_contact(a).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            s.set_contact_verified(a, true).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+    }
+
+    fn session(contact: ContactId, id: u8) -> SessionRecord {
+        SessionRecord {
+            contact,
+            session_id: [id; 16],
+            send: ChainState {
+                chain_key: Zeroizing::new(vec![1; 32]),
+                seq: 0,
+            },
+            recv: ChainState {
+                chain_key: Zeroizing::new(vec![2; 32]),
+                seq: 0,
+            },
+            created_at: 5,
+        }
+    }
+
+    #[test]
+    fn sessions_counters_only_move_forward() {
+        let (_tmp, mut s) = fresh();
+        let a = s.add_contact(&contact("@alice", 'a')).unwrap();
+        s.create_session(&session(a, 1)).unwrap();
+        let sid = [1u8; 16];
+        let next = |seq, k| ChainState {
+            chain_key: Zeroizing::new(vec![k; 32]),
+            seq,
+        };
+        s.save_send_state(&sid, &next(1, 3)).unwrap();
+        s.save_send_state(&sid, &next(2, 4)).unwrap();
+        for bad in [2, 1, 0] {
+            let e = s.save_send_state(&sid, &next(bad, 9)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvariantViolation, "{e}");
+        }
+        s.save_recv_state(&sid, &next(7, 5)).unwrap();
+        assert!(s.save_recv_state(&sid, &next(7, 5)).is_err());
+        let got = s.session(&sid).unwrap().unwrap();
+        assert_eq!((got.send.seq, got.recv.seq), (2, 7));
+        assert_eq!(&got.send.chain_key[..], &[4; 32]);
+        assert_eq!(&got.recv.chain_key[..], &[5; 32]);
+        assert!(!format!("{got:?}").contains("4, 4"));
+
+        // A new session replaces the old one.
+        s.create_session(&session(a, 2)).unwrap();
+        assert!(s.session(&sid).unwrap().is_none());
+        assert_eq!(
+            s.session_for_contact(a).unwrap().unwrap().session_id,
+            [2; 16]
+        );
+        assert_eq!(
+            s.save_send_state(&sid, &next(9, 9)).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert!(s.delete_session(&[2; 16]).unwrap());
+        assert!(!s.delete_session(&[2; 16]).unwrap());
+        assert!(s.session_for_contact(a).unwrap().is_none());
+        // Unknown contact.
+        assert!(s.create_session(&session(ContactId(999), 3)).is_err());
+    }
+
+    #[test]
+    fn pending_requests_and_replay_cache() {
+        let (_tmp, mut s) = fresh();
+        let p = |id: u8, at| PendingRequest {
+            request_id: [id; 16],
+            to_username: "@bob".into(),
+            ephemeral_secret: Zeroizing::new(vec![id; 32]),
+            session_half: Zeroizing::new(vec![id + 1; 32]),
+            created_at: at,
+        };
+        s.add_pending_request(&p(1, 10)).unwrap();
+        s.add_pending_request(&p(2, 20)).unwrap();
+        assert_eq!(
+            s.add_pending_request(&p(1, 30)).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(s.pending_requests().unwrap().len(), 2);
+        let got = s.take_pending_request(&[1; 16]).unwrap().unwrap();
+        assert_eq!(&got.ephemeral_secret[..], &[1; 32]);
+        assert_eq!(&got.session_half[..], &[2; 32]);
+        assert!(!format!("{got:?}").contains("[1, 1"));
+        assert!(s.take_pending_request(&[1; 16]).unwrap().is_none());
+        assert_eq!(s.expire_pending_requests(15).unwrap(), 0);
+        assert_eq!(s.expire_pending_requests(25).unwrap(), 1);
+        assert!(s.pending_request(&[2; 16]).unwrap().is_none());
+
+        assert!(!s.seen_request_id(&[7; 16], 100).unwrap());
+        assert!(s.seen_request_id(&[7; 16], 100).unwrap());
+        assert!(!s.seen_request_id(&[8; 16], 200).unwrap());
+        assert_eq!(s.prune_seen_request_ids(150).unwrap(), 1);
+        assert!(s.seen_request_id(&[8; 16], 200).unwrap());
+    }
+
+    #[test]
+    fn messages_history_search_outbox() {
+        let (_tmp, mut s) = fresh();
+        let a = s.add_contact(&contact("@alice", 'a')).unwrap();
+        let b = s.add_contact(&contact("@bob", 'b')).unwrap();
+        let batch: Vec<_> = (1..=5)
+            .map(|i| msg(a, Direction::Incoming, i, &format!("hello {i}")))
+            .collect();
+        let r = s.insert_messages(&batch).unwrap();
+        assert!(r.iter().all(|x| matches!(x, Inserted::New(_))));
+        // Re-delivery is a duplicate and changes nothing.
+        let mut dup = msg(a, Direction::Incoming, 3, "changed");
+        dup.msg_id = [0; 16];
+        assert_eq!(s.insert_message(&dup).unwrap(), Inserted::Duplicate);
+        assert_eq!(s.highest_seq(a, Direction::Incoming).unwrap(), 5);
+        assert_eq!(s.highest_seq(a, Direction::Outgoing).unwrap(), 0);
+        assert!(
+            s.insert_message(&msg(a, Direction::Incoming, 0, "x"))
+                .is_err()
+        );
+        // A failing batch stores nothing.
+        let bad = vec![
+            msg(a, Direction::Incoming, 6, "ok"),
+            msg(ContactId(999), Direction::Incoming, 1, "x"),
+        ];
+        assert!(s.insert_messages(&bad).is_err());
+        assert_eq!(s.highest_seq(a, Direction::Incoming).unwrap(), 5);
+
+        let h = s.history(a, 3).unwrap();
+        assert_eq!(h.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(h[0].body, "hello 3");
+        let older = s.history_before(a, h[0].id, 10).unwrap();
+        assert_eq!(older.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2]);
+
+        let m1 = s
+            .enqueue_message(b, [9; 16], 50, "100% sure_thing")
+            .unwrap();
+        let m2 = s.enqueue_message(b, [10; 16], 51, "second").unwrap();
+        let m3 = s.enqueue_message(b, [11; 16], 52, "third").unwrap();
+        assert_eq!((m1.seq, m2.seq, m3.seq), (1, 2, 3));
+        assert_eq!(s.outbox_contacts().unwrap(), vec![b]);
+        s.mark_sent(m1.id).unwrap();
+        assert_eq!(
+            s.message(m1.id).unwrap().unwrap().state,
+            DeliveryState::Sent
+        );
+        assert_eq!(s.ack_outbox(b, 2).unwrap(), 2);
+        assert_eq!(s.ack_outbox(b, 2).unwrap(), 0);
+        let ob = s.outbox(b).unwrap();
+        assert_eq!(ob.len(), 1);
+        assert_eq!(ob[0].id, m3.id);
+        assert_eq!(
+            s.message(m2.id).unwrap().unwrap().state,
+            DeliveryState::Delivered
+        );
+        assert_eq!(s.mark_read(b, Direction::Outgoing, 1).unwrap(), 1);
+        assert!(s.enqueue_message(ContactId(999), [1; 16], 1, "x").is_err());
+
+        // Search: case-insensitive, wildcards are literal, optionally per contact.
+        assert_eq!(s.search_messages(None, "HELLO", 10).unwrap().len(), 5);
+        assert_eq!(s.search_messages(Some(b), "hello", 10).unwrap().len(), 0);
+        let hits = s.search_messages(None, "0% s", 10).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].id, m1.id);
+        assert!(s.search_messages(None, "_", 10).unwrap().len() == 1);
+        assert_eq!(s.search_messages(None, "%", 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn transfers_and_settings() {
+        let (_tmp, mut s) = fresh();
+        let a = s.add_contact(&contact("@alice", 'a')).unwrap();
+        let t = NewTransfer {
+            transfer_id: [3; 16],
+            contact: a,
+            direction: Direction::Incoming,
+            name: "photo.jpg".into(),
+            size: 10 * 65536 + 1,
+            sha256: [4; 32],
+            chunk_size: 65536,
+            local_path: Some("/tmp/x".into()),
+        };
+        s.add_transfer(&t).unwrap();
+        assert_eq!(
+            s.add_transfer(&t).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+        let have = s.mark_chunks_done(&[3; 16], &[0, 1, 2, 5]).unwrap();
+        assert_eq!(have.ranges(), &[(0, 3), (5, 6)]);
+        assert!(s.mark_chunks_done(&[3; 16], &[11]).is_err());
+        s.set_transfer_state(&[3; 16], TransferState::Paused)
+            .unwrap();
+        let got = s.transfer(&[3; 16]).unwrap().unwrap();
+        assert_eq!(got.chunk_count(), 11);
+        assert_eq!(got.have, have);
+        assert_eq!(got.state, TransferState::Paused);
+        assert!(!got.is_complete());
+        assert_eq!(s.transfers(a).unwrap().len(), 1);
+        assert!(s.delete_transfer(&[3; 16]).unwrap());
+        assert!(s.transfer(&[3; 16]).unwrap().is_none());
+
+        assert_eq!(s.setting("theme").unwrap(), None);
+        s.set_setting("theme", "dark").unwrap();
+        s.set_setting("theme", "light").unwrap();
+        s.set_setting("a", "1").unwrap();
+        assert_eq!(s.setting("theme").unwrap().as_deref(), Some("light"));
+        assert_eq!(s.settings().unwrap().len(), 2);
+        assert!(s.remove_setting("theme").unwrap());
+        assert!(!s.remove_setting("theme").unwrap());
+    }
+
+    #[test]
+    fn v1_store_upgrades_with_data() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        let mut s = Store::create_at_version(&dir, &pw("pass"), KdfParams::insecure_for_tests(), 1)
+            .unwrap();
+        assert_eq!(s.schema_version().unwrap(), 1);
+        s.set_identity(&identity()).unwrap();
+        let a = s.add_contact(&contact("@alice", 'a')).unwrap();
+        s.insert_message(&msg(a, Direction::Incoming, 1, "from v1"))
+            .unwrap();
+        s.create_session(&session(a, 1)).unwrap();
+        // v2 tables do not exist yet.
+        assert!(s.set_setting("k", "v").is_err());
+        s.close().unwrap();
+
+        let s = Store::open(&dir, &pw("pass")).unwrap();
+        assert_eq!(s.schema_version().unwrap(), migrations::LATEST_VERSION);
+        assert_eq!(s.identity().unwrap().unwrap().username, "@me");
+        assert_eq!(s.history(a, 10).unwrap()[0].body, "from v1");
+        assert_eq!(
+            s.session_for_contact(a).unwrap().unwrap().session_id,
+            [1; 16]
+        );
+        s.set_setting("k", "v").unwrap();
+        assert_eq!(s.setting("k").unwrap().as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn rekey_and_interrupted_rekey() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        let mut s = Store::create(&dir, &pw("old"), KdfParams::insecure_for_tests()).unwrap();
+        s.set_identity(&identity()).unwrap();
+        let old_header = std::fs::read(dir.join(datadir::HEADER_FILE)).unwrap();
+        let mut raised = KdfParams::insecure_for_tests();
+        raised.t_cost = 2;
+        s.rekey(&pw("new"), Some(raised)).unwrap();
+        assert_eq!(s.kdf_params(), raised);
+        assert!(
+            s.identity().unwrap().is_some(),
+            "the live connection keeps working"
+        );
+        s.close().unwrap();
+        let new_header = std::fs::read(dir.join(datadir::HEADER_FILE)).unwrap();
+        assert_ne!(old_header, new_header);
+        assert!(!dir.join(datadir::NEW_HEADER_FILE).exists());
+        assert_eq!(
+            Store::open(&dir, &pw("old")).unwrap_err().kind(),
+            ErrorKind::WrongPassphrase
+        );
+        let s = Store::open(&dir, &pw("new")).unwrap();
+        assert_eq!(s.kdf_params(), raised);
+        drop(s);
+
+        // Crash after the database was re-keyed but before the header was renamed:
+        // store.header is the old one, store.header.new the current one.
+        std::fs::write(dir.join(datadir::HEADER_FILE), &old_header).unwrap();
+        std::fs::write(dir.join(datadir::NEW_HEADER_FILE), &new_header).unwrap();
+        assert_eq!(
+            Store::open(&dir, &pw("old")).unwrap_err().kind(),
+            ErrorKind::WrongPassphrase
+        );
+        assert!(
+            dir.join(datadir::NEW_HEADER_FILE).exists(),
+            "a failed open changes nothing"
+        );
+        let s = Store::open(&dir, &pw("new")).unwrap();
+        assert!(s.identity().unwrap().is_some());
+        drop(s);
+        assert!(!dir.join(datadir::NEW_HEADER_FILE).exists());
+        assert_eq!(
+            std::fs::read(dir.join(datadir::HEADER_FILE)).unwrap(),
+            new_header
+        );
+
+        // Crash before the database was re-keyed: a stale .new header is discarded.
+        std::fs::write(dir.join(datadir::NEW_HEADER_FILE), &old_header).unwrap();
+        Store::open(&dir, &pw("new")).unwrap();
+        assert!(!dir.join(datadir::NEW_HEADER_FILE).exists());
+    }
+}
