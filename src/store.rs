@@ -230,8 +230,7 @@ impl Store {
                 dir: dir.path().to_path_buf(),
             });
         }
-        let header = StoreHeader::generate(params)?;
-        let key = header.derive(passphrase)?;
+        let (header, key) = StoreHeader::generate(params, passphrase)?;
         dir.write_atomic(datadir::HEADER_FILE, header.to_json().as_bytes())?;
         remove_if_exists(&dir.new_header_path())?;
         let db_path = dir.db_path();
@@ -275,37 +274,48 @@ impl Store {
         let db_path = dir.db_path();
         let header = read_header(&dir.header_path())?;
         let new_header_path = dir.new_header_path();
-        let key = header.derive(passphrase)?;
-        let (mut conn, header) = match open_keyed(&db_path, &key, false) {
-            Ok(conn) => {
-                // A leftover from a passphrase change that never reached the database.
-                if new_header_path.exists() {
-                    remove_if_exists(&new_header_path)?;
-                    dir.sync()?;
-                }
-                (conn, header)
-            }
-            Err(OpenFailure::Other(e)) => return Err(e),
-            Err(OpenFailure::WrongKey) => {
-                let wrong = || Error::WrongPassphrase {
-                    dir: dir.path().to_path_buf(),
-                };
-                if !new_header_path.exists() {
-                    return Err(wrong());
-                }
-                // The database may have been re-keyed before the crash: try the new header.
-                let new_header = read_header(&new_header_path)?;
-                let new_key = new_header.derive(passphrase)?;
-                match open_keyed(&db_path, &new_key, false) {
-                    Ok(conn) => {
-                        dir.rename(datadir::NEW_HEADER_FILE, datadir::HEADER_FILE)?;
-                        (conn, new_header)
-                    }
-                    Err(OpenFailure::WrongKey) => return Err(wrong()),
-                    Err(OpenFailure::Other(e)) => return Err(e),
-                }
-            }
+        let new_header = if new_header_path.exists() {
+            Some(read_header(&new_header_path)?)
+        } else {
+            None
         };
+        let wrong = || Error::WrongPassphrase {
+            dir: dir.path().to_path_buf(),
+        };
+        // Check the passphrase against the header(s) before touching the database.
+        let mut candidates = Vec::with_capacity(2);
+        if let Some(key) = header.unlock(passphrase)? {
+            candidates.push((key, header));
+        }
+        if let Some(nh) = &new_header {
+            if let Some(key) = nh.unlock(passphrase)? {
+                candidates.push((key, nh.clone()));
+            }
+        }
+        let mut opened = None;
+        for (key, h) in candidates {
+            match open_keyed(&db_path, &key, false) {
+                Ok(conn) => {
+                    opened = Some((conn, h));
+                    break;
+                }
+                // Only after an interrupted passphrase change: the header matches the
+                // passphrase but the database is keyed with the other one.
+                Err(OpenFailure::WrongKey) => continue,
+                Err(OpenFailure::Other(e)) => return Err(e),
+            }
+        }
+        let (mut conn, header) = opened.ok_or_else(wrong)?;
+        if let Some(nh) = &new_header {
+            if *nh == header {
+                // The re-key had reached the database: commit the new header.
+                dir.rename(datadir::NEW_HEADER_FILE, datadir::HEADER_FILE)?;
+            } else {
+                // A leftover from a passphrase change that never reached the database.
+                remove_if_exists(&new_header_path)?;
+                dir.sync()?;
+            }
+        }
         let sync = Synchronous::Full;
         configure(&conn, sync)?;
         migrations::migrate(&mut conn)?;
@@ -335,8 +345,8 @@ impl Store {
         new_passphrase: &SecretString,
         params: Option<KdfParams>,
     ) -> Result<()> {
-        let header = StoreHeader::generate(params.unwrap_or(self.header.params))?;
-        let key = header.derive(new_passphrase)?;
+        let (header, key) =
+            StoreHeader::generate(params.unwrap_or(self.header.params), new_passphrase)?;
         self.dir
             .write_atomic(datadir::NEW_HEADER_FILE, header.to_json().as_bytes())?;
         self.conn

@@ -8,12 +8,21 @@
 //! Defaults: m = 64 MiB, t = 3, p = 1 (about 270 ms on the reference machine, see
 //! `shared/CRYPTO.md`). p = 2 gives no speed-up without the argon2 crate's `parallel`
 //! feature, so it would only make an attacker's job cheaper relative to ours.
+//!
+//! The header also holds a *key check*: SHA-256 over a domain string and the derived
+//! key. A wrong passphrase is detected against it before the database is touched at
+//! all (opening a WAL database, even with the wrong key, may update the reader marks
+//! in its `-shm` file while another process has it open). It gives an attacker no
+//! shortcut: SQLCipher's per-page HMAC already lets anyone holding the file test a
+//! guessed key, and each guess still costs one Argon2id run.
 
 use std::fmt;
 use std::path::Path;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::err::Error;
@@ -96,6 +105,14 @@ impl DerivedKey {
         &self.0
     }
 
+    /// The key check value stored in the header: SHA-256(domain || key).
+    fn check_value(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"umbra/v1/store-key-check\0");
+        h.update(&self.0[..]);
+        h.finalize().into()
+    }
+
     /// The key as the SQLCipher raw-key literal `x'<64 hex>'`, in a zeroizing string.
     ///
     /// Built without intermediate allocations so no stray copy of the hex key is left
@@ -166,6 +183,8 @@ pub struct StoreHeader {
     pub params: KdfParams,
     /// Argon2id salt.
     pub salt: Vec<u8>,
+    /// SHA-256 over a domain string and the derived key (see the module docs).
+    pub key_check: [u8; 32],
 }
 
 /// On-disk JSON form of the header.
@@ -184,21 +203,32 @@ struct HeaderFile {
     salt: String,
     /// Always `"sqlcipher4-raw-key"` in version 1.
     cipher: String,
+    /// Key check value, lowercase hex.
+    key_check: String,
 }
 
 impl StoreHeader {
-    /// A new header with a fresh random salt.
-    pub fn generate(params: KdfParams) -> Result<Self, Error> {
-        params.validate().map_err(|reason| Error::Kdf { reason })?;
-        Ok(StoreHeader {
+    /// A new header with a fresh random salt for `passphrase`, and the key it derives.
+    pub fn generate(
+        params: KdfParams,
+        passphrase: &SecretString,
+    ) -> Result<(Self, DerivedKey), Error> {
+        let salt = random_salt()?.to_vec();
+        let key = derive_key(passphrase, &salt, &params)?;
+        let header = StoreHeader {
             params,
-            salt: random_salt()?.to_vec(),
-        })
+            salt,
+            key_check: key.check_value(),
+        };
+        Ok((header, key))
     }
 
-    /// Derive the database key for `passphrase`.
-    pub fn derive(&self, passphrase: &SecretString) -> Result<DerivedKey, Error> {
-        derive_key(passphrase, &self.salt, &self.params)
+    /// Derive the key for `passphrase`; `None` if it does not match the key check
+    /// (wrong passphrase).
+    pub fn unlock(&self, passphrase: &SecretString) -> Result<Option<DerivedKey>, Error> {
+        let key = derive_key(passphrase, &self.salt, &self.params)?;
+        let ok: bool = key.check_value().ct_eq(&self.key_check).into();
+        Ok(ok.then_some(key))
     }
 
     /// Serialize to the on-disk JSON form.
@@ -210,6 +240,7 @@ impl StoreHeader {
             params: self.params,
             salt: hex::encode(&self.salt),
             cipher: "sqlcipher4-raw-key".into(),
+            key_check: hex::encode(self.key_check),
         };
         // Serializing a struct of strings and integers cannot fail.
         let mut s = serde_json::to_string_pretty(&file).unwrap_or_default();
@@ -244,9 +275,14 @@ impl StoreHeader {
         if salt.len() < SALT_LEN {
             return Err(bad(format!("salt shorter than {SALT_LEN} bytes")));
         }
+        let key_check = hex::decode(&file.key_check)
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .ok_or_else(|| bad("key_check must be 64 hex digits".into()))?;
         Ok(StoreHeader {
             params: file.params,
             salt,
+            key_check,
         })
     }
 }
@@ -262,14 +298,16 @@ mod test {
 
     #[test]
     fn header_roundtrip_and_strictness() {
-        let h = StoreHeader::generate(KdfParams::default()).unwrap();
+        let (h, key) = StoreHeader::generate(KdfParams::insecure_for_tests(), &pw("a")).unwrap();
         let p = Path::new("store.header");
+        assert_eq!(h.unlock(&pw("a")).unwrap().unwrap().bytes(), key.bytes());
+        assert!(h.unlock(&pw("b")).unwrap().is_none());
         assert_eq!(StoreHeader::from_json(&h.to_json(), p).unwrap(), h);
         let extra = h.to_json().replacen('{', "{\"x\": 1,", 1);
         assert!(StoreHeader::from_json(&extra, p).is_err());
         let v2 = h.to_json().replace("\"version\": 1", "\"version\": 2");
         assert!(StoreHeader::from_json(&v2, p).is_err());
-        let weak = h.to_json().replace("\"t_cost\": 3", "\"t_cost\": 0");
+        let weak = h.to_json().replace("\"t_cost\": 1", "\"t_cost\": 0");
         assert!(StoreHeader::from_json(&weak, p).is_err());
     }
 
