@@ -39,11 +39,22 @@ fn insert(tx: &Transaction<'_>, m: &NewMessage) -> Result<Inserted> {
         });
     }
     let n = tx
-        .execute(
+        .prepare_cached(
             "INSERT OR IGNORE INTO messages (contact_id, direction, seq, msg_id, sent_at, received_at, body, state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![m.contact.0, m.direction, m.seq, m.msg_id, m.sent_at, m.received_at, m.body, m.state],
         )
+        .and_then(|mut st| {
+            st.execute(params![
+                m.contact.0,
+                m.direction,
+                m.seq,
+                m.msg_id,
+                m.sent_at,
+                m.received_at,
+                m.body,
+                m.state
+            ])
+        })
         .map_err(db("storing a message"))?;
     Ok(if n == 0 {
         Inserted::Duplicate
