@@ -287,10 +287,10 @@ impl Store {
         if let Some(key) = header.unlock(passphrase)? {
             candidates.push((key, header));
         }
-        if let Some(nh) = &new_header {
-            if let Some(key) = nh.unlock(passphrase)? {
-                candidates.push((key, nh.clone()));
-            }
+        if let Some(nh) = &new_header
+            && let Some(key) = nh.unlock(passphrase)?
+        {
+            candidates.push((key, nh.clone()));
         }
         let mut opened = None;
         for (key, h) in candidates {
