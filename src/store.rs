@@ -231,7 +231,7 @@ impl Store {
             });
         }
         let (header, key) = StoreHeader::generate(params, passphrase)?;
-        dir.write_atomic(datadir::HEADER_FILE, header.to_json().as_bytes())?;
+        dir.write_atomic(datadir::HEADER_FILE, header.to_json()?.as_bytes())?;
         remove_if_exists(&dir.new_header_path())?;
         let db_path = dir.db_path();
         remove_if_exists(&db_path)?;
@@ -348,7 +348,7 @@ impl Store {
         let (header, key) =
             StoreHeader::generate(params.unwrap_or(self.header.params), new_passphrase)?;
         self.dir
-            .write_atomic(datadir::NEW_HEADER_FILE, header.to_json().as_bytes())?;
+            .write_atomic(datadir::NEW_HEADER_FILE, header.to_json()?.as_bytes())?;
         self.conn
             .execute_batch(&key.sqlcipher_pragma("rekey"))
             .map_err(db("re-keying the database"))?;

@@ -217,6 +217,10 @@ fn wrong_passphrase_while_open_elsewhere() {
     let e = Store::open(&dir, &pw("wrong")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WrongPassphrase);
     assert_eq!(snapshot(&dir), before);
+    // The WAL and its index inherit the database's owner-only mode.
+    for (p, (_, mode)) in &before {
+        assert_eq!(mode & 0o077, 0, "{} has mode {mode:o}", p.display());
+    }
     drop(store);
 }
 
@@ -434,6 +438,13 @@ fn killed_mid_write(batch: u64, kill_after: u64) {
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
     assert!(!status.success());
+
+    // The crash left a WAL (and its index) behind; a wrong passphrase touches nothing.
+    let before = snapshot(&dir);
+    assert!(before.keys().any(|p| p.ends_with("umbra.db-wal")));
+    let e = Store::open(&dir, &pw("wrong")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongPassphrase);
+    assert_eq!(snapshot(&dir), before);
 
     let store = Store::open(&dir, &pw("pass")).unwrap();
     let seqs: Vec<u64> = store

@@ -232,7 +232,7 @@ impl StoreHeader {
     }
 
     /// Serialize to the on-disk JSON form.
-    pub fn to_json(&self) -> String {
+    pub fn to_json(&self) -> Result<String, Error> {
         let file = HeaderFile {
             format: "umbra-store".into(),
             version: HEADER_VERSION,
@@ -242,10 +242,11 @@ impl StoreHeader {
             cipher: "sqlcipher4-raw-key".into(),
             key_check: hex::encode(self.key_check),
         };
-        // Serializing a struct of strings and integers cannot fail.
-        let mut s = serde_json::to_string_pretty(&file).unwrap_or_default();
+        let mut s = serde_json::to_string_pretty(&file).map_err(|e| Error::Kdf {
+            reason: format!("cannot encode the header: {e}"),
+        })?;
         s.push('\n');
-        s
+        Ok(s)
     }
 
     /// Parse and validate the on-disk JSON form; `path` is for error messages.
@@ -302,12 +303,18 @@ mod test {
         let p = Path::new("store.header");
         assert_eq!(h.unlock(&pw("a")).unwrap().unwrap().bytes(), key.bytes());
         assert!(h.unlock(&pw("b")).unwrap().is_none());
-        assert_eq!(StoreHeader::from_json(&h.to_json(), p).unwrap(), h);
-        let extra = h.to_json().replacen('{', "{\"x\": 1,", 1);
+        assert_eq!(StoreHeader::from_json(&h.to_json().unwrap(), p).unwrap(), h);
+        let extra = h.to_json().unwrap().replacen('{', "{\"x\": 1,", 1);
         assert!(StoreHeader::from_json(&extra, p).is_err());
-        let v2 = h.to_json().replace("\"version\": 1", "\"version\": 2");
+        let v2 = h
+            .to_json()
+            .unwrap()
+            .replace("\"version\": 1", "\"version\": 2");
         assert!(StoreHeader::from_json(&v2, p).is_err());
-        let weak = h.to_json().replace("\"t_cost\": 1", "\"t_cost\": 0");
+        let weak = h
+            .to_json()
+            .unwrap()
+            .replace("\"t_cost\": 1", "\"t_cost\": 0");
         assert!(StoreHeader::from_json(&weak, p).is_err());
     }
 
