@@ -98,3 +98,55 @@ pub fn import_identity(
     let fpr = super::normalize_fingerprint(&b.identity.fingerprint)?;
     Ok((store, fpr, added))
 }
+
+/// Resolve the data directory and the passphrase the usual way (flag, environment,
+/// prompt) and unlock the store: what every CLI command that needs the store does.
+///
+/// Fails with [`Error::NotInitialized`] before asking for a passphrase if there is no
+/// store.
+pub fn unlock(data_dir: Option<&Path>, passphrase_file: Option<&Path>) -> Result<Store> {
+    let dir = super::datadir::resolve(data_dir)?;
+    let checked = super::DataDir::open(&dir)?;
+    if !checked.db_path().exists() {
+        return Err(Error::NotInitialized { dir });
+    }
+    let pass =
+        super::passphrase::PassphraseSource::choose(passphrase_file).read("Umbra passphrase: ")?;
+    Store::open(&dir, &pass)
+}
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn unlock_with_passphrase_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        let pwfile = tmp.path().join("pw");
+        std::fs::write(&pwfile, "file pass\n").unwrap();
+        let e = unlock(Some(&dir), Some(&pwfile)).unwrap_err();
+        assert_eq!(e.kind(), super::super::ErrorKind::NotInitialized);
+        let id = OwnIdentity {
+            username: "@me".into(),
+            fingerprint: "A".repeat(40),
+            secret_cert: zeroize::Zeroizing::new(vec![1]),
+            created_at: 0,
+        };
+        let pass = SecretString::from("file pass".to_owned());
+        init(&dir, &pass, KdfParams::insecure_for_tests(), &id)
+            .unwrap()
+            .close()
+            .unwrap();
+        let s = unlock(Some(&dir), Some(&pwfile)).unwrap();
+        let st = status(&s).unwrap();
+        assert_eq!(st.username.as_deref(), Some("@me"));
+        assert!(st.hs_dir.is_dir());
+        let json = serde_json::to_string(&st).unwrap();
+        assert!(json.contains("\"fingerprint\":\"AAAA"), "{json}");
+        std::fs::write(&pwfile, "other\n").unwrap();
+        let e = unlock(Some(&dir), Some(&pwfile)).unwrap_err();
+        assert_eq!(e.kind(), super::super::ErrorKind::WrongPassphrase);
+    }
+}
