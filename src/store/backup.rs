@@ -398,6 +398,27 @@ impl Store {
 mod test {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Arbitrary bytes, with or without a valid-looking header, never panic.
+        #[test]
+        fn open_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..200), with_header in any::<bool>()) {
+            let mut bytes = Vec::new();
+            if with_header {
+                bytes.extend_from_slice(MAGIC);
+                bytes.push(VERSION);
+                for v in [1024u32, 1, 1] {
+                    bytes.extend_from_slice(&v.to_be_bytes());
+                }
+                bytes.push(16);
+            }
+            bytes.extend_from_slice(&tail);
+            let pw = SecretString::from("p".to_owned());
+            prop_assert!(open(&bytes, &pw, Path::new("b")).is_err());
+        }
+    }
 
     fn sample() -> Backup {
         Backup {

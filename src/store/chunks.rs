@@ -127,6 +127,13 @@ mod test {
 
     proptest! {
         #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
+            if let Some(c) = ChunkSet::from_bytes(&bytes) {
+                prop_assert_eq!(c.to_bytes(), bytes);
+            }
+        }
+
+        #[test]
         fn behaves_like_a_set(xs in proptest::collection::vec(0u64..200, 0..120)) {
             let mut c = ChunkSet::new();
             let mut model = BTreeSet::new();

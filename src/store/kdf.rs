@@ -318,6 +318,13 @@ mod test {
         assert!(StoreHeader::from_json(&weak, p).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn header_parse_never_panics(text in ".{0,300}") {
+            let _ = StoreHeader::from_json(&text, Path::new("h"));
+        }
+    }
+
     #[test]
     fn derivation_depends_on_everything() {
         let params = KdfParams::insecure_for_tests();
