@@ -142,14 +142,11 @@ impl From<Error> for OpenFailure {
     }
 }
 
-/// Open `path` (which must exist unless `create`), apply the key and verify it with one read.
+/// Open the existing file `path` (never creating it), apply the key and verify it with one read.
 ///
 /// Nothing is written before the read succeeds.
-fn open_keyed(path: &Path, key: &DerivedKey, create: bool) -> Result<Connection, OpenFailure> {
-    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    if create {
-        flags |= OpenFlags::SQLITE_OPEN_CREATE;
-    }
+fn open_keyed(path: &Path, key: &DerivedKey) -> Result<Connection, OpenFailure> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(db("opening the database"))?;
     // Wipe SQLCipher's freed memory (page cache, key material) and keep its
     // HMAC-failure messages off stderr. Both must precede the key.
@@ -238,7 +235,7 @@ impl Store {
         // Create the file ourselves so that it (and the -wal/-shm files SQLite derives
         // from its mode) is 0600 regardless of the umask.
         drop(dir.create_private_file(datadir::DB_FILE)?);
-        let mut conn = match open_keyed(&db_path, &key, false) {
+        let mut conn = match open_keyed(&db_path, &key) {
             Ok(c) => c,
             Err(OpenFailure::WrongKey) => {
                 return Err(Error::CorruptValue {
@@ -294,7 +291,7 @@ impl Store {
         }
         let mut opened = None;
         for (key, h) in candidates {
-            match open_keyed(&db_path, &key, false) {
+            match open_keyed(&db_path, &key) {
                 Ok(conn) => {
                     opened = Some((conn, h));
                     break;
@@ -354,7 +351,7 @@ impl Store {
             .map_err(db("re-keying the database"))?;
         self.checkpoint()?;
         // sqlite3_rekey reports success even when it rolled back: check for real.
-        match open_keyed(&self.dir.db_path(), &key, false) {
+        match open_keyed(&self.dir.db_path(), &key) {
             Ok(check) => drop(check),
             Err(failure) => {
                 remove_if_exists(&self.dir.new_header_path())?;

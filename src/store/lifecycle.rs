@@ -30,14 +30,23 @@ pub struct StoreStatus {
 }
 
 /// Create a store in `dir`, store `identity` in it and prepare the onion service key
-/// directory. Fails with [`Error::AlreadyInitialized`] if a store exists.
+/// directory. Fails with [`Error::AlreadyInitialized`] if a store with an identity
+/// exists. A store left without an identity by an interrupted `init` (same
+/// passphrase) is completed instead.
 pub fn init(
     dir: &Path,
     passphrase: &SecretString,
     params: KdfParams,
     identity: &OwnIdentity,
 ) -> Result<Store> {
-    let store = Store::create(dir, passphrase, params)?;
+    let store = match Store::create(dir, passphrase, params) {
+        Ok(s) => s,
+        Err(exists @ Error::AlreadyInitialized { .. }) => match Store::open(dir, passphrase) {
+            Ok(s) if s.identity()?.is_none() => s,
+            _ => return Err(exists),
+        },
+        Err(e) => return Err(e),
+    };
     store.set_identity(identity)?;
     store.dir().hs_dir()?;
     Ok(store)
@@ -121,6 +130,29 @@ mod test {
     use super::*;
 
     #[test]
+    fn interrupted_init_is_completed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        let pass = SecretString::from("p".to_owned());
+        // Crash between creating the store and storing the identity.
+        Store::create(&dir, &pass, KdfParams::insecure_for_tests())
+            .unwrap()
+            .close()
+            .unwrap();
+        let id = OwnIdentity {
+            username: "@me".into(),
+            fingerprint: "B".repeat(40),
+            secret_cert: zeroize::Zeroizing::new(vec![1]),
+            created_at: 0,
+        };
+        let other = SecretString::from("q".to_owned());
+        let e = init(&dir, &other, KdfParams::insecure_for_tests(), &id).unwrap_err();
+        assert_eq!(e.kind(), super::super::ErrorKind::AlreadyExists);
+        let s = init(&dir, &pass, KdfParams::insecure_for_tests(), &id).unwrap();
+        assert_eq!(s.identity().unwrap().unwrap().fingerprint, "B".repeat(40));
+    }
+
+    #[test]
     fn unlock_with_passphrase_file() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("d");
@@ -139,6 +171,8 @@ mod test {
             .unwrap()
             .close()
             .unwrap();
+        let e = init(&dir, &pass, KdfParams::insecure_for_tests(), &id).unwrap_err();
+        assert_eq!(e.kind(), super::super::ErrorKind::AlreadyExists);
         let s = unlock(Some(&dir), Some(&pwfile)).unwrap();
         let st = status(&s).unwrap();
         assert_eq!(st.username.as_deref(), Some("@me"));
