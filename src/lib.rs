@@ -40,6 +40,7 @@ pub mod identity;
 pub mod limits;
 pub mod redact;
 pub mod session;
+pub mod store;
 pub mod time;
 pub mod wire;
 

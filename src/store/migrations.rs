@@ -1,0 +1,182 @@
+//! Schema migrations, tracked with `PRAGMA user_version`.
+//!
+//! Migration `n` (1-based) takes a database at version `n - 1` to version `n`. Each runs
+//! in its own transaction together with the `user_version` bump, so an interrupted
+//! upgrade leaves the database at the previous version. Never edit a released step:
+//! add a new one.
+//!
+//! - v1: identity, contacts, sessions, pending requests, seen request ids, messages, outbox.
+//! - v2: file transfers and settings.
+
+use rusqlite::Connection;
+
+use super::err::{Error, db};
+
+/// The migration steps; index `i` upgrades version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // ---------------------------------------------------------------- v1
+    r#"
+    CREATE TABLE identity (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        username      TEXT NOT NULL,
+        fingerprint   TEXT NOT NULL,
+        secret_cert   BLOB NOT NULL,
+        created_at    INTEGER NOT NULL
+    );
+    CREATE TABLE contacts (
+        id            INTEGER PRIMARY KEY,
+        username      TEXT NOT NULL UNIQUE,
+        fingerprint   TEXT NOT NULL UNIQUE,
+        public_cert   BLOB NOT NULL,
+        onion_address TEXT,
+        state         TEXT NOT NULL,
+        verified      INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
+        last_seen     INTEGER,
+        created_at    INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        id             INTEGER PRIMARY KEY,
+        contact_id     INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+        session_id     BLOB NOT NULL UNIQUE,
+        send_chain_key BLOB NOT NULL,
+        send_seq       INTEGER NOT NULL CHECK (send_seq >= 0),
+        recv_chain_key BLOB NOT NULL,
+        recv_seq       INTEGER NOT NULL CHECK (recv_seq >= 0),
+        created_at     INTEGER NOT NULL,
+        ended_at       INTEGER
+    );
+    CREATE UNIQUE INDEX sessions_one_active ON sessions(contact_id) WHERE ended_at IS NULL;
+    CREATE TABLE pending_requests (
+        request_id       BLOB PRIMARY KEY,
+        to_username      TEXT NOT NULL,
+        ephemeral_secret BLOB NOT NULL,
+        session_half     BLOB NOT NULL,
+        created_at       INTEGER NOT NULL
+    );
+    CREATE TABLE seen_requests (
+        request_id  BLOB PRIMARY KEY,
+        seen_at     INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );
+    CREATE INDEX seen_requests_expiry ON seen_requests(expires_at);
+    CREATE TABLE messages (
+        id          INTEGER PRIMARY KEY,
+        contact_id  INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+        direction   TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        seq         INTEGER NOT NULL CHECK (seq >= 1),
+        msg_id      BLOB NOT NULL,
+        sent_at     INTEGER NOT NULL,
+        received_at INTEGER,
+        body        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        UNIQUE (contact_id, direction, seq)
+    );
+    CREATE TABLE outbox (
+        message_id  INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        enqueued_at INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0
+    );
+    "#,
+    // ---------------------------------------------------------------- v2
+    r#"
+    CREATE TABLE file_transfers (
+        transfer_id BLOB PRIMARY KEY,
+        contact_id  INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+        direction   TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        name        TEXT NOT NULL,
+        size        INTEGER NOT NULL CHECK (size >= 0),
+        sha256      BLOB NOT NULL,
+        chunk_size  INTEGER NOT NULL CHECK (chunk_size > 0),
+        chunks_have BLOB NOT NULL,
+        local_path  TEXT,
+        state       TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE INDEX file_transfers_contact ON file_transfers(contact_id);
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build creates and reads.
+pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// The database's current `user_version`.
+pub fn version(conn: &Connection) -> Result<u32, Error> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db("reading the schema version"))
+}
+
+/// Upgrade the database to [`LATEST_VERSION`].
+pub fn migrate(conn: &mut Connection) -> Result<u32, Error> {
+    migrate_to(conn, LATEST_VERSION)
+}
+
+/// Upgrade the database to `target` (used by tests to build old versions).
+pub(crate) fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, Error> {
+    let current = version(conn)?;
+    if current > LATEST_VERSION {
+        return Err(Error::SchemaTooNew {
+            found: current,
+            supported: LATEST_VERSION,
+        });
+    }
+    for v in current..target.min(LATEST_VERSION) {
+        let tx = conn
+            .transaction()
+            .map_err(db("starting a schema migration"))?;
+        let step = MIGRATIONS.get(v as usize).ok_or(Error::SchemaTooNew {
+            found: v,
+            supported: LATEST_VERSION,
+        })?;
+        tx.execute_batch(step).map_err(db("migrating the schema"))?;
+        tx.pragma_update(None, "user_version", v + 1)
+            .map_err(db("recording the schema version"))?;
+        tx.commit().map_err(db("committing a schema migration"))?;
+    }
+    version(conn)
+}
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn schema(conn: &Connection) -> Vec<String> {
+        let mut st = conn
+            .prepare("SELECT type || ' ' || name || ': ' || coalesce(sql, '') FROM sqlite_master ORDER BY type, name")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_version_upgrades_to_the_same_schema() {
+        let mut fresh = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut fresh).unwrap(), LATEST_VERSION);
+        let want = schema(&fresh);
+        const { assert!(LATEST_VERSION >= 2) };
+        for start in 0..LATEST_VERSION {
+            let mut c = Connection::open_in_memory().unwrap();
+            assert_eq!(migrate_to(&mut c, start).unwrap(), start);
+            assert_eq!(migrate(&mut c).unwrap(), LATEST_VERSION);
+            assert_eq!(schema(&c), want, "upgrade from v{start}");
+            // Idempotent once at the latest version.
+            assert_eq!(migrate(&mut c).unwrap(), LATEST_VERSION);
+        }
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "user_version", LATEST_VERSION + 1)
+            .unwrap();
+        let e = migrate(&mut c).unwrap_err();
+        assert!(matches!(e, Error::SchemaTooNew { .. }), "{e}");
+    }
+}
