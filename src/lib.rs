@@ -1,1 +1,4 @@
 //! Umbra client library.
+
+pub mod config;
+pub mod transport;
