@@ -296,20 +296,27 @@ where
     let started = tokio::time::Instant::now();
     let deadline = started + policy.total;
     let mut attempts = 0u32;
+    // The last real failure, reported if the budget runs out mid-attempt.
+    let mut last: Option<(Failure, Box<dyn std::error::Error + Send + Sync>)> = None;
     loop {
         attempts = attempts.saturating_add(1);
         let outcome = tokio::time::timeout_at(deadline, attempt()).await;
-        let (failure, source): (Failure, Box<dyn std::error::Error + Send + Sync>) = match outcome {
+        let (failure, source) = match outcome {
             Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) => (judge(&e), Box::new(e)),
-            Err(_elapsed) => (
-                Failure {
-                    retry: false,
-                    kind: ErrorKind::Unreachable,
-                    reason: "timed out",
-                },
-                Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut)),
-            ),
+            Ok(Err(e)) => {
+                let f = judge(&e);
+                (f, Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            }
+            Err(_elapsed) => last.take().unwrap_or_else(|| {
+                (
+                    Failure {
+                        retry: false,
+                        kind: ErrorKind::Unreachable,
+                        reason: "timed out",
+                    },
+                    Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+                )
+            }),
         };
         let pause = policy.backoff(attempts);
         let now = tokio::time::Instant::now();
@@ -328,6 +335,7 @@ where
             reason = failure.reason,
             "connect failed; retrying"
         );
+        last = Some((failure, source));
         tokio::time::sleep(pause).await;
     }
 }

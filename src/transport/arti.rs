@@ -235,7 +235,7 @@ impl ArtiTransport {
             .config(config)
             // A previous instance on the same data dir may still be
             // releasing its lock (e.g. a restart).
-            .local_resource_timeout(Duration::from_secs(10))
+            .local_resource_timeout(arti_client::MAX_LOCAL_RESOURCE_TIMEOUT)
             .create_unbootstrapped_async()
             .await
             .map_err(|e| arti_err("create the Tor client", e))?;

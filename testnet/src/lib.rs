@@ -113,30 +113,70 @@ impl ArtiNetworkConfig {
     /// Render as a TOML fragment that deserializes into
     /// `arti_client::config::TorClientConfigBuilder`.
     pub fn to_toml(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::new();
-        s.push_str("# Arti configuration for a private umbra-testnet Tor network.\n");
-        s.push_str("[tor_network.authorities]\nv3idents = [\n");
-        for a in &self.authorities {
-            let _ = writeln!(s, "  \"{}\",", a.v3ident);
+        use std::collections::BTreeMap;
+
+        #[derive(serde::Serialize)]
+        struct Fragment<'a> {
+            tor_network: TorNetwork<'a>,
+            override_net_params: BTreeMap<&'a str, i32>,
+            path_rules: BTreeMap<&'static str, u8>,
+            address_filter: BTreeMap<&'static str, bool>,
         }
-        s.push_str("]\n\n");
-        for a in &self.authorities {
-            s.push_str("[[tor_network.fallback_caches]]\n");
-            let _ = writeln!(s, "rsa_identity = \"{}\"", a.rsa_identity);
-            let _ = writeln!(s, "ed_identity = \"{}\"", a.ed_identity);
-            let _ = writeln!(s, "orports = [\"{}\"]\n", a.orport);
+        #[derive(serde::Serialize)]
+        struct TorNetwork<'a> {
+            authorities: Authorities<'a>,
+            fallback_caches: Vec<Fallback<'a>>,
         }
-        s.push_str("[override_net_params]\n");
-        for (k, v) in &self.override_net_params {
-            let _ = writeln!(s, "{k} = {v}");
+        #[derive(serde::Serialize)]
+        struct Authorities<'a> {
+            v3idents: Vec<&'a str>,
         }
-        s.push_str(
-            "\n# Every relay is on 127.0.0.1: without these, they all count as one family.\n\
-             [path_rules]\nipv4_subnet_family_prefix = 33\nipv6_subnet_family_prefix = 129\n\n\
-             [address_filter]\nallow_onion_addrs = true\n",
-        );
-        s
+        #[derive(serde::Serialize)]
+        struct Fallback<'a> {
+            rsa_identity: &'a str,
+            ed_identity: &'a str,
+            orports: [&'a str; 1],
+        }
+
+        let fragment = Fragment {
+            tor_network: TorNetwork {
+                authorities: Authorities {
+                    v3idents: self
+                        .authorities
+                        .iter()
+                        .map(|a| a.v3ident.as_str())
+                        .collect(),
+                },
+                fallback_caches: self
+                    .authorities
+                    .iter()
+                    .map(|a| Fallback {
+                        rsa_identity: &a.rsa_identity,
+                        ed_identity: &a.ed_identity,
+                        orports: [&a.orport],
+                    })
+                    .collect(),
+            },
+            override_net_params: self
+                .override_net_params
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect(),
+            // Every relay is on 127.0.0.1: without these prefixes they all
+            // count as one family and no path can be built.
+            path_rules: [
+                ("ipv4_subnet_family_prefix", 33),
+                ("ipv6_subnet_family_prefix", 129),
+            ]
+            .into_iter()
+            .collect(),
+            address_filter: [("allow_onion_addrs", true)].into_iter().collect(),
+        };
+        let body = toml::to_string(&fragment).unwrap_or_else(|e| {
+            // Only strings, integers and booleans: serialization cannot fail.
+            format!("# cannot render the Arti configuration: {e}\n")
+        });
+        format!("# Arti configuration for a private umbra-testnet Tor network.\n{body}")
     }
 }
 
