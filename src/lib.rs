@@ -32,6 +32,7 @@
 //! [`ErrorKind`] every module error maps to.
 
 // ---------- modules ----------
+pub mod config;
 pub mod demo;
 pub mod envelope;
 pub mod error;
@@ -42,6 +43,7 @@ pub mod redact;
 pub mod session;
 pub mod store;
 pub mod time;
+pub mod transport;
 pub mod wire;
 
 // ---------- public exports ----------
