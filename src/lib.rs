@@ -39,6 +39,7 @@ pub mod error;
 pub mod handshake;
 pub mod identity;
 pub mod limits;
+pub mod node;
 pub mod redact;
 pub mod session;
 pub mod store;

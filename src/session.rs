@@ -415,6 +415,42 @@ impl Session {
         Ok(Zeroizing::new(pt))
     }
 
+    /// The send chain (key, next sequence), for persisting one direction
+    /// after [`Session::seal`]. Secret: store it only in the encrypted store.
+    pub fn send_chain(&self) -> (Zeroizing<[u8; 32]>, u64) {
+        (Zeroizing::new(*self.send.ck), self.send.next)
+    }
+
+    /// The receive chain (key, next expected sequence), for persisting one
+    /// direction after [`Session::open`]. Secret.
+    pub fn recv_chain(&self) -> (Zeroizing<[u8; 32]>, u64) {
+        (Zeroizing::new(*self.recv.ck), self.recv.next)
+    }
+
+    /// Rebuilds a session from its id and both chains as stored per
+    /// direction (the inverse of [`Session::send_chain`] and
+    /// [`Session::recv_chain`]). A chain key that is not 32 bytes is
+    /// [`SessionError::CorruptState`].
+    pub fn from_chains(
+        id: [u8; 16],
+        send: (&[u8], u64),
+        recv: (&[u8], u64),
+    ) -> Result<Session, SessionError> {
+        let chain = |(ck, next): (&[u8], u64)| -> Result<Chain, SessionError> {
+            if ck.len() != 32 {
+                return Err(SessionError::CorruptState);
+            }
+            let mut key = Zeroizing::new([0u8; 32]);
+            key.copy_from_slice(ck);
+            Ok(Chain { ck: key, next })
+        };
+        Ok(Session {
+            id,
+            send: chain(send)?,
+            recv: chain(recv)?,
+        })
+    }
+
     /// The state to persist (secret: store it only in the encrypted store).
     pub fn state(&self) -> SessionState {
         let mut b = Zeroizing::new(Vec::with_capacity(STATE_LEN));

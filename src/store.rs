@@ -42,6 +42,7 @@ pub mod backup;
 mod chunks;
 mod contacts;
 pub mod datadir;
+mod delivery;
 mod err;
 pub mod kdf;
 pub mod lifecycle;
@@ -55,6 +56,7 @@ mod transfers;
 // ---------- public exports ----------
 pub use chunks::ChunkSet;
 pub use datadir::DataDir;
+pub use delivery::{Ended, IncomingEffect};
 pub use err::{Error, ErrorKind};
 pub use kdf::{KdfParams, StoreHeader};
 pub use records::{

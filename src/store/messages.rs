@@ -31,7 +31,7 @@ fn row_to_message(r: &Row<'_>) -> rusqlite::Result<Message> {
     })
 }
 
-fn insert(tx: &Transaction<'_>, m: &NewMessage) -> Result<Inserted> {
+pub(super) fn insert(tx: &Transaction<'_>, m: &NewMessage) -> Result<Inserted> {
     if m.seq == 0 {
         return Err(Error::Invalid {
             what: "message seq",

@@ -55,6 +55,39 @@ pub(crate) fn wipe_sessions(
         .map_err(db("deleting a session"))
 }
 
+/// Persist one advanced chain (`dir` is `"send"` or `"recv"`) inside `tx`, refusing a
+/// counter that does not move forward.
+pub(crate) fn save_chain_tx(
+    tx: &Transaction<'_>,
+    session_id: &[u8; 16],
+    state: &ChainState,
+    dir: &'static str,
+) -> Result<()> {
+    let direction = if dir == "send" { "send" } else { "receive" };
+    let stored: u64 = tx
+        .query_row(
+            &format!("SELECT {dir}_seq FROM sessions WHERE session_id = ?1 AND ended_at IS NULL"),
+            [session_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db("saving session state"))?
+        .ok_or(Error::NotFound { what: "session" })?;
+    if state.seq <= stored {
+        return Err(Error::CounterRegression {
+            direction,
+            stored,
+            new: state.seq,
+        });
+    }
+    tx.execute(
+        &format!("UPDATE sessions SET {dir}_chain_key = ?2, {dir}_seq = ?3 WHERE session_id = ?1"),
+        params![session_id, &state.chain_key[..], state.seq],
+    )
+    .map_err(db("saving session state"))?;
+    Ok(())
+}
+
 const PENDING_COLUMNS: &str = "request_id, to_username, ephemeral_secret, session_half, created_at";
 
 fn row_to_pending(r: &Row<'_>) -> rusqlite::Result<PendingRequest> {
@@ -159,36 +192,11 @@ impl Store {
         state: &ChainState,
         dir: &'static str,
     ) -> Result<()> {
-        let direction = if dir == "send" { "send" } else { "receive" };
         let tx = self
             .conn
             .transaction()
             .map_err(db("saving session state"))?;
-        let stored: u64 = tx
-            .query_row(
-                &format!(
-                    "SELECT {dir}_seq FROM sessions WHERE session_id = ?1 AND ended_at IS NULL"
-                ),
-                [session_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db("saving session state"))?
-            .ok_or(Error::NotFound { what: "session" })?;
-        if state.seq <= stored {
-            return Err(Error::CounterRegression {
-                direction,
-                stored,
-                new: state.seq,
-            });
-        }
-        tx.execute(
-            &format!(
-                "UPDATE sessions SET {dir}_chain_key = ?2, {dir}_seq = ?3 WHERE session_id = ?1"
-            ),
-            params![session_id, &state.chain_key[..], state.seq],
-        )
-        .map_err(db("saving session state"))?;
+        save_chain_tx(&tx, session_id, state, dir)?;
         tx.commit().map_err(db("saving session state"))
     }
 

@@ -1,0 +1,375 @@
+//! Drives a [`Peer`] state machine over any framed `AsyncRead + AsyncWrite`
+//! stream: reads frames, performs the machine's [`Action`]s in order against
+//! the store (persist, then write), runs the heartbeat, dead-connection and
+//! Ack timers, and forwards the node's commands.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{FutureExt, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+
+use super::peer::{Action, Effect, OutText, Peer, PeerError, PeerState};
+use super::store_handle::StoreHandle;
+use super::{Event, NodeError};
+use crate::store::{ContactId, DeliveryState, Direction, IncomingEffect, Inserted, NewMessage};
+use crate::wire::PresenceState;
+
+/// Frames handled back to back before the coalesced Ack is sent.
+const BATCH: usize = 64;
+
+/// Timers of a connection (PROTOCOL.md §10, §13).
+#[derive(Debug, Clone, Copy)]
+pub struct Timers {
+    /// Presence heartbeat interval while Ready.
+    pub heartbeat: Duration,
+    /// No valid frame for this long: the peer is gone.
+    pub dead_after: Duration,
+    /// The peer's Hello must arrive within this.
+    pub hello_timeout: Duration,
+    /// Unacknowledged Texts are re-sent after this long without Ack progress.
+    pub ack_timeout: Duration,
+}
+
+/// A command from the node to a running connection.
+#[derive(Debug)]
+pub enum Command {
+    /// New outbox Texts to send.
+    Queue(Vec<OutText>),
+    /// End the session: send EndSession if Ready, erase the keys, close.
+    End(oneshot::Sender<()>),
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The stream closed or the node stopped it; the session stays.
+    Closed {
+        /// Whether the connection reached Ready.
+        was_ready: bool,
+    },
+    /// The session ended (by us or by the peer); keys are erased.
+    Ended,
+    /// A protocol, store or I/O failure; the session stays.
+    Failed {
+        /// Whether the connection reached Ready.
+        was_ready: bool,
+        /// What went wrong.
+        error: NodeError,
+    },
+}
+
+/// What a connection needs from the node.
+pub struct ConnCtx {
+    /// The store.
+    pub store: StoreHandle,
+    /// The node's event bus.
+    pub events: broadcast::Sender<Event>,
+    /// The contact this session belongs to.
+    pub contact: ContactId,
+    /// Timer values.
+    pub timers: Timers,
+}
+
+/// Runs `peer` over `framed` until it closes. `first` is a frame already read
+/// (by the listener, to find the session). The machine must be fresh.
+pub async fn drive<S>(
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+    mut peer: Peer,
+    first: Option<Bytes>,
+    ctx: &ConnCtx,
+    cmds: &mut mpsc::Receiver<Command>,
+    cancel: &CancellationToken,
+) -> Outcome
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut run = Run {
+        framed,
+        ctx,
+        session_id: peer.session_id(),
+        was_ready: false,
+        ack_progress: Instant::now(),
+    };
+    let result = run.main(&mut peer, first, cmds, cancel).await;
+    let was_ready = run.was_ready;
+    if was_ready {
+        let contact = ctx.contact;
+        let now = crate::time::now_secs();
+        let _ = ctx
+            .store
+            .run(move |s| s.set_contact_last_seen(contact, now))
+            .await;
+        let _ = ctx.events.send(Event::PresenceChanged {
+            contact,
+            online: false,
+            state: None,
+        });
+    }
+    match result {
+        Ok(true) => Outcome::Ended,
+        Ok(false) => Outcome::Closed { was_ready },
+        Err(error) => Outcome::Failed { was_ready, error },
+    }
+}
+
+struct Run<'a, S> {
+    framed: &'a mut Framed<S, LengthDelimitedCodec>,
+    ctx: &'a ConnCtx,
+    session_id: [u8; 16],
+    was_ready: bool,
+    ack_progress: Instant,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
+    /// Ok(true) when the session ended, Ok(false) on a clean close.
+    async fn main(
+        &mut self,
+        peer: &mut Peer,
+        first: Option<Bytes>,
+        cmds: &mut mpsc::Receiver<Command>,
+        cancel: &CancellationToken,
+    ) -> Result<bool, NodeError> {
+        let timers = self.ctx.timers;
+        let start = peer.start()?;
+        if self.apply(peer, start).await? {
+            return Ok(true);
+        }
+        if let Some(f) = first
+            && self.on_frames(peer, f).await?
+        {
+            return Ok(true);
+        }
+        let mut heartbeat = tokio::time::interval(timers.heartbeat);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        heartbeat.reset();
+        let dead = tokio::time::sleep(timers.hello_timeout);
+        tokio::pin!(dead);
+        let ack_timer = tokio::time::sleep(timers.ack_timeout);
+        tokio::pin!(ack_timer);
+        let mut last_acked = peer.acked_out();
+        loop {
+            if peer.acked_out() != last_acked {
+                last_acked = peer.acked_out();
+                self.ack_progress = Instant::now();
+            }
+            ack_timer
+                .as_mut()
+                .reset(self.ack_progress + timers.ack_timeout);
+            tokio::select! {
+                frame = self.framed.next() => {
+                    let frame = match frame {
+                        None => return Ok(false),
+                        Some(Err(e)) => return Err(NodeError::Stream { source: e }),
+                        Some(Ok(f)) => f.freeze(),
+                    };
+                    if self.on_frames(peer, frame).await? {
+                        return Ok(true);
+                    }
+                    if peer.state() == PeerState::Closed {
+                        return Ok(false);
+                    }
+                    let wait = if peer.state() == PeerState::Ready {
+                        timers.dead_after
+                    } else {
+                        timers.hello_timeout
+                    };
+                    dead.as_mut().reset(Instant::now() + wait);
+                }
+                cmd = cmds.recv() => match cmd {
+                    Some(Command::Queue(texts)) => {
+                        let actions = peer.queue(texts)?;
+                        self.apply(peer, actions).await?;
+                    }
+                    Some(Command::End(done)) => {
+                        let frame = peer.end()?;
+                        if let Some(a) = frame {
+                            // Best effort: the keys are erased whatever happens.
+                            let _ = self.apply(peer, vec![a]).await;
+                        }
+                        self.end_session(false).await?;
+                        let _ = done.send(());
+                        return Ok(true);
+                    }
+                    None => return Ok(false),
+                },
+                _ = heartbeat.tick() => {
+                    if let Some(a) = peer.presence(PresenceState::Online)? {
+                        self.apply(peer, vec![a]).await?;
+                    }
+                }
+                _ = &mut dead => {
+                    return Err(NodeError::Timeout { what: if self.was_ready { "heartbeat" } else { "Hello" } });
+                }
+                _ = &mut ack_timer, if peer.unacked() > 0 && peer.state() == PeerState::Ready => {
+                    self.ack_progress = Instant::now();
+                    let actions = peer.resend_unacked()?;
+                    self.apply(peer, actions).await?;
+                }
+                _ = cancel.cancelled() => {
+                    if let Some(a) = peer.close()? {
+                        let _ = self.apply(peer, vec![a]).await;
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    /// Handles `frame` and every frame already buffered behind it (up to
+    /// [`BATCH`]), then sends one coalesced Ack.
+    async fn on_frames(&mut self, peer: &mut Peer, frame: Bytes) -> Result<bool, NodeError> {
+        let mut next = Some(frame);
+        let mut n = 0;
+        while let Some(f) = next.take() {
+            let actions = peer.on_frame(&f)?;
+            if self.apply(peer, actions).await? {
+                return Ok(true);
+            }
+            if peer.state() != PeerState::Ready {
+                break;
+            }
+            n += 1;
+            if n < BATCH
+                && let Some(Some(r)) = self.framed.next().now_or_never()
+            {
+                next = Some(r.map_err(|e| NodeError::Stream { source: e })?.freeze());
+            }
+        }
+        if let Some(ack) = peer.take_ack()? {
+            self.apply(peer, vec![ack]).await?;
+        }
+        Ok(false)
+    }
+
+    /// Performs actions in order. Ok(true) when the peer ended the session.
+    async fn apply(&mut self, _peer: &mut Peer, actions: Vec<Action>) -> Result<bool, NodeError> {
+        let contact = self.ctx.contact;
+        let sid = self.session_id;
+        for action in actions {
+            match action {
+                Action::Write { frame, send, sent } => {
+                    self.ctx
+                        .store
+                        .run(move |s| s.record_sent_frame(&sid, &send, sent))
+                        .await??;
+                    self.framed
+                        .send(Bytes::from(frame))
+                        .await
+                        .map_err(|e| NodeError::Stream { source: e })?;
+                }
+                Action::Record { recv, effect } => {
+                    let (event, delivered) = match &effect {
+                        Effect::Ack(upto) => (None, Some((*upto, DeliveryState::Delivered))),
+                        Effect::Receipt(upto) => (None, Some((*upto, DeliveryState::Read))),
+                        Effect::Text(t) => (Some(t.seq), None),
+                        Effect::Nothing => (None, None),
+                    };
+                    let (inserted, _) = self
+                        .ctx
+                        .store
+                        .run(move |s| {
+                            let msg;
+                            let eff = match &effect {
+                                Effect::Nothing => IncomingEffect::Nothing,
+                                Effect::Text(t) => {
+                                    msg = NewMessage {
+                                        contact,
+                                        direction: Direction::Incoming,
+                                        seq: t.seq,
+                                        msg_id: t.id,
+                                        sent_at: t.sent_at,
+                                        received_at: Some(crate::time::now_secs()),
+                                        body: t.body.clone(),
+                                        state: DeliveryState::Received,
+                                    };
+                                    IncomingEffect::Text(&msg)
+                                }
+                                Effect::Ack(upto) => IncomingEffect::Ack {
+                                    contact,
+                                    upto: *upto,
+                                },
+                                Effect::Receipt(upto) => IncomingEffect::Receipt {
+                                    contact,
+                                    upto: *upto,
+                                },
+                            };
+                            s.record_received_frame(&sid, &recv, eff)
+                        })
+                        .await??;
+                    if let (Some(seq), Some(Inserted::New(message))) = (event, inserted) {
+                        let _ = self.ctx.events.send(Event::MessageReceived {
+                            contact,
+                            message,
+                            seq,
+                        });
+                    }
+                    if let Some((upto, state)) = delivered {
+                        let _ = self.ctx.events.send(Event::DeliveryChanged {
+                            contact,
+                            upto,
+                            state,
+                        });
+                    }
+                }
+                Action::Ready { peer_last_received } => {
+                    self.was_ready = true;
+                    if peer_last_received > 0 {
+                        let _ = self.ctx.events.send(Event::DeliveryChanged {
+                            contact,
+                            upto: peer_last_received,
+                            state: DeliveryState::Delivered,
+                        });
+                    }
+                    let _ = self.ctx.events.send(Event::PresenceChanged {
+                        contact,
+                        online: true,
+                        state: Some(PresenceState::Online),
+                    });
+                }
+                Action::Presence(p) => {
+                    let _ = self.ctx.events.send(Event::PresenceChanged {
+                        contact,
+                        online: p != PresenceState::GoingOffline,
+                        state: Some(p),
+                    });
+                }
+                Action::PeerEnded => {
+                    self.end_session(true).await?;
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    async fn end_session(&mut self, by_peer: bool) -> Result<(), NodeError> {
+        let contact = self.ctx.contact;
+        let ended = self
+            .ctx
+            .store
+            .run(move |s| s.end_session_with(contact))
+            .await??;
+        for message in ended.failed {
+            let _ = self
+                .ctx
+                .events
+                .send(Event::MessageFailed { contact, message });
+        }
+        let _ = self
+            .ctx
+            .events
+            .send(Event::SessionEnded { contact, by_peer });
+        Ok(())
+    }
+}
+
+impl From<PeerError> for NodeError {
+    fn from(e: PeerError) -> Self {
+        NodeError::Peer(e)
+    }
+}

@@ -1,0 +1,167 @@
+//! Combined transactions for the node's delivery path.
+//!
+//! Each authenticated frame changes a session's chain *and* usually something else
+//! (a stored message, an applied ack). Doing both in one transaction keeps the rules
+//! of PROTOCOL.md §7.3/§7.4/§12 simple: the advanced send state is durable before the
+//! frame leaves the process, and the advanced receive state is durable together with
+//! whatever the frame caused to be stored, before any Ack for it is sent.
+
+use rusqlite::params;
+
+use super::err::db;
+use super::messages::insert;
+use super::sessions::{save_chain_tx, wipe_sessions};
+use super::{ChainState, ContactId, Inserted, MessageId, NewMessage, Result, Store};
+
+/// What an authenticated incoming frame makes the store record, next to the advanced
+/// receive chain.
+#[derive(Debug, Clone, Copy)]
+pub enum IncomingEffect<'a> {
+    /// Nothing but the chain (Presence, Hello, duplicates, unknown kinds).
+    Nothing,
+    /// A new incoming Text.
+    Text(&'a NewMessage),
+    /// A cumulative Ack from the peer for our outgoing messages.
+    Ack {
+        /// The contact.
+        contact: ContactId,
+        /// Every outgoing message with `seq ≤ upto` is stored by the peer.
+        upto: u64,
+    },
+    /// A cumulative read Receipt (implies an Ack).
+    Receipt {
+        /// The contact.
+        contact: ContactId,
+        /// Every outgoing message with `seq ≤ upto` was read.
+        upto: u64,
+    },
+}
+
+/// What ending a session changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// Whether a session record existed (and was wiped).
+    pub existed: bool,
+    /// Outgoing messages that were still in the outbox and are now `failed`.
+    pub failed: Vec<MessageId>,
+}
+
+fn apply_ack(tx: &rusqlite::Transaction<'_>, contact: ContactId, upto: u64) -> Result<usize> {
+    let n = tx
+        .execute(
+            "DELETE FROM outbox WHERE message_id IN (
+                 SELECT id FROM messages WHERE contact_id = ?1 AND direction = 'out' AND seq <= ?2)",
+            params![contact.0, upto],
+        )
+        .map_err(db("applying an ack"))?;
+    tx.execute(
+        "UPDATE messages SET state = 'delivered'
+         WHERE contact_id = ?1 AND direction = 'out' AND seq <= ?2 AND state IN ('queued', 'sent')",
+        params![contact.0, upto],
+    )
+    .map_err(db("applying an ack"))?;
+    Ok(n)
+}
+
+impl Store {
+    /// Persist the advanced send chain of a session (and, for a Text, that the
+    /// message was written at least once) in one transaction. Call this
+    /// **before** the sealed frame leaves the process.
+    pub fn record_sent_frame(
+        &mut self,
+        session_id: &[u8; 16],
+        send: &ChainState,
+        sent: Option<MessageId>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction().map_err(db("recording a frame"))?;
+        save_chain_tx(&tx, session_id, send, "send")?;
+        if let Some(id) = sent {
+            tx.execute(
+                "UPDATE outbox SET attempts = attempts + 1 WHERE message_id = ?1",
+                [id.0],
+            )
+            .map_err(db("recording a frame"))?;
+            tx.execute(
+                "UPDATE messages SET state = 'sent' WHERE id = ?1 AND state = 'queued'",
+                [id.0],
+            )
+            .map_err(db("recording a frame"))?;
+        }
+        tx.commit().map_err(db("recording a frame"))
+    }
+
+    /// Persist the advanced receive chain of a session together with the frame's
+    /// effect, in one transaction. Returns the insert outcome for a Text, and
+    /// how many outbox items left the outbox for an Ack or Receipt.
+    pub fn record_received_frame(
+        &mut self,
+        session_id: &[u8; 16],
+        recv: &ChainState,
+        effect: IncomingEffect<'_>,
+    ) -> Result<(Option<Inserted>, usize)> {
+        let tx = self.conn.transaction().map_err(db("recording a frame"))?;
+        save_chain_tx(&tx, session_id, recv, "recv")?;
+        let out = match effect {
+            IncomingEffect::Nothing => (None, 0),
+            IncomingEffect::Text(m) => (Some(insert(&tx, m)?), 0),
+            IncomingEffect::Ack { contact, upto } => (None, apply_ack(&tx, contact, upto)?),
+            IncomingEffect::Receipt { contact, upto } => {
+                let n = apply_ack(&tx, contact, upto)?;
+                tx.execute(
+                    "UPDATE messages SET state = 'read'
+                     WHERE contact_id = ?1 AND direction = 'out' AND seq <= ?2 AND state <> 'read'",
+                    params![contact.0, upto],
+                )
+                .map_err(db("applying a receipt"))?;
+                (None, n)
+            }
+        };
+        tx.commit().map_err(db("recording a frame"))?;
+        Ok(out)
+    }
+
+    /// Apply a cumulative ack learnt from a peer's Hello (`last_received`).
+    pub fn ack_outbox_upto(&mut self, contact: ContactId, upto: u64) -> Result<usize> {
+        let tx = self.conn.transaction().map_err(db("applying an ack"))?;
+        let n = apply_ack(&tx, contact, upto)?;
+        tx.commit().map_err(db("applying an ack"))?;
+        Ok(n)
+    }
+
+    /// End the session with `contact` (PROTOCOL.md §15): wipe and delete its keys,
+    /// and mark every message still in the outbox `failed` (and remove it from the
+    /// outbox), in one transaction. Message history and the contact stay.
+    pub fn end_session_with(&mut self, contact: ContactId) -> Result<Ended> {
+        let tx = self.conn.transaction().map_err(db("ending a session"))?;
+        let existed = wipe_sessions(&tx, "contact_id = ?1", &contact.0)? > 0;
+        let failed = {
+            let mut st = tx
+                .prepare(
+                    "SELECT m.id FROM outbox o JOIN messages m ON m.id = o.message_id
+                     WHERE m.contact_id = ?1 ORDER BY m.seq",
+                )
+                .map_err(db("ending a session"))?;
+            let rows = st
+                .query_map([contact.0], |r| Ok(MessageId(r.get(0)?)))
+                .map_err(db("ending a session"))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db("ending a session"))?
+        };
+        tx.execute(
+            "UPDATE messages SET state = 'failed' WHERE id IN (
+                 SELECT message_id FROM outbox o JOIN messages m ON m.id = o.message_id
+                 WHERE m.contact_id = ?1)",
+            [contact.0],
+        )
+        .map_err(db("ending a session"))?;
+        tx.execute(
+            "DELETE FROM outbox WHERE message_id IN (
+                 SELECT id FROM messages WHERE contact_id = ?1)",
+            [contact.0],
+        )
+        .map_err(db("ending a session"))?;
+        tx.commit().map_err(db("ending a session"))?;
+        self.checkpoint()?;
+        Ok(Ended { existed, failed })
+    }
+}
