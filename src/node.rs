@@ -54,12 +54,11 @@ use crate::transport::{BoxedStream, Listener, PeerAddress, Transport};
 use crate::wire::{self, Frame, PeerMessage, PresenceState, Text};
 
 use conn::{Command, ConnCtx, Outcome, Timers};
-use mailbox::Mailbox;
 use peer::{OutText, Peer, PeerError, PeerParams, Side};
 use store_handle::StoreHandle;
 
 // ---------- public exports ----------
-pub use mailbox::{MailItem, MailboxError, MemoryMailbox};
+pub use mailbox::{MailItem, Mailbox, MailboxError, MemoryMailbox};
 
 /// Errors of the node.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,185 @@
+//! Shared helpers of the node integration tests: stores with fresh
+//! identities, fast timer settings, and bounded waits on node events.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tempfile::TempDir;
+use tokio::sync::broadcast;
+use umbra::identity::{Identity, PublicCert, Username};
+use umbra::node::{Event, Mailbox, MemoryMailbox, Node, NodeConfig, NodeHandle};
+use umbra::store::{ContactId, Direction, KdfParams, Message, OwnIdentity, Store};
+use umbra::transport::Transport;
+use zeroize::Zeroizing;
+
+/// Generous bound for any single wait (the suite runs on 2 shared cores).
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn pw() -> SecretString {
+    SecretString::from("node test passphrase".to_owned())
+}
+
+/// Timers scaled down so reconnects and heartbeats happen within a test.
+pub fn fast_config() -> NodeConfig {
+    NodeConfig {
+        heartbeat: Duration::from_millis(300),
+        dead_after: Duration::from_secs(5),
+        hello_timeout: Duration::from_secs(5),
+        ack_timeout: Duration::from_secs(2),
+        backoff_initial: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(300),
+        window: 256,
+        mailbox_poll: Duration::from_millis(50),
+        max_inbound: 64,
+        event_capacity: 8192,
+    }
+}
+
+/// A user: data dir, identity and public cert.
+pub struct User {
+    pub dir: TempDir,
+    pub name: String,
+    pub cert: PublicCert,
+}
+
+impl User {
+    pub fn new(name: &str) -> User {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let username = Username::parse(name).unwrap();
+        let identity = Identity::generate(&username).unwrap();
+        let store = Store::create(&path, &pw(), KdfParams::insecure_for_tests()).unwrap();
+        store
+            .set_identity(&OwnIdentity {
+                username: username.as_str().to_owned(),
+                fingerprint: identity.fingerprint().to_hex(),
+                secret_cert: Zeroizing::new(identity.to_secret_bytes().unwrap().to_vec()),
+                created_at: 1,
+            })
+            .unwrap();
+        store.close().unwrap();
+        User {
+            dir,
+            name: username.as_str().to_owned(),
+            cert: identity.public_cert().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn open(&self) -> Store {
+        Store::open(&self.path(), &pw()).unwrap()
+    }
+
+    pub async fn start<T: Transport + 'static>(
+        &self,
+        transport: T,
+        mailbox: &MemoryMailbox,
+    ) -> NodeHandle
+    where
+        T::Listener: 'static,
+    {
+        mailbox.register(self.cert.clone());
+        let mb: Arc<dyn Mailbox> = Arc::new(mailbox.clone());
+        Node::start(fast_config(), self.open(), transport, Some(mb))
+            .await
+            .unwrap()
+    }
+}
+
+/// Waits for an event matching `pred`, at most `WAIT`.
+pub async fn wait_event<F>(rx: &mut broadcast::Receiver<Event>, mut pred: F) -> Event
+where
+    F: FnMut(&Event) -> bool,
+{
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("event bus closed"),
+            }
+        }
+    })
+    .await
+    .expect("timed out waiting for an event")
+}
+
+/// Re-checks `cond` on the node's store after every event until it holds,
+/// at most `WAIT` (no fixed sleeps: events are the clock).
+pub async fn wait_store<F>(
+    node: &NodeHandle,
+    rx: &mut broadcast::Receiver<Event>,
+    what: &str,
+    cond: F,
+) where
+    F: Fn(&mut Store) -> bool + Send + Sync + Clone + 'static,
+{
+    let store = node.store();
+    let res = tokio::time::timeout(WAIT, async {
+        loop {
+            let c = cond.clone();
+            if store.run(move |s| c(s)).await.unwrap() {
+                return;
+            }
+            match tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+                Ok(Err(broadcast::error::RecvError::Closed)) => panic!("event bus closed"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(res.is_ok(), "timed out waiting for: {what}");
+}
+
+/// Incoming messages from `contact`, in display (seq) order.
+pub fn incoming(s: &Store, contact: ContactId) -> Vec<Message> {
+    let mut v: Vec<Message> = s
+        .history(contact, u32::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction == Direction::Incoming)
+        .collect();
+    v.sort_by_key(|m| m.seq);
+    v
+}
+
+/// Requests `b` from `a`, accepts on `b`, waits until both connected.
+/// Returns (a's contact id for b, b's contact id for a).
+pub async fn connect_pair(
+    a: &NodeHandle,
+    b: &NodeHandle,
+    b_cert: &PublicCert,
+) -> (ContactId, ContactId) {
+    let mut a_events = a.events();
+    let mut b_events = b.events();
+    let a_contact = a.request(b_cert, "hello from a test").await.unwrap();
+    b.poll_mailbox().await.unwrap();
+    let Event::RequestReceived { request_id, .. } = wait_event(&mut b_events, |e| {
+        matches!(e, Event::RequestReceived { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    let b_contact = b.accept(request_id.expose()).await.unwrap();
+    wait_event(&mut a_events, |e| {
+        matches!(e, Event::PresenceChanged { contact, online: true, .. } if *contact == a_contact)
+    })
+    .await;
+    wait_event(&mut b_events, |e| {
+        matches!(e, Event::PresenceChanged { contact, online: true, .. } if *contact == b_contact)
+    })
+    .await;
+    (a_contact, b_contact)
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
