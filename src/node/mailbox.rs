@@ -95,6 +95,12 @@ impl MemoryMailbox {
         st.boxes.get(username).map_or(0, Vec::len)
     }
 
+    /// The items waiting for `username` (tests: capture an envelope).
+    pub fn items(&self, username: &str) -> Vec<MailItem> {
+        let st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        st.boxes.get(username).cloned().unwrap_or_default()
+    }
+
     /// Puts a raw envelope into `username`'s mailbox (tests: replays).
     pub fn inject(&self, username: &str, envelope: String) {
         let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
