@@ -271,7 +271,7 @@ impl<T: Transport> Dial for T {
 struct Slot {
     id: u64,
     side: Side,
-    cmds: mpsc::Sender<Command>,
+    cmds: mpsc::UnboundedSender<Command>,
     cancel: CancellationToken,
 }
 
@@ -280,7 +280,7 @@ struct Claim {
     contact: ContactId,
     slot_id: u64,
     cancel: CancellationToken,
-    cmds: mpsc::Receiver<Command>,
+    cmds: mpsc::UnboundedReceiver<Command>,
     _guard: OwnedMutexGuard<()>,
 }
 
@@ -445,7 +445,7 @@ impl NodeHandle {
         };
         let slot = self.inner.table(|t| t.slots.get(&contact).cloned());
         match slot {
-            Some(s) if s.cmds.send(Command::Queue(vec![out])).await.is_ok() => {}
+            Some(s) if s.cmds.send(Command::Queue(vec![out])).is_ok() => {}
             _ => self.inner.wake(contact),
         }
         Ok(m)
@@ -584,7 +584,7 @@ impl NodeHandle {
         let slot = self.inner.table(|t| t.slots.get(&contact).cloned());
         if let Some(s) = slot {
             let (tx, rx) = oneshot::channel();
-            if s.cmds.send(Command::End(tx)).await.is_ok()
+            if s.cmds.send(Command::End(tx)).is_ok()
                 && tokio::time::timeout(self.inner.config.hello_timeout, rx)
                     .await
                     .is_ok_and(|r| r.is_ok())
@@ -694,7 +694,7 @@ impl Inner {
     }
 
     fn register(&self, contact: ContactId, side: Side, guard: OwnedMutexGuard<()>) -> Claim {
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::unbounded_channel();
         let cancel = self.shutdown.child_token();
         let slot_id = self.table(|t| {
             t.next_slot += 1;

@@ -60,10 +60,23 @@ async fn receiver_killed_mid_burst_loses_and_duplicates_nothing() {
     })
     .await;
     b.abort().await; // the crash
-    let at_crash = bob.open().highest_seq(ba, umbra::store::Direction::Incoming).unwrap();
+    let crash_at = started.elapsed();
+    let at_crash = bob
+        .open()
+        .highest_seq(ba, umbra::store::Direction::Incoming)
+        .unwrap();
     eprintln!("bob crashed with {at_crash} of {N} messages stored");
-    assert!((N / 4) as u64 <= at_crash && at_crash < N as u64, "crash must hit mid-burst");
+    assert!(
+        (N / 4) as u64 <= at_crash && at_crash < N as u64,
+        "crash must hit mid-burst"
+    );
     sender.await.unwrap();
+    eprintln!(
+        "crash after {:.2} s; all {N} queued at alice after {:.2} s",
+        crash_at.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    let restart = Instant::now();
 
     let b = bob.start(tcp(bob_port), &mailbox).await;
     let mut b_events = b.events();
@@ -77,6 +90,10 @@ async fn receiver_killed_mid_burst_loses_and_duplicates_nothing() {
     })
     .await;
     let elapsed = started.elapsed();
+    eprintln!(
+        "after the restart, the rest arrived in {:.2} s",
+        restart.elapsed().as_secs_f64()
+    );
 
     let got = b.store().run(move |s| incoming(s, ba)).await.unwrap();
     assert_eq!(got.len(), N, "nothing lost, nothing duplicated");

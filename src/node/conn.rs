@@ -16,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 use super::peer::{Action, Effect, OutText, Peer, PeerError, PeerState};
 use super::store_handle::StoreHandle;
 use super::{Event, NodeError};
-use crate::store::{ContactId, DeliveryState, Direction, IncomingEffect, Inserted, NewMessage};
+use crate::store::{
+    ChainState, ContactId, DeliveryState, Direction, IncomingEffect, Inserted, MessageId,
+    NewMessage,
+};
 use crate::wire::PresenceState;
 
 /// Frames handled back to back before the coalesced Ack is sent.
@@ -82,7 +85,7 @@ pub async fn drive<S>(
     mut peer: Peer,
     first: Option<Bytes>,
     ctx: &ConnCtx,
-    cmds: &mut mpsc::Receiver<Command>,
+    cmds: &mut mpsc::UnboundedReceiver<Command>,
     cancel: &CancellationToken,
 ) -> Outcome
 where
@@ -131,12 +134,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
         &mut self,
         peer: &mut Peer,
         first: Option<Bytes>,
-        cmds: &mut mpsc::Receiver<Command>,
+        cmds: &mut mpsc::UnboundedReceiver<Command>,
         cancel: &CancellationToken,
     ) -> Result<bool, NodeError> {
         let timers = self.ctx.timers;
         let start = peer.start()?;
-        if self.apply(peer, start).await? {
+        if self.apply(start).await? {
             return Ok(true);
         }
         if let Some(f) = first
@@ -181,15 +184,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
                     dead.as_mut().reset(Instant::now() + wait);
                 }
                 cmd = cmds.recv() => match cmd {
-                    Some(Command::Queue(texts)) => {
+                    Some(Command::Queue(mut texts)) => {
+                        // Coalesce commands already waiting (a burst of sends).
+                        let mut pending_end = None;
+                        while let Ok(more) = cmds.try_recv() {
+                            match more {
+                                Command::Queue(t) => texts.extend(t),
+                                Command::End(done) => {
+                                    pending_end = Some(done);
+                                    break;
+                                }
+                            }
+                        }
                         let actions = peer.queue(texts)?;
-                        self.apply(peer, actions).await?;
+                        self.apply(actions).await?;
+                        if let Some(done) = pending_end {
+                            if let Some(a) = peer.end()? {
+                                let _ = self.apply(vec![a]).await;
+                            }
+                            self.end_session(false).await?;
+                            let _ = done.send(());
+                            return Ok(true);
+                        }
                     }
                     Some(Command::End(done)) => {
                         let frame = peer.end()?;
                         if let Some(a) = frame {
                             // Best effort: the keys are erased whatever happens.
-                            let _ = self.apply(peer, vec![a]).await;
+                            let _ = self.apply(vec![a]).await;
                         }
                         self.end_session(false).await?;
                         let _ = done.send(());
@@ -199,7 +221,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
                 },
                 _ = heartbeat.tick() => {
                     if let Some(a) = peer.presence(PresenceState::Online)? {
-                        self.apply(peer, vec![a]).await?;
+                        self.apply(vec![a]).await?;
                     }
                 }
                 _ = &mut dead => {
@@ -208,11 +230,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
                 _ = &mut ack_timer, if peer.unacked() > 0 && peer.state() == PeerState::Ready => {
                     self.ack_progress = Instant::now();
                     let actions = peer.resend_unacked()?;
-                    self.apply(peer, actions).await?;
+                    self.apply(actions).await?;
                 }
                 _ = cancel.cancelled() => {
                     if let Some(a) = peer.close()? {
-                        let _ = self.apply(peer, vec![a]).await;
+                        let _ = self.apply(vec![a]).await;
                     }
                     return Ok(false);
                 }
@@ -221,102 +243,74 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
     }
 
     /// Handles `frame` and every frame already buffered behind it (up to
-    /// [`BATCH`]), then sends one coalesced Ack.
+    /// [`BATCH`]), records them in one transaction, then sends one
+    /// coalesced Ack.
     async fn on_frames(&mut self, peer: &mut Peer, frame: Bytes) -> Result<bool, NodeError> {
-        let mut next = Some(frame);
-        let mut n = 0;
-        while let Some(f) = next.take() {
-            let actions = peer.on_frame(&f)?;
-            if self.apply(peer, actions).await? {
-                return Ok(true);
-            }
-            if peer.state() != PeerState::Ready {
+        let mut actions = peer.on_frame(&frame)?;
+        let mut n = 1;
+        while n < BATCH && peer.state() == PeerState::Ready {
+            let Some(Some(r)) = self.framed.next().now_or_never() else {
                 break;
+            };
+            let f = r.map_err(|e| NodeError::Stream { source: e })?;
+            match peer.on_frame(&f) {
+                Ok(more) => actions.extend(more),
+                Err(e) => {
+                    // Nothing of the bad frame is recorded; what came before
+                    // it was valid and is kept (and acknowledged) first.
+                    // (No Ack on a failed connection: the peer re-sends
+                    // and duplicates are dropped.)
+                    self.apply(actions).await?;
+                    return Err(e.into());
+                }
             }
             n += 1;
-            if n < BATCH
-                && let Some(Some(r)) = self.framed.next().now_or_never()
-            {
-                next = Some(r.map_err(|e| NodeError::Stream { source: e })?.freeze());
-            }
+        }
+        if self.apply(actions).await? {
+            return Ok(true);
         }
         if let Some(ack) = peer.take_ack()? {
-            self.apply(peer, vec![ack]).await?;
+            self.apply(vec![ack]).await?;
         }
         Ok(false)
     }
 
-    /// Performs actions in order. Ok(true) when the peer ended the session.
-    async fn apply(&mut self, _peer: &mut Peer, actions: Vec<Action>) -> Result<bool, NodeError> {
-        let contact = self.ctx.contact;
-        let sid = self.session_id;
-        for action in actions {
+    /// Performs actions in order; consecutive Writes share one store
+    /// transaction (the last send state) before any of them is written, and
+    /// consecutive Records share one transaction. Ok(true) when the peer
+    /// ended the session.
+    async fn apply(&mut self, actions: Vec<Action>) -> Result<bool, NodeError> {
+        let mut it = actions.into_iter().peekable();
+        while let Some(action) = it.next() {
             match action {
                 Action::Write { frame, send, sent } => {
-                    self.ctx
-                        .store
-                        .run(move |s| s.record_sent_frame(&sid, &send, sent))
-                        .await??;
-                    self.framed
-                        .send(Bytes::from(frame))
-                        .await
-                        .map_err(|e| NodeError::Stream { source: e })?;
+                    let mut frames = vec![frame];
+                    let mut ids: Vec<_> = sent.into_iter().collect();
+                    let mut last = send;
+                    while let Some(Action::Write { .. }) = it.peek() {
+                        let Some(Action::Write { frame, send, sent }) = it.next() else {
+                            break;
+                        };
+                        frames.push(frame);
+                        ids.extend(sent);
+                        last = send;
+                    }
+                    self.write(frames, last, ids).await?;
                 }
                 Action::Record { recv, effect } => {
-                    let (event, delivered) = match &effect {
-                        Effect::Ack(upto) => (None, Some((*upto, DeliveryState::Delivered))),
-                        Effect::Receipt(upto) => (None, Some((*upto, DeliveryState::Read))),
-                        Effect::Text(t) => (Some(t.seq), None),
-                        Effect::Nothing => (None, None),
-                    };
-                    let (inserted, _) = self
-                        .ctx
-                        .store
-                        .run(move |s| {
-                            let msg;
-                            let eff = match &effect {
-                                Effect::Nothing => IncomingEffect::Nothing,
-                                Effect::Text(t) => {
-                                    msg = NewMessage {
-                                        contact,
-                                        direction: Direction::Incoming,
-                                        seq: t.seq,
-                                        msg_id: t.id,
-                                        sent_at: t.sent_at,
-                                        received_at: Some(crate::time::now_secs()),
-                                        body: t.body.clone(),
-                                        state: DeliveryState::Received,
-                                    };
-                                    IncomingEffect::Text(&msg)
-                                }
-                                Effect::Ack(upto) => IncomingEffect::Ack {
-                                    contact,
-                                    upto: *upto,
-                                },
-                                Effect::Receipt(upto) => IncomingEffect::Receipt {
-                                    contact,
-                                    upto: *upto,
-                                },
-                            };
-                            s.record_received_frame(&sid, &recv, eff)
-                        })
-                        .await??;
-                    if let (Some(seq), Some(Inserted::New(message))) = (event, inserted) {
-                        let _ = self.ctx.events.send(Event::MessageReceived {
-                            contact,
-                            message,
-                            seq,
-                        });
+                    let mut effects = vec![effect];
+                    let mut last = recv;
+                    while let Some(Action::Record { .. }) = it.peek() {
+                        let Some(Action::Record { recv, effect }) = it.next() else {
+                            break;
+                        };
+                        effects.push(effect);
+                        last = recv;
                     }
-                    if let Some((upto, state)) = delivered {
-                        let _ = self.ctx.events.send(Event::DeliveryChanged {
-                            contact,
-                            upto,
-                            state,
-                        });
-                    }
+                    self.record(effects, last).await?;
                 }
                 Action::Ready { peer_last_received } => {
+                    let contact = self.ctx.contact;
                     self.was_ready = true;
                     if peer_last_received > 0 {
                         let _ = self.ctx.events.send(Event::DeliveryChanged {
@@ -333,7 +327,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
                 }
                 Action::Presence(p) => {
                     let _ = self.ctx.events.send(Event::PresenceChanged {
-                        contact,
+                        contact: self.ctx.contact,
                         online: p != PresenceState::GoingOffline,
                         state: Some(p),
                     });
@@ -345,6 +339,99 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
             }
         }
         Ok(false)
+    }
+
+    /// Persists the send state, then writes and flushes the frames.
+    async fn write(
+        &mut self,
+        frames: Vec<Vec<u8>>,
+        send: ChainState,
+        sent: Vec<MessageId>,
+    ) -> Result<(), NodeError> {
+        let sid = self.session_id;
+        self.ctx
+            .store
+            .run(move |s| s.record_sent_frames(&sid, &send, &sent))
+            .await??;
+        for f in frames {
+            self.framed
+                .feed(Bytes::from(f))
+                .await
+                .map_err(|e| NodeError::Stream { source: e })?;
+        }
+        SinkExt::<Bytes>::flush(self.framed)
+            .await
+            .map_err(|e| NodeError::Stream { source: e })
+    }
+
+    /// Persists the receive state with the frames' effects, then reports them.
+    async fn record(&mut self, effects: Vec<Effect>, recv: ChainState) -> Result<(), NodeError> {
+        let contact = self.ctx.contact;
+        let sid = self.session_id;
+        let now = crate::time::now_secs();
+        let (effects, results) = self
+            .ctx
+            .store
+            .run(move |s| {
+                let msgs: Vec<Option<NewMessage>> = effects
+                    .iter()
+                    .map(|e| match e {
+                        Effect::Text(t) => Some(NewMessage {
+                            contact,
+                            direction: Direction::Incoming,
+                            seq: t.seq,
+                            msg_id: t.id,
+                            sent_at: t.sent_at,
+                            received_at: Some(now),
+                            body: t.body.clone(),
+                            state: DeliveryState::Received,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                let eff: Vec<IncomingEffect<'_>> = effects
+                    .iter()
+                    .zip(&msgs)
+                    .map(|(e, m)| match (e, m) {
+                        (Effect::Text(_), Some(m)) => IncomingEffect::Text(m),
+                        (Effect::Ack(upto), _) => IncomingEffect::Ack {
+                            contact,
+                            upto: *upto,
+                        },
+                        (Effect::Receipt(upto), _) => IncomingEffect::Receipt {
+                            contact,
+                            upto: *upto,
+                        },
+                        _ => IncomingEffect::Nothing,
+                    })
+                    .collect();
+                let r = s.record_received_frames(&sid, &recv, &eff);
+                (effects, r)
+            })
+            .await?;
+        let results = results?;
+        for (effect, (inserted, _)) in effects.iter().zip(results) {
+            let event = match (effect, inserted) {
+                (Effect::Text(t), Some(Inserted::New(message))) => Event::MessageReceived {
+                    contact,
+                    message,
+                    seq: t.seq,
+                },
+                (Effect::Ack(upto), _) => Event::DeliveryChanged {
+                    contact,
+                    upto: *upto,
+                    state: DeliveryState::Delivered,
+                },
+                (Effect::Receipt(upto), _) => Event::DeliveryChanged {
+                    contact,
+                    upto: *upto,
+                    state: DeliveryState::Read,
+                },
+                _ => continue,
+            };
+            let _ = self.ctx.events.send(event);
+        }
+        Ok(())
     }
 
     async fn end_session(&mut self, by_peer: bool) -> Result<(), NodeError> {

@@ -64,59 +64,64 @@ fn apply_ack(tx: &rusqlite::Transaction<'_>, contact: ContactId, upto: u64) -> R
 }
 
 impl Store {
-    /// Persist the advanced send chain of a session (and, for a Text, that the
-    /// message was written at least once) in one transaction. Call this
-    /// **before** the sealed frame leaves the process.
-    pub fn record_sent_frame(
+    /// Persist the advanced send chain of a session (and that the outbox
+    /// messages in `sent` were written at least once) in one transaction.
+    /// Call this **before** the sealed frames leave the process; `send` is the
+    /// state after the last of them was sealed.
+    pub fn record_sent_frames(
         &mut self,
         session_id: &[u8; 16],
         send: &ChainState,
-        sent: Option<MessageId>,
+        sent: &[MessageId],
     ) -> Result<()> {
-        let tx = self.conn.transaction().map_err(db("recording a frame"))?;
+        let tx = self.conn.transaction().map_err(db("recording frames"))?;
         save_chain_tx(&tx, session_id, send, "send")?;
-        if let Some(id) = sent {
+        for id in sent {
             tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1 WHERE message_id = ?1",
                 [id.0],
             )
-            .map_err(db("recording a frame"))?;
+            .map_err(db("recording frames"))?;
             tx.execute(
                 "UPDATE messages SET state = 'sent' WHERE id = ?1 AND state = 'queued'",
                 [id.0],
             )
-            .map_err(db("recording a frame"))?;
+            .map_err(db("recording frames"))?;
         }
-        tx.commit().map_err(db("recording a frame"))
+        tx.commit().map_err(db("recording frames"))
     }
 
-    /// Persist the advanced receive chain of a session together with the frame's
-    /// effect, in one transaction. Returns the insert outcome for a Text, and
-    /// how many outbox items left the outbox for an Ack or Receipt.
-    pub fn record_received_frame(
+    /// Persist the advanced receive chain of a session (the state after the
+    /// last of a run of frames) together with every frame's effect, in one
+    /// transaction. Returns, per effect, the insert outcome for a Text and how
+    /// many messages left the outbox for an Ack or Receipt.
+    pub fn record_received_frames(
         &mut self,
         session_id: &[u8; 16],
         recv: &ChainState,
-        effect: IncomingEffect<'_>,
-    ) -> Result<(Option<Inserted>, usize)> {
-        let tx = self.conn.transaction().map_err(db("recording a frame"))?;
+        effects: &[IncomingEffect<'_>],
+    ) -> Result<Vec<(Option<Inserted>, usize)>> {
+        let tx = self.conn.transaction().map_err(db("recording frames"))?;
         save_chain_tx(&tx, session_id, recv, "recv")?;
-        let out = match effect {
-            IncomingEffect::Nothing => (None, 0),
-            IncomingEffect::Text(m) => (Some(insert(&tx, m)?), 0),
-            IncomingEffect::Ack { contact, upto } => (None, apply_ack(&tx, contact, upto)?),
-            IncomingEffect::Receipt { contact, upto } => {
-                let n = apply_ack(&tx, contact, upto)?;
-                tx.execute(
-                    "UPDATE messages SET state = 'read'
-                     WHERE contact_id = ?1 AND direction = 'out' AND seq <= ?2 AND state <> 'read'",
-                    params![contact.0, upto],
-                )
-                .map_err(db("applying a receipt"))?;
-                (None, n)
-            }
-        };
-        tx.commit().map_err(db("recording a frame"))?;
+        let mut out = Vec::with_capacity(effects.len());
+        for effect in effects {
+            out.push(match *effect {
+                IncomingEffect::Nothing => (None, 0),
+                IncomingEffect::Text(m) => (Some(insert(&tx, m)?), 0),
+                IncomingEffect::Ack { contact, upto } => (None, apply_ack(&tx, contact, upto)?),
+                IncomingEffect::Receipt { contact, upto } => {
+                    let n = apply_ack(&tx, contact, upto)?;
+                    tx.execute(
+                        "UPDATE messages SET state = 'read'
+                         WHERE contact_id = ?1 AND direction = 'out' AND seq <= ?2 AND state <> 'read'",
+                        params![contact.0, upto],
+                    )
+                    .map_err(db("applying a receipt"))?;
+                    (None, n)
+                }
+            });
+        }
+        tx.commit().map_err(db("recording frames"))?;
         Ok(out)
     }
 

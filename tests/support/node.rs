@@ -128,9 +128,11 @@ pub async fn wait_store<F>(
             if store.run(move |s| c(s)).await.unwrap() {
                 return;
             }
-            match tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
-                Ok(Err(broadcast::error::RecvError::Closed)) => panic!("event bus closed"),
-                _ => {}
+            // Any event (or a quiet half second) triggers a re-check.
+            if let Ok(Err(broadcast::error::RecvError::Closed)) =
+                tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
+            {
+                panic!("event bus closed");
             }
         }
     })
