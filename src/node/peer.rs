@@ -302,6 +302,8 @@ impl Peer {
                 out.push(Action::Ready {
                     peer_last_received: h.last_received,
                 });
+                // PROTOCOL.md §13: announce presence right after Ready.
+                out.push(self.seal(&PeerMessage::Presence(PresenceState::Online), None)?);
                 self.pump(&mut out)?;
             }
             (PeerState::AwaitingHello, _) => {
@@ -642,7 +644,7 @@ mod test {
         let reply = deliver(&hello, &mut b);
         let got = deliver(&reply, &mut a);
         let texts: Vec<_> = frames(&got);
-        assert_eq!(texts.len(), 1, "only seq 3 is re-sent");
+        assert_eq!(texts.len(), 2, "Presence, then only seq 3 is re-sent");
         assert!(matches!(
             got[0],
             Action::Record {
@@ -651,10 +653,17 @@ mod test {
             }
         ));
         let stored = deliver(&got, &mut b);
-        assert!(matches!(
-            &stored[0],
-            Action::Record { effect: Effect::Text(t), .. } if t.seq == 3
-        ));
+        let texts: Vec<u64> = stored
+            .iter()
+            .filter_map(|x| match x {
+                Action::Record {
+                    effect: Effect::Text(t),
+                    ..
+                } => Some(t.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, vec![3]);
     }
 
     #[test]
