@@ -85,9 +85,21 @@ impl User {
     where
         T::Listener: 'static,
     {
+        self.start_with(fast_config(), transport, mailbox).await
+    }
+
+    pub async fn start_with<T: Transport + 'static>(
+        &self,
+        config: NodeConfig,
+        transport: T,
+        mailbox: &MemoryMailbox,
+    ) -> NodeHandle
+    where
+        T::Listener: 'static,
+    {
         mailbox.register(self.cert.clone());
         let mb: Arc<dyn Mailbox> = Arc::new(mailbox.clone());
-        Node::start(fast_config(), self.open(), transport, Some(mb))
+        Node::start(config, self.open(), transport, Some(mb))
             .await
             .unwrap()
     }
