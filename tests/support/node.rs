@@ -106,11 +106,23 @@ impl User {
 }
 
 /// Waits for an event matching `pred`, at most `WAIT`.
-pub async fn wait_event<F>(rx: &mut broadcast::Receiver<Event>, mut pred: F) -> Event
+pub async fn wait_event<F>(rx: &mut broadcast::Receiver<Event>, pred: F) -> Event
 where
     F: FnMut(&Event) -> bool,
 {
-    tokio::time::timeout(WAIT, async {
+    wait_event_for(rx, WAIT, pred).await
+}
+
+/// Waits for an event matching `pred`, at most `limit`.
+pub async fn wait_event_for<F>(
+    rx: &mut broadcast::Receiver<Event>,
+    limit: Duration,
+    mut pred: F,
+) -> Event
+where
+    F: FnMut(&Event) -> bool,
+{
+    tokio::time::timeout(limit, async {
         loop {
             match rx.recv().await {
                 Ok(e) if pred(&e) => return e,
