@@ -841,6 +841,17 @@ impl Inner {
         if let Outcome::Failed { error, .. } = &outcome {
             tracing::debug!(kind = ?error.kind(), "peer connection failed");
         }
+        if matches!(
+            outcome,
+            Outcome::Closed { was_ready: true }
+                | Outcome::Failed {
+                    was_ready: true,
+                    ..
+                }
+        ) {
+            // The peer's Hello proves it holds the session: the Accept arrived.
+            self.table(|t| t.accepts.remove(&contact));
+        }
         self.release(claim);
         outcome
     }
