@@ -172,6 +172,9 @@ impl CliError {
             CliError::NoIdentity { .. } => {
                 "run `umbra init --name NAME` with the same passphrase to finish creating it".into()
             }
+            CliError::Input { .. } => {
+                "check the file name; a backup file is made by `umbra export-identity FILE`".into()
+            }
             CliError::OutputExists { .. } => {
                 "choose another file name, or move the existing file away (exports never overwrite)"
                     .into()
