@@ -22,7 +22,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            let _ = std::io::stderr().write_all(failure.report().as_bytes());
+            if !failure.is_broken_pipe() {
+                let _ = std::io::stderr().write_all(failure.report().as_bytes());
+            }
             ExitCode::from(failure.exit_code())
         }
     }

@@ -1,5 +1,5 @@
 //! One function per subcommand. Each gathers its passphrases, calls the store's
-//! [`lifecycle`](crate::store::lifecycle) functions and prints the result as text or,
+//! [`crate::store::lifecycle`] functions and prints the result as text or,
 //! with `--json`, as one JSON object.
 
 use std::io::Write;

@@ -241,6 +241,12 @@ impl Failure {
         self.error.exit_code()
     }
 
+    /// Whether the reader of standard output went away (`umbra man | head`): not
+    /// worth a report.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(&self.error, CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     /// The text to print on standard error: `error: a: b: c`, then a `hint:` line
     /// when there is one; with `--json`, one JSON object on a line.
     pub fn report(&self) -> String {
