@@ -18,7 +18,8 @@
 //! Lower layers know nothing of the upper ones:
 //!
 //! ```text
-//!  cli / node / control          (planned: daemon, control socket, CLI)
+//!  cli                           argument parsing and commands (`umbra init`, ...)
+//!  node / control                (planned: daemon, control socket)
 //!        |
 //!  handshake   wire              handshake payloads; peer framing + message set
 //!        |       |
@@ -32,6 +33,7 @@
 //! [`ErrorKind`] every module error maps to.
 
 // ---------- modules ----------
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod envelope;
