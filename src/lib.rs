@@ -32,6 +32,7 @@
 //! [`ErrorKind`] every module error maps to.
 
 // ---------- modules ----------
+pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod handshake;
@@ -40,6 +41,7 @@ pub mod limits;
 pub mod redact;
 pub mod session;
 pub mod time;
+pub mod transport;
 pub mod wire;
 
 // ---------- public exports ----------

@@ -1,0 +1,365 @@
+//! Client configuration (`umbra.toml`).
+//!
+//! Every field has a default; an empty file is a valid configuration that
+//! joins the real Tor network. Unknown fields are errors, so a typo never
+//! silently falls back to a default. `config/umbra.example.toml` documents
+//! every field and is checked by a test to parse and to equal the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::transport::RetryPolicy;
+use crate::transport::arti::{ArtiNetwork, ArtiOptions, DEFAULT_VIRTUAL_PORT};
+
+/// The example configuration shipped in `config/umbra.example.toml`.
+pub const EXAMPLE_CONFIG: &str = include_str!("../config/umbra.example.toml");
+
+/// Coarse classification of a configuration [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The file could not be read.
+    Io,
+    /// The file is not valid TOML for this schema.
+    Parse,
+    /// A value is out of range or inconsistent with another.
+    Invalid,
+}
+
+/// A configuration error. Messages name the offending field.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Could not read a file.
+    #[error("cannot read {what} {}", path.display())]
+    Read {
+        /// What the file is.
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML for this schema (unknown field, wrong type, ...).
+    #[error("invalid configuration file: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value is invalid.
+    #[error("invalid configuration: `{field}` {reason}")]
+    Invalid {
+        /// The field, e.g. `network.local_network`.
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        reason: &'static str,
+    },
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Read { .. } => ErrorKind::Io,
+            Error::Parse(_) => ErrorKind::Parse,
+            Error::Invalid { .. } => ErrorKind::Invalid,
+        }
+    }
+}
+
+/// The whole client configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Config {
+    /// Which network to use and how.
+    pub network: NetworkConfig,
+    /// Where data lives.
+    pub storage: StorageConfig,
+    /// The handshaker (username directory and request mailbox).
+    pub handshaker: HandshakerConfig,
+    /// Timeouts and size limits.
+    pub limits: LimitsConfig,
+}
+
+/// Which network carries peer connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum NetworkKind {
+    /// The real Tor network through the embedded Arti client (default).
+    #[default]
+    Tor,
+    /// A private Tor network (tests, offline demo); needs
+    /// `network.local_network`.
+    Local,
+    /// Direct TCP, **not anonymous**: LAN or tests only; needs
+    /// `network.direct_listen`. Never chosen unless written here.
+    Direct,
+}
+
+/// `[network]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct NetworkConfig {
+    /// `tor` (default), `local` or `direct`.
+    pub kind: NetworkKind,
+    /// For `kind = "local"`: file with the Arti network configuration
+    /// written by `umbra-testnet --arti-config`. Default: none.
+    pub local_network: Option<PathBuf>,
+    /// For `kind = "direct"`: `IP:port` to listen on. Default: none.
+    pub direct_listen: Option<SocketAddr>,
+    /// Virtual port of our onion service. Default: 7400.
+    pub virtual_port: u16,
+    /// Disable permission checks of the data directory. Only allowed with
+    /// `kind = "local"` (test networks in temp dirs). Default: false.
+    pub dangerously_trust_everyone: bool,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            kind: NetworkKind::Tor,
+            local_network: None,
+            direct_listen: None,
+            virtual_port: DEFAULT_VIRTUAL_PORT,
+            dangerously_trust_everyone: false,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct StorageConfig {
+    /// Data directory (keys, Arti state, messages). Default:
+    /// `$XDG_DATA_HOME/umbra`, else `$HOME/.local/share/umbra`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `[handshaker]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct HandshakerConfig {
+    /// Address of the handshaker (`….onion`, or `http://IP:port` in direct
+    /// mode). Default: none (usernames cannot be looked up).
+    pub address: Option<String>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct LimitsConfig {
+    /// Give up joining the network after this many seconds. Default: 300.
+    pub bootstrap_timeout_secs: u64,
+    /// Give up one connection attempt sequence after this many seconds
+    /// (retries included). Default: 120.
+    pub connect_timeout_secs: u64,
+    /// Maximum simultaneous peer connections. Default: 64.
+    pub max_connections: u32,
+    /// Largest accepted wire frame in bytes; at most 131072. Default: 131072.
+    pub max_frame_bytes: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_timeout_secs: 300,
+            connect_timeout_secs: 120,
+            max_connections: 64,
+            max_frame_bytes: 131_072,
+        }
+    }
+}
+
+impl Config {
+    /// Parse and validate TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, Error> {
+        let cfg: Config = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Read, parse and validate a file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            what: "configuration file",
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Check values and combinations.
+    pub fn validate(&self) -> Result<(), Error> {
+        let n = &self.network;
+        let invalid = |field, reason| Err(Error::Invalid { field, reason });
+        match n.kind {
+            NetworkKind::Local if n.local_network.is_none() => {
+                return invalid(
+                    "network.local_network",
+                    "is required with kind = \"local\" (see umbra-testnet --arti-config)",
+                );
+            }
+            NetworkKind::Direct if n.direct_listen.is_none() => {
+                return invalid(
+                    "network.direct_listen",
+                    "is required with kind = \"direct\" (e.g. \"192.168.1.10:7400\")",
+                );
+            }
+            _ => {}
+        }
+        if n.dangerously_trust_everyone && n.kind != NetworkKind::Local {
+            return invalid(
+                "network.dangerously_trust_everyone",
+                "is only allowed with kind = \"local\"",
+            );
+        }
+        if n.virtual_port == 0 {
+            return invalid("network.virtual_port", "must not be 0");
+        }
+        let l = &self.limits;
+        if l.bootstrap_timeout_secs == 0 || l.connect_timeout_secs == 0 {
+            return invalid("limits", "timeouts must be at least 1 second");
+        }
+        if l.max_connections == 0 {
+            return invalid("limits.max_connections", "must be at least 1");
+        }
+        if !(1024..=131_072).contains(&l.max_frame_bytes) {
+            return invalid("limits.max_frame_bytes", "must be between 1024 and 131072");
+        }
+        Ok(())
+    }
+
+    /// The data directory, with the default applied.
+    pub fn data_dir(&self) -> Result<PathBuf, Error> {
+        if let Some(d) = &self.storage.data_dir {
+            return Ok(d.clone());
+        }
+        let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            Some(x) => PathBuf::from(x),
+            None => std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local").join("share"))
+                .ok_or(Error::Invalid {
+                    field: "storage.data_dir",
+                    reason: "has no default: neither XDG_DATA_HOME nor HOME is set",
+                })?,
+        };
+        Ok(base.join("umbra"))
+    }
+
+    /// Options for the Arti transport (`kind = "tor"` or `"local"`); `None`
+    /// for `kind = "direct"`. Reads `network.local_network`.
+    pub fn arti_options(&self) -> Result<Option<ArtiOptions>, Error> {
+        let network = match self.network.kind {
+            NetworkKind::Direct => return Ok(None),
+            NetworkKind::Tor => ArtiNetwork::Tor,
+            NetworkKind::Local => {
+                let path = self.network.local_network.as_ref().ok_or(Error::Invalid {
+                    field: "network.local_network",
+                    reason: "is required with kind = \"local\"",
+                })?;
+                let arti_toml = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                    what: "local network configuration",
+                    path: path.clone(),
+                    source,
+                })?;
+                ArtiNetwork::Custom { arti_toml }
+            }
+        };
+        let mut o = ArtiOptions::new(network, self.data_dir()?);
+        o.virtual_port = self.network.virtual_port;
+        o.bootstrap_timeout = Duration::from_secs(self.limits.bootstrap_timeout_secs);
+        o.retry = RetryPolicy {
+            total: Duration::from_secs(self.limits.connect_timeout_secs),
+            ..RetryPolicy::default()
+        };
+        o.dangerously_trust_everyone = self.network.dangerously_trust_everyone;
+        Ok(Some(o))
+    }
+}
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn example_parses_and_equals_defaults() {
+        let cfg = Config::from_toml(EXAMPLE_CONFIG).unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn empty_is_default_and_valid() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let e = Config::from_toml("[network]\nkin = \"tor\"\n").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Parse);
+        assert!(e.to_string().contains("kin"), "{e}");
+        let e = Config::from_toml("[nope]\n").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Parse);
+        let e = Config::from_toml("[network]\nkind = \"carrier-pigeon\"\n").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Parse);
+    }
+
+    #[test]
+    fn modes_need_their_settings() {
+        let e = Config::from_toml("[network]\nkind = \"local\"\n").unwrap_err();
+        assert!(e.to_string().contains("network.local_network"));
+        let e = Config::from_toml("[network]\nkind = \"direct\"\n").unwrap_err();
+        assert!(e.to_string().contains("network.direct_listen"));
+        let ok =
+            Config::from_toml("[network]\nkind = \"direct\"\ndirect_listen = \"127.0.0.1:7400\"\n")
+                .unwrap();
+        assert_eq!(ok.network.kind, NetworkKind::Direct);
+        assert!(ok.arti_options().unwrap().is_none());
+    }
+
+    #[test]
+    fn trust_everyone_only_on_local() {
+        let e = Config::from_toml("[network]\ndangerously_trust_everyone = true\n").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Invalid);
+        Config::from_toml(
+            "[network]\nkind = \"local\"\nlocal_network = \"/x\"\n\
+             dangerously_trust_everyone = true\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        for bad in [
+            "[limits]\nmax_frame_bytes = 200000\n",
+            "[limits]\nconnect_timeout_secs = 0\n",
+            "[limits]\nmax_connections = 0\n",
+            "[network]\nvirtual_port = 0\n",
+        ] {
+            assert_eq!(
+                Config::from_toml(bad).unwrap_err().kind(),
+                ErrorKind::Invalid,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn tor_options_from_config() {
+        let cfg = Config::from_toml("[storage]\ndata_dir = \"/tmp/u\"\n").unwrap();
+        let o = cfg.arti_options().unwrap().unwrap();
+        assert_eq!(o.network, ArtiNetwork::Tor);
+        assert_eq!(o.data_dir, PathBuf::from("/tmp/u"));
+        assert_eq!(o.virtual_port, 7400);
+        assert!(!o.dangerously_trust_everyone);
+        assert_eq!(o.retry.total, Duration::from_secs(120));
+    }
+}

@@ -1,0 +1,493 @@
+//! The Arti transport: one embedded `TorClient` per user, one onion service
+//! on a fixed virtual port, connections to other users' `.onion` addresses.
+//!
+//! State, cache and keystore live under `<data dir>/arti/`, so the onion
+//! service key (and therefore the user's address) survives restarts. Arti
+//! checks the permissions of those directories (`fs-mistrust`); only a
+//! test-network configuration may switch that off, with the explicit
+//! [`ArtiOptions::dangerously_trust_everyone`] flag.
+//!
+//! Progress (bootstrap percentage, onion service state) is published on a
+//! `tokio::sync::watch` channel, see [`ArtiTransport::status`].
+//!
+//! The onion service's own status is **not** a readiness signal (it flips
+//! between states on a fast test network, and a freshly published descriptor
+//! takes a moment to be fetchable): readiness is a successful `connect`,
+//! which therefore retries with backoff within [`RetryPolicy::total`].
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arti_client::config::onion_service::OnionServiceConfigBuilder;
+use arti_client::config::{CfgPath, TorClientConfigBuilder};
+use arti_client::{ErrorKind as ArtiKind, HasKind, TorClient};
+use futures::{Stream, StreamExt};
+use safelog::DisplayRedacted;
+use tokio::sync::watch;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+use tor_cell::relaycell::msg::Connected;
+use tor_hsservice::{RunningOnionService, StreamRequest};
+use tor_proto::stream::IncomingStreamRequest;
+use tor_rtcompat::PreferredRuntime;
+
+use super::{
+    BoxedStream, Error, ErrorKind, Failure, Listener, PeerAddress, RetryPolicy, Transport,
+    TransportKind, retry_connect,
+};
+
+/// The virtual port of every Umbra onion service.
+pub const DEFAULT_VIRTUAL_PORT: u16 = 7400;
+
+/// Which Tor network to join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ArtiNetwork {
+    /// The real Tor network (the default for users).
+    Tor,
+    /// Another network (a private test network), described by a TOML
+    /// fragment of Arti's `TorClientConfig` (authorities, fallback caches,
+    /// `override_net_params`, ...), as produced by `umbra-testnet`.
+    Custom {
+        /// The TOML text.
+        arti_toml: String,
+    },
+}
+
+/// Everything needed to start an [`ArtiTransport`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ArtiOptions {
+    /// Which network to join. Default: [`ArtiNetwork::Tor`].
+    pub network: ArtiNetwork,
+    /// The user's data directory; Arti's state (including the onion service
+    /// key), cache and keystore go into `<data_dir>/arti/`.
+    pub data_dir: PathBuf,
+    /// Virtual port of the onion service. Default: [`DEFAULT_VIRTUAL_PORT`].
+    pub virtual_port: u16,
+    /// Nickname of the onion service inside Arti's keystore. Default: `umbra`.
+    pub nickname: String,
+    /// Give up joining the network after this long. Default: 300 s.
+    pub bootstrap_timeout: Duration,
+    /// How `connect` retries. Default: [`RetryPolicy::default`].
+    pub retry: RetryPolicy,
+    /// Disable Arti's permission checks of the data directory. Default:
+    /// `false`. Only for test networks (temporary directories fail the
+    /// checks); refused together with [`ArtiNetwork::Tor`].
+    pub dangerously_trust_everyone: bool,
+}
+
+impl ArtiOptions {
+    /// Options with defaults for `network` and `data_dir`.
+    pub fn new(network: ArtiNetwork, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            network,
+            data_dir: data_dir.into(),
+            virtual_port: DEFAULT_VIRTUAL_PORT,
+            nickname: "umbra".into(),
+            bootstrap_timeout: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
+            dangerously_trust_everyone: false,
+        }
+    }
+
+    /// Build Arti's client configuration.
+    fn client_config(&self) -> Result<arti_client::TorClientConfig, Error> {
+        let mut b: TorClientConfigBuilder = match &self.network {
+            ArtiNetwork::Tor => {
+                if self.dangerously_trust_everyone {
+                    return Err(Error::Config {
+                        reason: "dangerously_trust_everyone is only allowed on a local test \
+                                 network"
+                            .into(),
+                    });
+                }
+                TorClientConfigBuilder::default()
+            }
+            ArtiNetwork::Custom { arti_toml } => {
+                toml::from_str(arti_toml).map_err(|e| Error::Config {
+                    reason: format!("cannot parse the Arti network configuration: {e}"),
+                })?
+            }
+        };
+        let arti_dir = self.data_dir.join("arti");
+        b.storage()
+            .state_dir(CfgPath::new_literal(arti_dir.join("state")))
+            .cache_dir(CfgPath::new_literal(arti_dir.join("cache")));
+        if self.dangerously_trust_everyone {
+            b.storage().permissions().dangerously_trust_everyone();
+        }
+        b.address_filter().allow_onion_addrs(true);
+        b.build().map_err(|e| Error::Config {
+            reason: format!("invalid Arti configuration: {e}"),
+        })
+    }
+}
+
+/// State of our onion service, as reported by Arti.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServiceState {
+    /// [`Transport::listen`] has not been called.
+    NotLaunched,
+    /// Establishing introduction points and publishing the descriptor.
+    Bootstrapping,
+    /// Reachable.
+    Running,
+    /// Reachable, with problems.
+    DegradedReachable,
+    /// Possibly unreachable for now.
+    DegradedUnreachable,
+    /// Recovering from a problem.
+    Recovering,
+    /// Failed; needs a restart.
+    Broken,
+    /// Shut down.
+    Shutdown,
+    /// A state this version does not know.
+    Unknown,
+}
+
+impl From<tor_hsservice::status::State> for ServiceState {
+    fn from(s: tor_hsservice::status::State) -> Self {
+        use tor_hsservice::status::State as S;
+        match s {
+            S::Shutdown => ServiceState::Shutdown,
+            S::Bootstrapping => ServiceState::Bootstrapping,
+            S::DegradedReachable => ServiceState::DegradedReachable,
+            S::DegradedUnreachable => ServiceState::DegradedUnreachable,
+            S::Running => ServiceState::Running,
+            S::Recovering => ServiceState::Recovering,
+            S::Broken => ServiceState::Broken,
+            _ => ServiceState::Unknown,
+        }
+    }
+}
+
+/// A snapshot of the transport's progress, for progress bars and
+/// `umbra status`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TransportStatus {
+    /// Bootstrap progress, 0–100.
+    pub bootstrap_percent: u8,
+    /// Can we build circuits for traffic?
+    pub ready_for_traffic: bool,
+    /// Why bootstrapping is stuck, if it is.
+    pub blocked: Option<String>,
+    /// State of our onion service.
+    pub service: ServiceState,
+}
+
+impl Default for TransportStatus {
+    fn default() -> Self {
+        Self {
+            bootstrap_percent: 0,
+            ready_for_traffic: false,
+            blocked: None,
+            service: ServiceState::NotLaunched,
+        }
+    }
+}
+
+/// The production transport: an embedded Arti client.
+pub struct ArtiTransport {
+    /// The Tor client shared by the service and outgoing connections.
+    client: Arc<TorClient<PreferredRuntime>>,
+    /// Port, nickname, retry policy.
+    opts: ArtiOptions,
+    /// Publishes [`TransportStatus`] updates.
+    status: watch::Sender<TransportStatus>,
+    /// How long [`ArtiTransport::bootstrap`] took.
+    bootstrap_time: Duration,
+}
+
+impl std::fmt::Debug for ArtiTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtiTransport")
+            .field("status", &*self.status.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ArtiTransport {
+    /// Create the Tor client and join the network (bounded by
+    /// [`ArtiOptions::bootstrap_timeout`]). Progress is visible on
+    /// [`ArtiTransport::status`] only after this returns; use
+    /// [`ArtiTransport::bootstrap_with_status`] to watch it live.
+    pub async fn bootstrap(opts: ArtiOptions) -> Result<Self, Error> {
+        Self::bootstrap_with_status(opts, watch::Sender::new(TransportStatus::default())).await
+    }
+
+    /// Like [`ArtiTransport::bootstrap`], publishing progress on `status`
+    /// (subscribe before calling).
+    pub async fn bootstrap_with_status(
+        opts: ArtiOptions,
+        status: watch::Sender<TransportStatus>,
+    ) -> Result<Self, Error> {
+        let started = Instant::now();
+        let config = opts.client_config()?;
+        let runtime = PreferredRuntime::current().map_err(|e| Error::Config {
+            reason: format!("no tokio runtime to run Arti on: {e}"),
+        })?;
+        let client = TorClient::with_runtime(runtime)
+            .config(config)
+            // A previous instance on the same data dir may still be
+            // releasing its lock (e.g. a restart).
+            .local_resource_timeout(arti_client::MAX_LOCAL_RESOURCE_TIMEOUT)
+            .create_unbootstrapped_async()
+            .await
+            .map_err(|e| arti_err("create the Tor client", e))?;
+
+        let mut events = client.bootstrap_events();
+        let tx = status.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.next().await {
+                let percent = (ev.as_frac().clamp(0.0, 1.0) * 100.0).round();
+                tx.send_modify(|s| {
+                    // `percent` is clamped to 0..=100 above.
+                    s.bootstrap_percent = percent as u8;
+                    s.ready_for_traffic = ev.ready_for_traffic();
+                    s.blocked = ev.blocked().map(|b| b.to_string());
+                });
+            }
+        });
+
+        match tokio::time::timeout(opts.bootstrap_timeout, client.bootstrap()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(arti_err("join the Tor network", e)),
+            Err(_) => {
+                return Err(Error::BootstrapTimeout {
+                    waited: opts.bootstrap_timeout,
+                });
+            }
+        }
+        status.send_modify(|s| {
+            s.bootstrap_percent = 100;
+            s.ready_for_traffic = true;
+            s.blocked = None;
+        });
+        Ok(Self {
+            client,
+            opts,
+            status,
+            bootstrap_time: started.elapsed(),
+        })
+    }
+
+    /// Subscribe to progress updates.
+    pub fn status(&self) -> watch::Receiver<TransportStatus> {
+        self.status.subscribe()
+    }
+
+    /// How long [`ArtiTransport::bootstrap`] took.
+    pub fn bootstrap_time(&self) -> Duration {
+        self.bootstrap_time
+    }
+
+    /// Replace the retry policy of `connect`.
+    pub fn set_retry(&mut self, retry: RetryPolicy) {
+        self.opts.retry = retry;
+    }
+}
+
+/// Wrap an Arti error.
+fn arti_err(action: &'static str, e: arti_client::Error) -> Error {
+    Error::Arti {
+        action,
+        source: Box::new(e),
+    }
+}
+
+/// Map Arti's error kinds onto ours.
+pub(crate) fn classify(e: &arti_client::Error) -> ErrorKind {
+    judge(e).kind
+}
+
+/// Should a failed connect be retried, and how is it reported?
+fn judge(e: &arti_client::Error) -> Failure {
+    let (retry, kind, reason) = match e.kind() {
+        ArtiKind::OnionServiceNotFound => (
+            true,
+            ErrorKind::NotFound,
+            "no onion service descriptor found for that address",
+        ),
+        ArtiKind::OnionServiceAddressInvalid | ArtiKind::InvalidStreamTarget => (
+            false,
+            ErrorKind::BadAddress,
+            "invalid onion service address",
+        ),
+        ArtiKind::OnionServiceMissingClientAuth | ArtiKind::OnionServiceWrongClientAuth => (
+            false,
+            ErrorKind::Unreachable,
+            "the onion service requires client authorization",
+        ),
+        ArtiKind::ForbiddenStreamTarget => (
+            false,
+            ErrorKind::Config,
+            "connections to onion services are disabled",
+        ),
+        ArtiKind::RemoteConnectionRefused | ArtiKind::RemoteStreamReset => (
+            true,
+            ErrorKind::NotFound,
+            "the onion service refused the connection",
+        ),
+        ArtiKind::LocalResourceAlreadyInUse
+        | ArtiKind::FsPermissions
+        | ArtiKind::PersistentStateAccessFailed
+        | ArtiKind::PersistentStateCorrupted
+        | ArtiKind::CacheAccessFailed
+        | ArtiKind::CacheCorrupted
+        | ArtiKind::KeystoreAccessFailed
+        | ArtiKind::KeystoreCorrupted => (false, ErrorKind::LocalState, "local state unusable"),
+        ArtiKind::InvalidConfig | ArtiKind::InvalidConfigTransition | ArtiKind::FeatureDisabled => {
+            (false, ErrorKind::Config, "invalid configuration")
+        }
+        ArtiKind::ArtiShuttingDown | ArtiKind::ReactorShuttingDown => {
+            (false, ErrorKind::Closed, "Tor client shutting down")
+        }
+        ArtiKind::BootstrapRequired | ArtiKind::TorAccessFailed | ArtiKind::TorNetworkTimeout => {
+            (true, ErrorKind::Bootstrap, "no usable Tor circuits")
+        }
+        _ => (
+            true,
+            ErrorKind::Unreachable,
+            "could not reach the onion service",
+        ),
+    };
+    Failure {
+        retry,
+        kind,
+        reason,
+    }
+}
+
+/// Incoming streams of our onion service.
+pub struct ArtiListener {
+    /// Keeps the onion service running; dropping it stops the service.
+    service: Arc<RunningOnionService>,
+    /// Stream requests from `handle_rend_requests`.
+    requests: Pin<Box<dyn Stream<Item = StreamRequest> + Send>>,
+    /// Our `.onion` address.
+    address: PeerAddress,
+    /// The only virtual port we accept.
+    port: u16,
+}
+
+impl std::fmt::Debug for ArtiListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtiListener")
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ArtiListener {
+    /// The running onion service (for status queries).
+    pub fn service(&self) -> &Arc<RunningOnionService> {
+        &self.service
+    }
+}
+
+impl Transport for ArtiTransport {
+    type Listener = ArtiListener;
+
+    fn kind(&self) -> TransportKind {
+        TransportKind::Onion
+    }
+
+    async fn listen(&self) -> Result<ArtiListener, Error> {
+        let nickname = self.opts.nickname.parse().map_err(|e| Error::Config {
+            reason: format!("invalid onion service nickname: {e}"),
+        })?;
+        let config = OnionServiceConfigBuilder::default()
+            .nickname(nickname)
+            .build()
+            .map_err(|e| Error::Launch {
+                source: Box::new(e),
+            })?;
+        let (service, rend_requests) = self
+            .client
+            .launch_onion_service(config)
+            .map_err(|e| arti_err("launch the onion service", e))?
+            .ok_or_else(|| Error::Config {
+                reason: "the onion service is disabled in the configuration".into(),
+            })?;
+        let hsid = service.onion_address().ok_or_else(|| Error::Launch {
+            source: "the onion service has no address (no identity key)".into(),
+        })?;
+        let address = PeerAddress::new(hsid.display_unredacted().to_string());
+
+        let mut events = service.status_events();
+        let tx = self.status.clone();
+        tx.send_modify(|s| s.service = service.status().state().into());
+        tokio::spawn(async move {
+            while let Some(st) = events.next().await {
+                tx.send_modify(|s| s.service = st.state().into());
+            }
+        });
+
+        tracing::info!(port = self.opts.virtual_port, "onion service launched");
+        Ok(ArtiListener {
+            service,
+            requests: Box::pin(tor_hsservice::handle_rend_requests(rend_requests)),
+            address,
+            port: self.opts.virtual_port,
+        })
+    }
+
+    async fn connect(&self, addr: &PeerAddress) -> Result<BoxedStream, Error> {
+        let bad = |reason| Error::BadAddress {
+            transport: "Tor",
+            reason,
+        };
+        if !addr.is_onion() {
+            return Err(bad(
+                "expected an onion service address (direct IP:port needs network.kind = \"direct\")",
+            ));
+        }
+        addr.as_str()
+            .parse::<tor_hsservice::HsId>()
+            .map_err(|_| bad("not a valid v3 onion service address"))?;
+        let port = self.opts.virtual_port;
+        let client = &self.client;
+        retry_connect(
+            &self.opts.retry,
+            || async move {
+                let stream = client.connect((addr.as_str(), port)).await?;
+                Ok::<BoxedStream, arti_client::Error>(Box::new(stream.compat()))
+            },
+            judge,
+        )
+        .await
+    }
+}
+
+impl Listener for ArtiListener {
+    fn address(&self) -> &PeerAddress {
+        &self.address
+    }
+
+    async fn accept(&mut self) -> Result<BoxedStream, Error> {
+        loop {
+            let req = self.requests.next().await.ok_or(Error::Closed)?;
+            let wanted = match req.request() {
+                IncomingStreamRequest::Begin(begin) => begin.port() == self.port,
+                _ => false,
+            };
+            if !wanted {
+                tracing::debug!("refusing a stream request for another port or type");
+                let _ = req.shutdown_circuit();
+                continue;
+            }
+            match req.accept(Connected::new_empty()).await {
+                Ok(stream) => return Ok(Box::new(stream.compat())),
+                Err(e) => {
+                    tracing::debug!(error = %e, "failed to accept an onion service stream");
+                }
+            }
+        }
+    }
+}
