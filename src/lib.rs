@@ -36,6 +36,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod handshake;
+pub mod handshaker_client;
 pub mod identity;
 pub mod limits;
 pub mod redact;
