@@ -39,6 +39,7 @@ pub mod demo;
 pub mod envelope;
 pub mod error;
 pub mod handshake;
+pub mod handshaker_client;
 pub mod identity;
 pub mod limits;
 pub mod redact;
