@@ -1,0 +1,300 @@
+//! The Handshaker API over TCP loopback, against the real `umbra-handshaker`
+//! binary (`--listen 127.0.0.1:0 --no-onion`), driven by the library's
+//! `HandshakerClient` and, for hostile input, by raw HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use umbra::envelope::Freshness;
+use umbra::handshake::{self, MemorySeen};
+use umbra::handshaker_client::{HandshakerClient, HandshakerClientError};
+use umbra::identity::{Identity, Username};
+
+/// A running `umbra-handshaker`; killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_umbra-handshaker"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--no-onion",
+                "--pow-difficulty",
+                "8",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The first stdout line names the address (no sleeps: we block on it).
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        Server {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A raw HTTP/1.1 request; returns (status, body).
+    fn raw(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (status, body)
+    }
+}
+
+fn ident(name: &str) -> Identity {
+    Identity::generate(&Username::parse(name).unwrap()).unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn refused_status(e: &HandshakerClientError) -> u16 {
+    match e {
+        HandshakerClientError::Refused { status, .. } => *status,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn register_lookup_search_and_mailbox_round_trip() {
+    let server = Server::start();
+    let client = HandshakerClient::new(&server.url()).unwrap();
+    let (alice, bob) = (ident("alice"), ident("bobby"));
+    rt().block_on(async {
+        assert!(client.health().await.is_ok());
+        client.register(&alice).await.unwrap();
+        client.register(&bob).await.unwrap();
+
+        let found = client
+            .lookup(bob.username())
+            .await
+            .unwrap()
+            .expect("bob is registered");
+        assert_eq!(found.fingerprint, bob.fingerprint());
+        assert!(
+            client
+                .lookup(&Username::parse("nobody").unwrap())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let by_fpr = client
+            .lookup_fingerprint(&alice.fingerprint())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_fpr.username, *alice.username());
+        let hits = client.search("bob", 10).await.unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].username, "bobby");
+
+        // The same name again, with another key: first come, first served.
+        let err = client.register(&ident("bobby")).await.unwrap_err();
+        assert_eq!(refused_status(&err), 409);
+        let still = client.lookup(bob.username()).await.unwrap().unwrap();
+        assert_eq!(still.fingerprint, bob.fingerprint());
+
+        // Alice deposits a real connection request for Bob.
+        let (request, _pending) = handshake::make_request(
+            &alice,
+            &found.cert,
+            bob.username(),
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.onion",
+            "hello",
+        )
+        .unwrap();
+        client.deposit(bob.username(), &request).await.unwrap();
+
+        // Bob fetches it; without an ack it stays (a crash loses nothing).
+        let first = client.fetch(&bob).await.unwrap();
+        assert_eq!(first.items.len(), 1);
+        let again = client.fetch(&bob).await.unwrap();
+        assert_eq!(again.items.len(), 1);
+        assert_eq!(again.items[0].id, first.items[0].id);
+        let alice_cert = client.lookup(alice.username()).await.unwrap().unwrap().cert;
+        let (req, signer) = handshake::open_request(
+            again.items[0].message.as_bytes(),
+            &bob,
+            &alice_cert,
+            &mut MemorySeen::default(),
+            Freshness::default(),
+        )
+        .unwrap();
+        assert_eq!(signer, alice.fingerprint());
+        assert_eq!(req.note, "hello");
+
+        // Alice cannot read Bob's mailbox, and a challenge works only once.
+        let fetch_with = |who: &Identity, challenge: &str| {
+            let statement = format!(
+                "umbra-fetch-v1\nusername=bobby\nhandshaker={}\nchallenge={challenge}\n",
+                server.url()
+            );
+            let body = serde_json::json!({
+                "challenge": challenge,
+                "signature": who.sign_detached(statement.as_bytes()).unwrap(),
+            });
+            server.raw(
+                "POST",
+                "/v1/mailbox/bobby/fetch",
+                body.to_string().as_bytes(),
+            )
+        };
+        let challenge = || {
+            let (status, body) = server.raw("POST", "/v1/mailbox/bobby/challenge", b"");
+            assert_eq!(status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["challenge"].as_str().unwrap().to_owned()
+        };
+        let c = challenge();
+        let (status, body) = fetch_with(&alice, &c);
+        assert!(
+            matches!(status, 401 | 403),
+            "non-owner fetch: {status} {body}"
+        );
+        let c = challenge();
+        assert_eq!(fetch_with(&bob, &c).0, 200);
+        let (status, body) = fetch_with(&bob, &c);
+        assert!(
+            matches!(status, 401 | 403 | 410),
+            "replayed challenge: {status} {body}"
+        );
+
+        // After the ack the item is gone.
+        let ids: Vec<String> = again.items.iter().map(|i| i.id.clone()).collect();
+        assert_eq!(
+            client
+                .ack(bob.username(), &again.ack_token, &ids)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(client.fetch(&bob).await.unwrap().items.is_empty());
+    });
+}
+
+#[test]
+fn hostile_requests_get_specific_statuses() {
+    let server = Server::start();
+    assert_eq!(server.raw("POST", "/v1/register", b"{not json").0, 400);
+    assert_eq!(server.raw("POST", "/v1/register", b"{}").0, 400);
+    let big = vec![b'a'; 200 * 1024];
+    assert_eq!(server.raw("POST", "/v1/mailbox/alice", &big).0, 413);
+    let (status, body) = server.raw("GET", "/v1/users/@@bad", b"");
+    assert!(matches!(status, 400 | 422), "{status} {body}");
+    assert!(body.contains("\"error\""), "JSON error body: {body}");
+    // Deposits need a proof of work.
+    let (status, body) = server.raw(
+        "POST",
+        "/v1/mailbox/alice",
+        br#"{"message":"-----BEGIN PGP MESSAGE-----\n-----END PGP MESSAGE-----","pow":{"ts":0,"nonce":"00"}}"#,
+    );
+    assert!(matches!(status, 400 | 404 | 422), "{status} {body}");
+    assert_eq!(server.raw("GET", "/v1/health", b"").0, 200);
+}
+
+#[test]
+fn gpg_receives_a_registered_key_over_hkp() {
+    let server = Server::start();
+    let client = HandshakerClient::new(&server.url()).unwrap();
+    let carol = ident("carol");
+    rt().block_on(async { client.register(&carol).await.unwrap() });
+
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let keyserver = format!("hkp://127.0.0.1:{}", server.port);
+    std::fs::write(
+        home.path().join("dirmngr.conf"),
+        format!("keyserver {keyserver}\ndisable-ipv6\n"),
+    )
+    .unwrap();
+    let fpr = carol.fingerprint().to_hex();
+    let out = Command::new("gpg")
+        .arg("--homedir")
+        .arg(home.path())
+        .args([
+            "--batch",
+            "--no-tty",
+            "--keyserver",
+            &keyserver,
+            "--recv-keys",
+            &fpr,
+        ])
+        .output()
+        .expect("gpg must be installed");
+    assert!(
+        out.status.success(),
+        "gpg --recv-keys failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = Command::new("gpg")
+        .arg("--homedir")
+        .arg(home.path())
+        .args(["--batch", "--with-colons", "--list-keys"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains(&format!("fpr:::::::::{fpr}:")), "{listed}");
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(home.path())
+        .args(["--kill", "all"])
+        .status();
+}
