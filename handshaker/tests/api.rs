@@ -30,6 +30,10 @@ impl Drop for Server {
 
 impl Server {
     fn start() -> Server {
+        Self::start_logging_to(Stdio::null())
+    }
+
+    fn start_logging_to(stderr: Stdio) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_umbra-handshaker"))
             .arg("--data-dir")
@@ -42,7 +46,7 @@ impl Server {
                 "8",
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         // The first stdout line names the address (no sleeps: we block on it).
@@ -297,4 +301,62 @@ fn gpg_receives_a_registered_key_over_hkp() {
         .arg(home.path())
         .args(["--kill", "all"])
         .status();
+}
+
+#[test]
+fn the_log_names_nobody() {
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("server.log");
+    let server = Server::start_logging_to(Stdio::from(std::fs::File::create(&log).unwrap()));
+    let client = HandshakerClient::new(&server.url()).unwrap();
+    let (erin, frank) = (ident("erin_logtest"), ident("frank_logtest"));
+    let onion = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.onion";
+    rt().block_on(async {
+        for id in [&erin, &frank] {
+            client.register(id).await.unwrap();
+        }
+        for _ in 0..20 {
+            client.lookup(frank.username()).await.unwrap();
+            client
+                .lookup_fingerprint(&erin.fingerprint())
+                .await
+                .unwrap();
+            client.search("frank", 5).await.unwrap();
+        }
+        let cert = client.lookup(frank.username()).await.unwrap().unwrap().cert;
+        let (req, _) =
+            handshake::make_request(&erin, &cert, frank.username(), onion, "hi").unwrap();
+        client.deposit(frank.username(), &req).await.unwrap();
+        let got = client.fetch(&frank).await.unwrap();
+        let ids: Vec<String> = got.items.iter().map(|i| i.id.clone()).collect();
+        client
+            .ack(frank.username(), &got.ack_token, &ids)
+            .await
+            .unwrap();
+        // Failures are logged too: make some.
+        let _ = client.register(&ident("erin_logtest")).await;
+        let _ = client
+            .lookup(&Username::parse("nobody_here").unwrap())
+            .await;
+    });
+    drop(server); // flushes and ends the log
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.is_empty(),
+        "the server logs something at the default level"
+    );
+    for needle in [
+        "erin_logtest".to_string(),
+        "frank_logtest".to_string(),
+        "nobody_here".to_string(),
+        erin.fingerprint().to_hex(),
+        frank.fingerprint().to_hex(),
+        erin.fingerprint().to_hex().to_lowercase(),
+        onion.trim_end_matches(".onion").to_string(),
+    ] {
+        assert!(
+            !text.contains(&needle),
+            "the log contains an identifier: {needle}\n{text}"
+        );
+    }
 }
