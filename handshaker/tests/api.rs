@@ -360,3 +360,185 @@ fn the_log_names_nobody() {
         );
     }
 }
+
+/// A registration body for `who` as `name`, with every field overridable.
+struct Reg<'a> {
+    who: &'a Identity,
+    name: &'a str,
+    handshaker: String,
+    timestamp: u64,
+    signer: &'a Identity,
+    difficulty: u32,
+    pow: bool,
+    /// Use a stamp whose hash has no leading zero bit at all.
+    weak_pow: bool,
+}
+
+impl Reg<'_> {
+    fn body(&self) -> String {
+        use umbra::handshaker_client::pow::{Purpose, leading_zero_bits, solve, stamp_hash};
+        use umbra::handshaker_client::wire::{RegisterRequest, register_statement};
+        let folded = Username::parse(self.name)
+            .map(|u| u.as_str().to_owned())
+            .unwrap_or_else(|_| self.name.to_owned());
+        let statement = match Username::parse(self.name) {
+            Ok(u) => register_statement(
+                &u,
+                &self.handshaker,
+                &self.who.fingerprint(),
+                self.timestamp,
+            ),
+            Err(_) => format!("umbra-register-v1\nusername={}\n", self.name),
+        };
+        let req = RegisterRequest {
+            username: self.name.to_owned(),
+            cert: self.who.public_cert().unwrap().to_armored().unwrap(),
+            proof: self.signer.sign_detached(statement.as_bytes()).unwrap(),
+            timestamp: self.timestamp,
+            current_proof: None,
+            pow: self.pow.then(|| {
+                loop {
+                    let ts = umbra::time::now_secs();
+                    let stamp = solve(Purpose::Register, &folded, self.difficulty, ts, &mut |_| {});
+                    let bits = leading_zero_bits(&stamp_hash(Purpose::Register, &folded, &stamp));
+                    if !self.weak_pow || bits == 0 {
+                        break stamp;
+                    }
+                }
+            }),
+        };
+        serde_json::to_string(&req).unwrap()
+    }
+}
+
+#[test]
+fn every_registration_rejection_has_its_status_and_changes_nothing() {
+    let server = Server::start();
+    let gina = ident("gina");
+    let mallory = ident("mallory");
+    let now = umbra::time::now_secs();
+    let good = || Reg {
+        who: &gina,
+        name: "gina",
+        handshaker: server.url(),
+        timestamp: now,
+        signer: &gina,
+        difficulty: 8,
+        pow: true,
+        weak_pow: false,
+    };
+    let cases: Vec<(&str, Reg, &[u16])> = vec![
+        (
+            "bad signature (another key signed)",
+            Reg {
+                signer: &mallory,
+                ..good()
+            },
+            &[401],
+        ),
+        (
+            "stale timestamp",
+            Reg {
+                timestamp: now - 3600,
+                ..good()
+            },
+            &[401, 422],
+        ),
+        (
+            "wrong handshaker address in the proof",
+            Reg {
+                handshaker: "http://127.0.0.1:1".into(),
+                ..good()
+            },
+            &[401],
+        ),
+        (
+            "invalid username",
+            Reg {
+                name: "g!na",
+                ..good()
+            },
+            &[422, 400],
+        ),
+        (
+            "reserved username",
+            Reg {
+                name: "admin",
+                ..good()
+            },
+            &[422, 409, 403],
+        ),
+        (
+            "missing proof of work",
+            Reg {
+                pow: false,
+                ..good()
+            },
+            &[422, 400],
+        ),
+    ];
+    let search_before = server.raw("GET", "/v1/search?prefix=gin&limit=20", b"");
+    for (what, reg, expected) in cases {
+        let (status, body) = server.raw("POST", "/v1/register", reg.body().as_bytes());
+        assert!(expected.contains(&status), "{what}: got {status} {body}");
+        assert!(
+            body.contains("\"error\""),
+            "{what}: JSON error body: {body}"
+        );
+        assert_eq!(
+            server.raw("GET", "/v1/users/gina", b"").0,
+            404,
+            "{what} registered gina"
+        );
+    }
+    assert_eq!(
+        server.raw("GET", "/v1/search?prefix=gin&limit=20", b""),
+        search_before
+    );
+    // Insufficient proof of work: a stamp with no leading zero bit.
+    let weak = Reg {
+        difficulty: 0,
+        weak_pow: true,
+        ..good()
+    };
+    let (status, body) = server.raw("POST", "/v1/register", weak.body().as_bytes());
+    assert!(
+        matches!(status, 422 | 400),
+        "insufficient PoW: {status} {body}"
+    );
+    // And the good one still works, once.
+    let (status, body) = server.raw("POST", "/v1/register", good().body().as_bytes());
+    assert!(matches!(status, 200 | 201), "{status} {body}");
+    assert_eq!(server.raw("GET", "/v1/users/gina", b"").0, 200);
+}
+
+#[test]
+fn mailbox_full_is_refused_and_keeps_what_it_has() {
+    let server = Server::start();
+    let client = HandshakerClient::new(&server.url()).unwrap();
+    let (hank, ivy) = (ident("hank"), ident("ivy"));
+    rt().block_on(async {
+        client.register(&hank).await.unwrap();
+        client.register(&ivy).await.unwrap();
+        let cert = client.lookup(ivy.username()).await.unwrap().unwrap().cert;
+        let capacity = 100; // config/handshaker.example.toml: mailbox.capacity
+        for i in 0..capacity {
+            let (req, _) = handshake::make_request(
+                &hank,
+                &cert,
+                ivy.username(),
+                "h.example:1",
+                &format!("n{i}"),
+            )
+            .unwrap();
+            client.deposit(ivy.username(), &req).await.unwrap();
+        }
+        let (req, _) =
+            handshake::make_request(&hank, &cert, ivy.username(), "h.example:1", "one too many")
+                .unwrap();
+        let err = client.deposit(ivy.username(), &req).await.unwrap_err();
+        assert_eq!(refused_status(&err), 429, "{err:?}");
+        let got = client.fetch(&ivy).await.unwrap();
+        assert_eq!(got.items.len() as u64 + got.remaining, capacity as u64);
+    });
+}
