@@ -19,8 +19,8 @@ use secrecy::SecretString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use umbra::identity::{Identity, Username};
 use umbra::store::{KdfParams, OwnIdentity, lifecycle};
-use umbra::transport::arti::{ArtiNetwork, ArtiOptions, ArtiTransport};
-use umbra::transport::{Listener, RetryPolicy, Transport};
+use umbra::transport::arti::{ArtiOptions, ArtiTransport};
+use umbra::transport::{Listener, Transport};
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -43,20 +43,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 fn options(net: &umbra_testnet::TestNet, dir: &Path) -> ArtiOptions {
-    let mut o = ArtiOptions::new(
-        ArtiNetwork::Custom {
-            arti_toml: net.arti_config_toml(),
-        },
-        dir,
-    );
-    o.dangerously_trust_everyone = true; // temp dirs fail Arti's permission checks
-    o.bootstrap_timeout = Duration::from_secs(60);
-    o.retry = RetryPolicy {
-        total: Duration::from_secs(90),
-        initial: Duration::from_millis(200),
-        max: Duration::from_secs(2),
-    };
-    o
+    ArtiOptions::for_test_network(net.arti_config_toml(), dir)
 }
 
 #[test]

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use umbra::handshaker_client::{ConnectFuture, Connector, HandshakerAddress, HandshakerClient};
 use umbra::identity::{Identity, Username};
-use umbra::transport::arti::{ArtiNetwork, ArtiOptions, ArtiTransport};
-use umbra::transport::{PeerAddress, RetryPolicy, Transport};
+use umbra::transport::arti::{ArtiOptions, ArtiTransport};
+use umbra::transport::{PeerAddress, Transport};
 
 struct Kill(Child);
 impl Drop for Kill {
@@ -38,20 +38,7 @@ impl Connector for ArtiConnector {
 }
 
 fn options(net: &umbra_testnet::TestNet, dir: &Path) -> ArtiOptions {
-    let mut o = ArtiOptions::new(
-        ArtiNetwork::Custom {
-            arti_toml: net.arti_config_toml(),
-        },
-        dir,
-    );
-    o.dangerously_trust_everyone = true; // temp dirs fail Arti's permission checks
-    o.bootstrap_timeout = Duration::from_secs(60);
-    o.retry = RetryPolicy {
-        total: Duration::from_secs(120),
-        initial: Duration::from_millis(250),
-        max: Duration::from_secs(3),
-    };
-    o
+    ArtiOptions::for_test_network(net.arti_config_toml(), dir)
 }
 
 #[test]
