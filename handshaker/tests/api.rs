@@ -542,3 +542,62 @@ fn mailbox_full_is_refused_and_keeps_what_it_has() {
         assert_eq!(got.items.len() as u64 + got.remaining, capacity as u64);
     });
 }
+
+#[test]
+fn rotation_and_deletion_need_the_registered_key() {
+    let server = Server::start();
+    let client = HandshakerClient::new(&server.url()).unwrap();
+    let old = ident("jules");
+    let new = ident("jules");
+    let mallory = ident("jules");
+    rt().block_on(async {
+        client.register(&old).await.unwrap();
+        // Rotation signed by someone who is not the registered key: refused.
+        let err = client.rotate(&mallory, &new).await.unwrap_err();
+        assert!(matches!(refused_status(&err), 401 | 403 | 409), "{err:?}");
+        assert_eq!(
+            client
+                .lookup(old.username())
+                .await
+                .unwrap()
+                .unwrap()
+                .fingerprint,
+            old.fingerprint()
+        );
+        // Rotation signed by the registered key: the new key takes over.
+        client.rotate(&old, &new).await.unwrap();
+        assert_eq!(
+            client
+                .lookup(old.username())
+                .await
+                .unwrap()
+                .unwrap()
+                .fingerprint,
+            new.fingerprint()
+        );
+        // The old key can no longer delete the name; the current one can.
+        let err = client.delete(&old).await.unwrap_err();
+        assert!(matches!(refused_status(&err), 401 | 403 | 409), "{err:?}");
+        assert!(client.lookup(old.username()).await.unwrap().is_some());
+        client.delete(&new).await.unwrap();
+        assert!(client.lookup(old.username()).await.unwrap().is_none());
+    });
+}
+
+#[test]
+fn stored_certs_are_stripped_and_vks_serves_them() {
+    let server = Server::start();
+    let client = HandshakerClient::new(&server.url()).unwrap();
+    let kim = ident("kim");
+    rt().block_on(async { client.register(&kim).await.unwrap() });
+    let (status, body) = server.raw(
+        "GET",
+        &format!("/vks/v1/by-fingerprint/{}", kim.fingerprint().to_hex()),
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    let served = umbra::identity::PublicCert::from_bytes(body.as_bytes()).unwrap();
+    assert_eq!(served.fingerprint(), kim.fingerprint());
+    assert_eq!(served.usernames(), vec![kim.username().clone()]);
+    assert!(!body.contains("PRIVATE KEY"));
+}
