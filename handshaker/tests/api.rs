@@ -604,3 +604,38 @@ fn stored_certs_are_stripped_and_vks_serves_them() {
     assert_eq!(served.usernames(), vec![kim.username().clone()]);
     assert!(!body.contains("PRIVATE KEY"));
 }
+
+#[test]
+fn sigterm_and_sigint_shut_down_gracefully() {
+    for sig in ["-TERM", "-INT"] {
+        let logdir = tempfile::tempdir().unwrap();
+        let log = logdir.path().join("server.log");
+        let mut server =
+            Server::start_logging_to(Stdio::from(std::fs::File::create(&log).unwrap()));
+        // One served request first, so the server is fully up.
+        assert_eq!(server.raw("GET", "/v1/health", b"").0, 200);
+        let pid = server.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        let status = loop {
+            if let Some(s) = server.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{sig}: still running after 40 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{sig}: exit status {status:?}");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("shutting down"), "{sig}: {text}");
+        assert!(text.contains("stopped"), "{sig}: {text}");
+    }
+}
