@@ -167,10 +167,10 @@ pub fn run(out: &mut dyn Write) -> Result<(), DemoError> {
         if let PeerMessage::Text(t) = decoded {
             writeln!(
                 out,
-                "   @{from}: {}   ({} byte frame, seq {})",
+                "   @{from}: {}   ({} byte sealed frame, message #{})",
                 t.body,
                 frame.len(),
-                i
+                t.seq
             )?;
         }
         let replayed = receiver.open(&frame);

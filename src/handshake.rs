@@ -68,6 +68,9 @@ pub enum HandshakeError {
     /// An accept or reject for a request we do not have pending.
     #[error("no pending request matches this answer")]
     UnknownRequest,
+    /// The request id could not be recorded, so the request was dropped.
+    #[error(transparent)]
+    Seen(#[from] SeenError),
     /// Deriving the session failed.
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -92,6 +95,7 @@ impl HasKind for HandshakeError {
             }
             HandshakeError::TimeMismatch => ErrorKind::InvalidInput,
             HandshakeError::Replay => ErrorKind::Replay,
+            HandshakeError::Seen(_) => ErrorKind::Io,
             HandshakeError::Session(e) => e.kind(),
             HandshakeError::Identity(e) => e.kind(),
         }
@@ -252,24 +256,48 @@ impl HandshakeMessage {
 }
 
 /// Remembers which request ids were already received (the store implements
-/// this durably; [`MemorySeen`] is for tests).
+/// this durably; [`MemorySeen`] is for tests and the demo).
 pub trait SeenRequests {
-    /// Whether `id` was seen before.
-    fn contains(&self, id: &[u8; 16]) -> bool;
-    /// Records `id` as seen.
-    fn insert(&mut self, id: [u8; 16]);
+    /// Records `id` as seen until `expires_at` (Unix seconds) unless it is
+    /// already recorded. Returns `Ok(true)` if it was new, `Ok(false)` if it
+    /// was seen before (a replay; nothing is changed then).
+    ///
+    /// Check and record are one step, so that two copies of a request
+    /// arriving together cannot both pass.
+    fn record_if_new(&mut self, id: [u8; 16], expires_at: u64) -> Result<bool, SeenError>;
+}
+
+/// Recording a request id failed (e.g. the store could not be written).
+/// The request must then be dropped: it may be a replay.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot record the connection request id")]
+pub struct SeenError {
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl SeenError {
+    /// Wraps the error of a [`SeenRequests`] implementation.
+    pub fn new(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SeenError {
+            source: Box::new(source),
+        }
+    }
 }
 
 /// An in-memory [`SeenRequests`].
 #[derive(Default, Debug)]
-pub struct MemorySeen(std::collections::HashSet<[u8; 16]>);
+pub struct MemorySeen(std::collections::HashMap<[u8; 16], u64>);
 
 impl SeenRequests for MemorySeen {
-    fn contains(&self, id: &[u8; 16]) -> bool {
-        self.0.contains(id)
-    }
-    fn insert(&mut self, id: [u8; 16]) {
-        self.0.insert(id);
+    fn record_if_new(&mut self, id: [u8; 16], expires_at: u64) -> Result<bool, SeenError> {
+        match self.0.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => Ok(false),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(expires_at);
+                Ok(true)
+            }
+        }
     }
 }
 
@@ -361,7 +389,8 @@ pub fn make_request(
 /// Opens a connection request addressed to `me`. `senders` vouches for the
 /// requester's certificate (looked up at the Handshaker by the daemon).
 /// A replayed request id is refused, and `seen` is only updated when every
-/// other check passed.
+/// other check passed (the id is remembered until the request could no
+/// longer pass the `freshness` check).
 pub fn open_request<L: SenderLookup>(
     envelope_bytes: &[u8],
     me: &Identity,
@@ -378,10 +407,15 @@ pub fn open_request<L: SenderLookup>(
     if req.to_username != me.username().as_str() {
         return Err(HandshakeError::NotForMe);
     }
-    if seen.contains(&req.request_id) {
+    // A copy of this request is accepted as fresh until its signature is older than
+    // `max_age`; the signature time is at most MAX_FUTURE_SKEW_SECS after `created_at`.
+    let expires_at = req
+        .created_at
+        .saturating_add(freshness.max_age.as_secs())
+        .saturating_add(MAX_FUTURE_SKEW_SECS);
+    if !seen.record_if_new(req.request_id, expires_at)? {
         return Err(HandshakeError::Replay);
     }
-    seen.insert(req.request_id);
     Ok((req, signer))
 }
 
@@ -506,6 +540,7 @@ pub fn age_secs(created_at: u64) -> u64 {
 mod test {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::limits::ENVELOPE_MAX_AGE_SECS;
     use proptest::prelude::*;
 
     fn ident(name: &str) -> Identity {
@@ -570,6 +605,56 @@ mod test {
             Err(HandshakeError::Replay)
         ));
         assert_eq!(before, seen.0);
+        // Remembered for as long as a copy could still pass the freshness check.
+        let expires = *seen.0.values().next().unwrap();
+        let window = ENVELOPE_MAX_AGE_SECS + MAX_FUTURE_SKEW_SECS;
+        assert!(expires >= now_secs() + window - 60 && expires <= now_secs() + window);
+    }
+
+    /// A replay cache that cannot be written.
+    struct BrokenSeen;
+    impl SeenRequests for BrokenSeen {
+        fn record_if_new(&mut self, _: [u8; 16], _: u64) -> Result<bool, SeenError> {
+            Err(SeenError::new(std::io::Error::other("disk full")))
+        }
+    }
+
+    #[test]
+    fn unrecordable_request_is_refused() {
+        let (alice, bob) = (ident("alice"), ident("bob"));
+        let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
+        let (env, _) = make_request(&alice, &pb, bob.username(), ADDR_A, "").unwrap();
+        let Err(e) = open_request(
+            env.as_bytes(),
+            &bob,
+            &pa,
+            &mut BrokenSeen,
+            Freshness::default(),
+        ) else {
+            panic!("an unrecordable request was accepted")
+        };
+        assert!(matches!(e, HandshakeError::Seen(_)), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Io);
+    }
+
+    #[test]
+    fn durable_replay_cache_in_the_store() {
+        let (alice, bob) = (ident("alice"), ident("bob"));
+        let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
+        let (env, _) = make_request(&alice, &pb, bob.username(), ADDR_A, "").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        let pass = secrecy::SecretString::from("p".to_owned());
+        let params = crate::store::KdfParams::insecure_for_tests();
+        let mut store = crate::store::Store::create(&dir, &pass, params).unwrap();
+        open_request(env.as_bytes(), &bob, &pa, &mut store, Freshness::default()).unwrap();
+        store.close().unwrap();
+        // Still refused after reopening.
+        let mut store = crate::store::Store::open(&dir, &pass).unwrap();
+        assert!(matches!(
+            open_request(env.as_bytes(), &bob, &pa, &mut store, Freshness::default()),
+            Err(HandshakeError::Replay)
+        ));
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! Lower layers know nothing of the upper ones:
 //!
 //! ```text
-//!  cli / node / control          (planned: daemon, control socket, CLI)
+//!  cli                           argument parsing and commands (`umbra init`, ...)
+//!  node / control                (planned: daemon, control socket)
 //!        |
 //!  handshake   wire              handshake payloads; peer framing + message set
 //!        |       |
@@ -32,11 +33,13 @@
 //! [`ErrorKind`] every module error maps to.
 
 // ---------- modules ----------
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod envelope;
 pub mod error;
 pub mod handshake;
+pub mod handshaker_client;
 pub mod identity;
 pub mod limits;
 pub mod node;

@@ -1,24 +1,10 @@
-//! The `umbra` command-line client: argument parsing, tracing set-up and
-//! calls into the library. No protocol logic lives here.
+//! The `umbra` command-line client: argument parsing, tracing set-up and a call
+//! into [`umbra::cli::run`]. No protocol or storage logic lives here.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-/// Umbra: an anonymous messenger over Tor onion services.
-#[derive(Parser)]
-#[command(name = "umbra", version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the offline demo: two users, a PGP-wrapped handshake and an
-    /// encrypted conversation, entirely on this machine.
-    Demo,
-}
+use clap::Parser;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -28,24 +14,18 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Demo => umbra::demo::run(&mut std::io::stdout()),
-    };
+    // Usage errors, --help and --version exit here (usage errors with code 2).
+    let cli = umbra::cli::Cli::parse();
+    let mut stdout = std::io::stdout().lock();
+    let result = umbra::cli::run(cli, &mut stdout);
+    let _ = stdout.flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let mut msg = format!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(&format!(": {s}"));
-                source = s.source();
+        Err(failure) => {
+            if !failure.is_broken_pipe() {
+                let _ = std::io::stderr().write_all(failure.report().as_bytes());
             }
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("{msg}");
-            }
-            ExitCode::FAILURE
+            ExitCode::from(failure.exit_code())
         }
     }
 }

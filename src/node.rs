@@ -1170,12 +1170,16 @@ impl SenderLookup for &mut Issuers {
 
 struct SeenSet<'a>(&'a mut HashSet<[u8; 16]>);
 
+/// Replay check at receipt, in memory: received requests are not stored yet
+/// (no table), so the durable record ([`Store::seen_request_id`]) is made when
+/// the user accepts; until then a restart re-fetches the unacknowledged item.
 impl SeenRequests for SeenSet<'_> {
-    fn contains(&self, id: &[u8; 16]) -> bool {
-        self.0.contains(id)
-    }
-    fn insert(&mut self, id: [u8; 16]) {
-        self.0.insert(id);
+    fn record_if_new(
+        &mut self,
+        id: [u8; 16],
+        _expires_at: u64,
+    ) -> Result<bool, handshake::SeenError> {
+        Ok(self.0.insert(id))
     }
 }
 

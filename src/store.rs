@@ -778,6 +778,12 @@ mod test {
         assert!(!s.seen_request_id(&[8; 16], 200).unwrap());
         assert_eq!(s.prune_seen_request_ids(150).unwrap(), 1);
         assert!(s.seen_request_id(&[8; 16], 200).unwrap());
+
+        // Through the handshake trait: new once, then a replay.
+        use crate::handshake::SeenRequests;
+        assert!(s.record_if_new([9; 16], 300).unwrap());
+        assert!(!s.record_if_new([9; 16], 300).unwrap());
+        assert!(!s.record_if_new([8; 16], 300).unwrap());
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! circuit-isolated connection to it every 20 s for 15 minutes (override
 //! with `UMBRA_SOAK_SECS` and `UMBRA_SOAK_INTERVAL_SECS`). That crosses the
 //! point (~100 circuits, ~9 minutes) where Arti would switch to a learned
-//! circuit-build timeout without `cbtdisabled=1` (TESTNET.md). Every attempt
-//! must succeed within its bounded retry budget (60 s).
+//! circuit-build timeout without `cbtdisabled=1` (TESTNET.md), and — with
+//! Arti's `hsdir_interval` set to C tor's 8 minutes on this network — at
+//! least one onion-service time-period boundary. Every attempt must succeed
+//! within its bounded retry budget (60 s).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
@@ -41,11 +43,24 @@ fn soak_fresh_connection_every_interval() {
         .enable_all()
         .build()
         .unwrap();
+    // Match C tor's time period on this network (24 × 20 s voting = 8 min)
+    // so that the run crosses time-period boundaries, where a fresh client
+    // may briefly fail to fetch the descriptor (TESTNET.md). Override with
+    // UMBRA_SOAK_HSDIR_INTERVAL (minutes; 1440 = no boundary).
+    let hsdir_interval = env_secs("UMBRA_SOAK_HSDIR_INTERVAL", 8).as_secs() as i32;
+    let mut arti = net.arti_config().clone();
+    for (k, v) in arti.override_net_params.iter_mut() {
+        if k == "hsdir_interval" {
+            *v = hsdir_interval;
+        }
+    }
+    let arti_toml = arti.to_toml();
+    eprintln!("hsdir_interval = {hsdir_interval} min");
     let (ok, failed) = rt.block_on(async {
         let opts = |dir: &std::path::Path| {
             let mut o = ArtiOptions::new(
                 ArtiNetwork::Custom {
-                    arti_toml: net.arti_config_toml(),
+                    arti_toml: arti_toml.clone(),
                 },
                 dir,
             );

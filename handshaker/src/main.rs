@@ -1,1 +1,177 @@
-fn main() {}
+//! `umbra-handshaker`: parse arguments, load the configuration, set up
+//! logging, open the store, start the listeners and serve until SIGINT or
+//! SIGTERM.
+#![forbid(unsafe_code)]
+#![allow(clippy::print_stdout)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use umbra::transport::arti::{ArtiNetwork, ArtiOptions, ArtiTransport};
+use umbra::transport::tcp::TcpTransport;
+use umbra::transport::{Listener, Transport};
+use umbra_handshaker::listen::AnyListener;
+use umbra_handshaker::{AppState, Config, SqliteStore, Store};
+
+/// The Umbra Handshaker: a directory of usernames and OpenPGP keys with
+/// request mailboxes, served as an onion service.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Configuration file (TOML; see config/handshaker.example.toml).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Data directory (database, onion service keys); overrides the config.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Also listen on this TCP address (e.g. 127.0.0.1:8080; port 0 picks one).
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+    /// Do not start the onion service (serve TCP only; no anonymity for the host).
+    #[arg(long)]
+    no_onion: bool,
+    /// Arti network fragment of a private test network (overrides the config).
+    #[arg(long)]
+    arti_network_config: Option<PathBuf>,
+    /// Proof-of-work difficulty in bits (overrides the config).
+    #[arg(long)]
+    pow_difficulty: Option<u32>,
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = real_main().await {
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(1);
+    }
+}
+
+async fn real_main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let mut cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = Some(d);
+    }
+    if !args.listen.is_empty() {
+        cfg.network.listen = args.listen;
+    }
+    if args.no_onion {
+        cfg.network.onion_service = false;
+    }
+    if let Some(p) = args.arti_network_config {
+        cfg.network.arti_network_config = Some(p);
+    }
+    if let Some(d) = args.pow_difficulty {
+        cfg.pow.difficulty = d;
+    }
+    cfg.validate()?;
+    let Some(data_dir) = cfg.data_dir.clone() else {
+        bail!("no data directory: give --data-dir DIR or data_dir in the configuration");
+    };
+    std::fs::create_dir_all(&data_dir).context("cannot create the data directory")?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&data_dir.join("handshaker.sqlite"))
+            .context("cannot open the database")?,
+    );
+
+    let tcp = match cfg.network.listen.first() {
+        Some(addr) => {
+            if cfg.network.listen.len() > 1 {
+                bail!("only one TCP listen address is supported");
+            }
+            let l = TcpTransport::new(*addr)
+                .listen()
+                .await
+                .context("cannot listen on the TCP address")?;
+            println!("listening on http://{}", l.address().as_str());
+            Some(l)
+        }
+        None => None,
+    };
+    let onion = if cfg.network.onion_service {
+        let network = match &cfg.network.arti_network_config {
+            Some(p) => ArtiNetwork::Custom {
+                arti_toml: std::fs::read_to_string(p)
+                    .context("cannot read the Arti network configuration")?,
+            },
+            None => ArtiNetwork::Tor,
+        };
+        let custom = matches!(network, ArtiNetwork::Custom { .. });
+        let mut opts = ArtiOptions::new(network, data_dir.clone());
+        opts.nickname = "handshaker".into();
+        opts.dangerously_trust_everyone = custom;
+        println!("joining the Tor network…");
+        let transport = ArtiTransport::bootstrap(opts)
+            .await
+            .context("cannot start Tor")?;
+        let l = transport
+            .listen()
+            .await
+            .context("cannot launch the onion service")?;
+        println!("onion service: {}", l.address().as_str());
+        Some((l, transport))
+    } else {
+        None
+    };
+    // The transport (Arti client) must outlive the listener.
+    let (onion, _transport) = match onion {
+        Some((l, t)) => (Some(l), Some(t)),
+        None => (None, None),
+    };
+    let listener = match (tcp, onion) {
+        (Some(t), Some(o)) => AnyListener::Both(t, o),
+        (Some(t), None) => AnyListener::Tcp(t),
+        (None, Some(o)) => AnyListener::Onion(o),
+        (None, None) => bail!("nothing to serve"),
+    };
+    let address = match (&cfg.network.public_address, &listener) {
+        (Some(a), _) => a.clone(),
+        (None, AnyListener::Tcp(t)) => format!("http://{}", t.address().as_str()),
+        (None, l) => l.address().as_str().to_string(),
+    };
+    let address = umbra::handshaker_client::HandshakerAddress::parse(&address)
+        .context("invalid public address")?
+        .as_str()
+        .to_string();
+    let state = Arc::new(AppState::new(cfg, store, address));
+    umbra_handshaker::serve(listener, state, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -17,8 +17,12 @@ use super::err::{Error, io};
 /// Environment variable holding the passphrase.
 pub const ENV_PASSPHRASE: &str = "UMBRA_PASSPHRASE";
 
-/// Environment variable holding a *new* passphrase (for `umbra passwd` and backups in scripts).
+/// Environment variable holding a *new* store passphrase (for `umbra passwd` in scripts).
 pub const ENV_NEW_PASSPHRASE: &str = "UMBRA_NEW_PASSPHRASE";
+
+/// Environment variable holding the passphrase of an identity backup file (for
+/// `umbra export-identity` / `import-identity` in scripts).
+pub const ENV_BACKUP_PASSPHRASE: &str = "UMBRA_BACKUP_PASSPHRASE";
 
 /// Largest passphrase file accepted.
 const MAX_FILE_LEN: u64 = 64 * 1024;
@@ -120,7 +124,7 @@ fn read_env(var: &str) -> Result<SecretString, Error> {
 fn read_prompt(prompt: &str) -> Result<SecretString, Error> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::NoPassphrase {
-            reason: "standard input is not a terminal, and no passphrase file or UMBRA_PASSPHRASE was given".into(),
+            reason: "standard input is not a terminal, so it cannot be asked for".into(),
         });
     }
     let line = rpassword::prompt_password(prompt).map_err(|e| Error::NoPassphrase {

@@ -336,3 +336,16 @@ impl Store {
             .map_err(db("pruning request ids"))
     }
 }
+
+/// The durable replay cache used by [`crate::handshake::open_request`].
+impl crate::handshake::SeenRequests for Store {
+    fn record_if_new(
+        &mut self,
+        id: [u8; 16],
+        expires_at: u64,
+    ) -> std::result::Result<bool, crate::handshake::SeenError> {
+        self.seen_request_id(&id, expires_at)
+            .map(|already| !already)
+            .map_err(crate::handshake::SeenError::new)
+    }
+}

@@ -97,6 +97,22 @@ impl ArtiOptions {
         }
     }
 
+    /// Options for a private local test network (`umbra-testnet`): Arti's
+    /// permission checks are off (temporary directories fail them), the
+    /// bootstrap timeout is 60 s, and `connect` retries for up to 120 s while
+    /// a freshly launched onion service's descriptor appears.
+    pub fn for_test_network(arti_toml: String, data_dir: impl Into<PathBuf>) -> Self {
+        let mut o = Self::new(ArtiNetwork::Custom { arti_toml }, data_dir);
+        o.dangerously_trust_everyone = true;
+        o.bootstrap_timeout = Duration::from_secs(60);
+        o.retry = RetryPolicy {
+            total: Duration::from_secs(120),
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(3),
+        };
+        o
+    }
+
     /// Build Arti's client configuration.
     fn client_config(&self) -> Result<arti_client::TorClientConfig, Error> {
         let mut b: TorClientConfigBuilder = match &self.network {

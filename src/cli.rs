@@ -1,0 +1,233 @@
+//! The `umbra` command line: argument definitions (clap derive) and the command
+//! implementations. `src/main.rs` only parses the arguments, sets up tracing, calls
+//! [`run`] and prints the [`Failure`] report; no protocol or storage logic lives here
+//! either, only the gathering of arguments and passphrases and the printing of results.
+//!
+//! # Layout
+//! - this file: [`Cli`], [`GlobalArgs`], [`Command`] and [`run`];
+//! - `commands`: one function per subcommand;
+//! - `err`: [`CliError`], the exit codes and the `error:` / `hint:` report.
+//!
+//! # Output
+//! Human-readable text on standard output by default; with `--json`, exactly one JSON
+//! object on standard output (and, on failure, one JSON object on standard error).
+//! Nothing secret is ever printed.
+//!
+//! # Exit codes
+//! See [`EXIT_FAILURE`], [`EXIT_USAGE`], [`EXIT_PASSPHRASE`], [`EXIT_STORE_STATE`], and
+//! `docs/CLI.md`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs, rustdoc::broken_intra_doc_links)]
+#![deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+#![deny(clippy::mod_module_files)]
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::identity::Username;
+
+mod commands;
+mod err;
+
+// ---------- public exports ----------
+pub use err::{
+    CliError, EXIT_FAILURE, EXIT_PASSPHRASE, EXIT_STORE_STATE, EXIT_USAGE, Failure, PassphraseRole,
+};
+
+/// The long help's closing section: exit codes and environment variables.
+const AFTER_LONG_HELP: &str = "\
+EXIT CODES:
+    0  success
+    1  failure (I/O, corrupt files, unsafe permissions, ...)
+    2  usage error (unknown command, bad or missing argument)
+    3  wrong, missing or mismatched passphrase: the store stays locked
+    4  no store in the data directory, or one already exists there
+
+ENVIRONMENT:
+    UMBRA_HOME               data directory (same as --data-dir)
+    UMBRA_PASSPHRASE         store passphrase (read before prompting; --passphrase-file wins)
+    UMBRA_NEW_PASSPHRASE     new store passphrase for `umbra passwd`
+    UMBRA_BACKUP_PASSPHRASE  passphrase of an identity backup file
+    UMBRA_LOG                log filter, e.g. `debug` (logs go to standard error)
+
+Passphrases in environment variables are visible to other processes of the same
+user; prefer a passphrase file (first line, mode 0600) or the prompt.";
+
+/// Umbra: an anonymous messenger over Tor onion services.
+#[derive(Debug, Parser)]
+#[command(
+    name = "umbra",
+    version,
+    about,
+    long_about = "Umbra: an anonymous messenger over Tor onion services.\n\n\
+        Everything Umbra keeps on disk lives in one encrypted store in the data directory, \
+        unlocked with your passphrase. Start with `umbra init --name NAME`.",
+    after_long_help = AFTER_LONG_HELP
+)]
+pub struct Cli {
+    /// Options every command accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Data directory holding the encrypted store [default: $XDG_DATA_HOME/umbra or
+    /// ~/.local/share/umbra]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = crate::store::datadir::ENV_HOME,
+        hide_env_values = true,
+        global = true
+    )]
+    pub data_dir: Option<PathBuf>,
+    /// Read the store passphrase from the first line of FILE (instead of
+    /// UMBRA_PASSPHRASE or a prompt)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Print one JSON object instead of text (errors too, on standard error)
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Where a backup passphrase comes from (besides the prompt).
+#[derive(Debug, Clone, Args)]
+pub struct BackupPassphraseArgs {
+    /// Read the backup passphrase from the first line of FILE (instead of
+    /// UMBRA_BACKUP_PASSPHRASE or a prompt)
+    #[arg(long, value_name = "FILE")]
+    pub backup_passphrase_file: Option<PathBuf>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create your identity and the encrypted store, and print your fingerprint.
+    Init {
+        /// Your username (3-32 characters a-z, 0-9 or _, starting with a letter; a
+        /// leading @ is optional)
+        #[arg(long, value_name = "NAME", value_parser = parse_username)]
+        name: Username,
+    },
+    /// Show your identity, fingerprint, data directory and store details.
+    Status,
+    /// Write a passphrase-protected backup of your identity and contacts to FILE.
+    ///
+    /// The backup gets its own passphrase (asked twice, or UMBRA_BACKUP_PASSPHRASE /
+    /// --backup-passphrase-file). An existing FILE is never overwritten.
+    ExportIdentity {
+        /// The backup file to create
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Backup passphrase source.
+        #[command(flatten)]
+        backup: BackupPassphraseArgs,
+    },
+    /// Restore your identity and contacts from a backup FILE.
+    ///
+    /// Into a new data directory (its store passphrase is asked twice), or into an
+    /// existing store holding the same identity.
+    ImportIdentity {
+        /// The backup file made by `umbra export-identity`
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Backup passphrase source.
+        #[command(flatten)]
+        backup: BackupPassphraseArgs,
+    },
+    /// Change the store passphrase (the whole database is re-encrypted).
+    Passwd {
+        /// Read the new passphrase from the first line of FILE (instead of
+        /// UMBRA_NEW_PASSPHRASE or a prompt)
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+    },
+    /// Run the offline demo: two users, a PGP-wrapped handshake and an
+    /// encrypted conversation, entirely on this machine.
+    Demo,
+    /// Print a shell completion script to standard output.
+    #[command(hide = true)]
+    Completions {
+        /// The shell
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output.
+    #[command(hide = true)]
+    Man,
+}
+
+fn parse_username(s: &str) -> Result<Username, crate::identity::IdentityError> {
+    Username::parse(s)
+}
+
+/// Run a parsed command line, writing results to `out`.
+///
+/// Passphrase prompts go to the terminal, never to `out`. On failure the returned
+/// [`Failure`] carries the error, its exit code and the report to print.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    let result = match &cli.command {
+        Command::Init { name } => commands::init(&cli.global, name, out),
+        Command::Status => commands::status(&cli.global, out),
+        Command::ExportIdentity { file, backup } => {
+            commands::export_identity(&cli.global, file, backup, out)
+        }
+        Command::ImportIdentity { file, backup } => {
+            commands::import_identity(&cli.global, file, backup, out)
+        }
+        Command::Passwd {
+            new_passphrase_file,
+        } => commands::passwd(&cli.global, new_passphrase_file.as_deref(), out),
+        Command::Demo => commands::demo(&cli.global, out),
+        Command::Completions { shell } => commands::completions(*shell, out),
+        Command::Man => commands::man(out),
+    };
+    result.map_err(|error| Failure::new(error, &cli.global))
+}
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "umbra",
+            "status",
+            "--json",
+            "--data-dir",
+            "/d",
+            "--passphrase-file",
+            "/p",
+        ])
+        .unwrap();
+        assert!(cli.global.json);
+        assert_eq!(
+            cli.global.data_dir.as_deref(),
+            Some(std::path::Path::new("/d"))
+        );
+        assert!(matches!(cli.command, Command::Status));
+    }
+
+    #[test]
+    fn bad_username_is_a_usage_error() {
+        let e = Cli::try_parse_from(["umbra", "init", "--name", "x"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
+        assert!(e.to_string().contains("too short"), "{e}");
+    }
+}
