@@ -35,6 +35,7 @@
 // ---------- modules ----------
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod envelope;
 pub mod error;
