@@ -31,10 +31,12 @@ use crate::identity::Username;
 
 mod commands;
 mod err;
+mod remote;
 
 // ---------- public exports ----------
 pub use err::{
-    CliError, EXIT_FAILURE, EXIT_PASSPHRASE, EXIT_STORE_STATE, EXIT_USAGE, Failure, PassphraseRole,
+    CliError, EXIT_DAEMON, EXIT_FAILURE, EXIT_PASSPHRASE, EXIT_STORE_STATE, EXIT_USAGE, Failure,
+    PassphraseRole,
 };
 
 /// The long help's closing section: exit codes and environment variables.
@@ -45,9 +47,11 @@ EXIT CODES:
     2  usage error (unknown command, bad or missing argument)
     3  wrong, missing or mismatched passphrase: the store stays locked
     4  no store in the data directory, or one already exists there
+    5  no daemon runs for the data directory (`umbra up`), or `up` found one running
 
 ENVIRONMENT:
     UMBRA_HOME               data directory (same as --data-dir)
+    UMBRA_CONFIG             configuration file (same as --config)
     UMBRA_PASSPHRASE         store passphrase (read before prompting; --passphrase-file wins)
     UMBRA_NEW_PASSPHRASE     new store passphrase for `umbra passwd`
     UMBRA_BACKUP_PASSPHRASE  passphrase of an identity backup file
@@ -96,6 +100,16 @@ pub struct GlobalArgs {
     /// Print one JSON object instead of text (errors too, on standard error)
     #[arg(long, global = true)]
     pub json: bool,
+    /// Configuration file [default: $XDG_CONFIG_HOME/umbra/config.toml or
+    /// ~/.config/umbra/config.toml if it exists]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "UMBRA_CONFIG",
+        hide_env_values = true,
+        global = true
+    )]
+    pub config: Option<PathBuf>,
 }
 
 /// Where a backup passphrase comes from (besides the prompt).
@@ -153,6 +167,103 @@ pub enum Command {
     /// Run the offline demo: two users, a PGP-wrapped handshake and an
     /// encrypted conversation, entirely on this machine.
     Demo,
+    /// Run the daemon: join Tor, publish your onion service, deliver messages.
+    ///
+    /// Stays in the foreground until Ctrl-C or SIGTERM. Every other chat
+    /// command talks to it through the control socket in the data directory.
+    Up,
+    /// Register your username and key at a Handshaker (the directory).
+    Register {
+        /// The Handshaker: an .onion address, or http://host:port for one
+        /// reached directly [default: the configured or last used one]
+        #[arg(long, value_name = "ADDR")]
+        handshaker: Option<String>,
+    },
+    /// Search the Handshaker's directory by username prefix.
+    Search {
+        /// The beginning of a username
+        #[arg(value_name = "PREFIX")]
+        prefix: String,
+    },
+    /// Look a user up at the Handshaker and show their fingerprint.
+    Lookup {
+        /// The user, e.g. @alice
+        #[arg(value_name = "@USER")]
+        user: String,
+    },
+    /// Send a connection request through the Handshaker.
+    Request {
+        /// The user, e.g. @alice
+        #[arg(value_name = "@USER")]
+        user: String,
+        /// A short note shown to them
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+        /// Proceed although their key differs from the one you pinned
+        #[arg(long)]
+        allow_key_change: bool,
+    },
+    /// List received connection requests with their verified fingerprints.
+    Requests,
+    /// Accept the connection request of a user.
+    Accept {
+        /// The requester, e.g. @alice
+        #[arg(value_name = "@USER")]
+        user: String,
+        /// Proceed although their key differs from the one you pinned
+        #[arg(long)]
+        allow_key_change: bool,
+    },
+    /// Reject the connection request of a user.
+    Reject {
+        /// The requester, e.g. @alice
+        #[arg(value_name = "@USER")]
+        user: String,
+    },
+    /// List your contacts with presence, last seen and unread counts.
+    Contacts,
+    /// Send a text message (queued until delivered).
+    Send {
+        /// The contact, e.g. @alice
+        #[arg(value_name = "@USER")]
+        user: String,
+        /// The message
+        #[arg(value_name = "TEXT")]
+        text: String,
+    },
+    /// Chat interactively: incoming messages appear live, each line you type is sent.
+    Chat {
+        /// The contact, e.g. @alice
+        #[arg(value_name = "@USER")]
+        user: String,
+    },
+    /// Show the conversation with a contact.
+    History {
+        /// The contact, e.g. @alice
+        #[arg(value_name = "@USER")]
+        user: String,
+        /// Only messages containing TEXT
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
+        /// At most N messages (the newest)
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// Mark a contact's fingerprint as checked out of band.
+    Verify {
+        /// The contact, e.g. @alice
+        #[arg(value_name = "@USER")]
+        user: String,
+        /// The fingerprint they told you; must match the pinned one
+        #[arg(long, value_name = "FPR")]
+        fingerprint: Option<String>,
+    },
+    /// End the session: keys are destroyed on both sides; a new request is needed.
+    End {
+        /// The contact, e.g. @alice
+        #[arg(value_name = "@USER")]
+        user: String,
+    },
     /// Print a shell completion script to standard output.
     #[command(hide = true)]
     Completions {
@@ -187,6 +298,39 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             new_passphrase_file,
         } => commands::passwd(&cli.global, new_passphrase_file.as_deref(), out),
         Command::Demo => commands::demo(&cli.global, out),
+        Command::Up => remote::up(&cli.global, out),
+        Command::Register { handshaker } => remote::register(&cli.global, handshaker.clone(), out),
+        Command::Search { prefix } => remote::search(&cli.global, prefix.clone(), out),
+        Command::Lookup { user } => remote::lookup(&cli.global, user.clone(), out),
+        Command::Request {
+            user,
+            note,
+            allow_key_change,
+        } => remote::request(
+            &cli.global,
+            user.clone(),
+            note.clone(),
+            *allow_key_change,
+            out,
+        ),
+        Command::Requests => remote::requests(&cli.global, out),
+        Command::Accept {
+            user,
+            allow_key_change,
+        } => remote::accept(&cli.global, user.clone(), *allow_key_change, out),
+        Command::Reject { user } => remote::reject(&cli.global, user.clone(), out),
+        Command::Contacts => remote::contacts(&cli.global, out),
+        Command::Send { user, text } => remote::send(&cli.global, user.clone(), text.clone(), out),
+        Command::Chat { user } => remote::chat(&cli.global, user.clone(), out),
+        Command::History {
+            user,
+            search,
+            limit,
+        } => remote::history(&cli.global, user.clone(), search.clone(), *limit, out),
+        Command::Verify { user, fingerprint } => {
+            remote::verify(&cli.global, user.clone(), fingerprint.clone(), out)
+        }
+        Command::End { user } => remote::end(&cli.global, user.clone(), out),
         Command::Completions { shell } => commands::completions(*shell, out),
         Command::Man => commands::man(out),
     };

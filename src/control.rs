@@ -2,6 +2,7 @@
 //!
 //! * [`proto`]: the JSON-lines message types (v1).
 //! * [`client`]: a client, used by the CLI, the terminal UI and tests.
+//! * [`server`]: the daemon side (command handlers, event stream).
 //!
 //! The socket lives at `<data_dir>/control.sock`, is created mode 0600 inside
 //! the 0700 data directory, and the daemon additionally refuses peers whose
@@ -9,6 +10,7 @@
 
 pub mod client;
 pub mod proto;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 

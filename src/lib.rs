@@ -36,6 +36,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod demo;
 pub mod envelope;
 pub mod error;

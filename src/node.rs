@@ -207,6 +207,29 @@ pub enum Event {
     },
 }
 
+/// A received connection request awaiting the user's decision (for front ends).
+#[derive(Clone)]
+pub struct ReceivedRequest {
+    /// Its id (pass it to [`NodeHandle::accept`]).
+    pub request_id: [u8; 16],
+    /// The requester's username (folded, without `@`).
+    pub from: String,
+    /// The requester's verified fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Their note.
+    pub note: String,
+    /// Unix seconds.
+    pub received_at: u64,
+    /// Their key differs from the one pinned for this name.
+    pub key_changed: bool,
+}
+
+impl std::fmt::Debug for ReceivedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReceivedRequest([scrubbed])")
+    }
+}
+
 /// Node settings. Defaults are PROTOCOL.md §10/§13's values.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -502,6 +525,25 @@ impl NodeHandle {
             .await??;
         mailbox.deposit(username.as_str(), envelope).await?;
         Ok(contact)
+    }
+
+    /// Received connection requests awaiting a decision, oldest first.
+    pub fn requests(&self) -> Vec<ReceivedRequest> {
+        let mut out: Vec<ReceivedRequest> = self.inner.table(|t| {
+            t.incoming
+                .values()
+                .map(|i| ReceivedRequest {
+                    request_id: i.request.request_id,
+                    from: i.request.from_username.clone(),
+                    fingerprint: i.cert.fingerprint(),
+                    note: i.request.note.clone(),
+                    received_at: i.request.created_at,
+                    key_changed: false,
+                })
+                .collect()
+        });
+        out.sort_by_key(|r| r.received_at);
+        out
     }
 
     /// Polls the mailbox now (the poller also runs on its interval).

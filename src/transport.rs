@@ -111,6 +111,27 @@ pub trait Transport: Send + Sync {
     ) -> impl Future<Output = Result<BoxedStream, Error>> + Send;
 }
 
+/// A shared transport is a transport (the daemon shares one Arti client
+/// between the node and the Handshaker client).
+impl<T: Transport> Transport for std::sync::Arc<T> {
+    type Listener = T::Listener;
+
+    fn kind(&self) -> TransportKind {
+        (**self).kind()
+    }
+
+    fn listen(&self) -> impl Future<Output = Result<Self::Listener, Error>> + Send {
+        (**self).listen()
+    }
+
+    fn connect(
+        &self,
+        addr: &PeerAddress,
+    ) -> impl Future<Output = Result<BoxedStream, Error>> + Send {
+        (**self).connect(addr)
+    }
+}
+
 /// Incoming connections of a [`Transport`].
 pub trait Listener: Send {
     /// The address peers use to reach this listener.

@@ -28,7 +28,7 @@ fn print_json(out: &mut dyn Write, value: &impl Serialize) -> Result<()> {
 }
 
 /// Read an existing passphrase of `role` (file flag, then environment, then prompt).
-fn read_passphrase(role: PassphraseRole, file: Option<&Path>) -> Result<SecretString> {
+pub(crate) fn read_passphrase(role: PassphraseRole, file: Option<&Path>) -> Result<SecretString> {
     let (env, prompt) = match role {
         PassphraseRole::Store => (ENV_PASSPHRASE, "Umbra passphrase: "),
         PassphraseRole::NewStore => (ENV_NEW_PASSPHRASE, "New Umbra passphrase: "),
@@ -172,6 +172,16 @@ struct StatusOutput {
 
 /// `umbra status`.
 pub(crate) fn status(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    // A running daemon holds the store: ask it (no passphrase needed).
+    if let Some(d) = super::remote::daemon_status(global)? {
+        if global.json {
+            return print_json(out, &d);
+        }
+        for (label, value) in super::remote::status_rows(&d) {
+            writeln!(out, "{label:<19} {value}")?;
+        }
+        return Ok(());
+    }
     let store = unlock(global)?;
     let status = lifecycle::status(&store)?;
     store.close()?;
@@ -202,6 +212,10 @@ pub(crate) fn status(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
         ("schema", format!("v{}", s.schema_version)),
         ("key derivation", kdf),
         ("onion service keys", s.hs_dir.display().to_string()),
+        (
+            "daemon",
+            "not running (start it with `umbra up`)".to_owned(),
+        ),
     ];
     for (label, value) in rows {
         writeln!(out, "{label:<19} {value}")?;

@@ -22,6 +22,8 @@ pub const EXIT_PASSPHRASE: u8 = 3;
 /// Exit code when there is no store where one is needed, or one already exists where a
 /// new one was to be created.
 pub const EXIT_STORE_STATE: u8 = 4;
+/// Exit code: no daemon runs for this data directory (or `up` found one running).
+pub const EXIT_DAEMON: u8 = 5;
 
 /// Which passphrase a command was reading (for messages and hints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,12 +111,36 @@ pub enum CliError {
     /// The demo failed.
     #[error(transparent)]
     Demo(#[from] crate::demo::DemoError),
+    /// The configuration file is unusable.
+    #[error(transparent)]
+    Config(Box<crate::config::Error>),
+    /// Talking to the daemon failed, or the daemon refused the command.
+    #[error(transparent)]
+    Control(Box<crate::control::ClientError>),
+    /// The daemon could not start or stopped with an error.
+    #[error(transparent)]
+    Daemon(Box<crate::daemon::DaemonError>),
 }
 
 impl CliError {
     /// Wrap a failure to read a passphrase.
     pub(crate) fn passphrase(which: PassphraseRole) -> impl FnOnce(store::Error) -> CliError {
         move |source| CliError::Passphrase { which, source }
+    }
+
+    /// Wrap a control-socket error.
+    pub(crate) fn control(e: crate::control::ClientError) -> CliError {
+        CliError::Control(Box::new(e))
+    }
+
+    /// Wrap a configuration error.
+    pub(crate) fn config(e: crate::config::Error) -> CliError {
+        CliError::Config(Box::new(e))
+    }
+
+    /// Wrap a daemon error.
+    pub(crate) fn daemon(e: crate::daemon::DaemonError) -> CliError {
+        CliError::Daemon(Box::new(e))
     }
 
     /// The process exit code for this error.
@@ -128,6 +154,14 @@ impl CliError {
                 _ => return EXIT_PASSPHRASE,
             },
             CliError::NoIdentity { .. } => return EXIT_STORE_STATE,
+            CliError::Control(e)
+                if matches!(**e, crate::control::ClientError::NotRunning { .. }) =>
+            {
+                return EXIT_DAEMON;
+            }
+            CliError::Daemon(e) if matches!(**e, crate::daemon::DaemonError::AlreadyRunning) => {
+                return EXIT_DAEMON;
+            }
             _ => return EXIT_FAILURE,
         };
         match kind {
@@ -178,6 +212,20 @@ impl CliError {
             CliError::OutputExists { .. } => {
                 "choose another file name, or move the existing file away (exports never overwrite)"
                     .into()
+            }
+            CliError::Control(e) => match &**e {
+                crate::control::ClientError::NotRunning { .. } => {
+                    "start it with `umbra up` (in another terminal or as a service), then retry"
+                        .into()
+                }
+                crate::control::ClientError::Api(e) => e.hint.clone()?,
+                _ => return None,
+            },
+            CliError::Daemon(e) if matches!(**e, crate::daemon::DaemonError::AlreadyRunning) => {
+                "use the running daemon (`umbra status`), or stop it first".into()
+            }
+            CliError::Config(_) => {
+                "fix the configuration file (config/umbra.example.toml documents every key)".into()
             }
             _ => return None,
         })
@@ -295,6 +343,7 @@ mod test {
             data_dir: Some("/nonexistent/umbra".into()),
             passphrase_file: None,
             json,
+            config: None,
         }
     }
 

@@ -101,11 +101,7 @@ impl Client {
         self.framed.send(line).await?;
         loop {
             match self.read().await? {
-                ServerMessage::Reply {
-                    id: got,
-                    ok,
-                    error,
-                } if got == id || got == 0 => {
+                ServerMessage::Reply { id: got, ok, error } if got == id || got == 0 => {
                     return match (ok, error) {
                         (_, Some(e)) => Err(ClientError::Api(e)),
                         (Some(r), None) => Ok(r),
@@ -116,7 +112,6 @@ impl Client {
                     return Err(ClientError::Protocol("reply to another request".into()));
                 }
                 ServerMessage::Event(e) => self.events.push_back(e),
-                _ => return Err(ClientError::Protocol("unknown message".into())),
             }
         }
     }

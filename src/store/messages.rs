@@ -199,6 +199,20 @@ impl Store {
             .map_err(db("marking messages read"))
     }
 
+    /// Incoming messages from `contact` not yet marked read.
+    pub fn unread_count(&self, contact: ContactId) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM messages
+                 WHERE contact_id = ?1 AND direction = 'in' AND state <> 'read'",
+                params![contact.0],
+                |r| r.get(0),
+            )
+            .map_err(db("counting unread messages"))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     // ---------------------------------------------------------------- outbox
 
     /// Store an outgoing message with the next seq and put it in the outbox, atomically.

@@ -1,0 +1,731 @@
+//! The daemon side of the control socket: accepts local clients, runs their
+//! commands against the node, the store and the Handshaker, and streams
+//! events to subscribers.
+//!
+//! Every connection is checked to come from our own uid (the socket is also
+//! 0600 inside the 0700 data directory). Lines are bounded by
+//! [`MAX_LINE`]; a line that does not parse gets a `bad_request` reply and
+//! the connection continues; an over-long line closes the connection.
+//! Commands run one at a time per connection, so replies come in order.
+
+use std::sync::Arc;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, broadcast, watch};
+use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
+use tokio_util::sync::CancellationToken;
+
+use super::proto::{
+    ApiError, ClientMessage, ContactView, DirectoryView, ErrorCode, Event, MAX_HISTORY, MAX_LINE,
+    MessageView, Reply, Request, RequestView, ServerMessage, StatusView, TorView, VERSION,
+};
+use crate::daemon::{Directory, DirectoryError};
+use crate::error::{ErrorKind, HasKind};
+use crate::handshaker_client::{DirectoryEntry, HandshakerClient, HandshakerClientError};
+use crate::identity::{Identity, Username};
+use crate::node::{self, NodeError, NodeHandle};
+use crate::store::{Contact, ContactId, Direction, Message};
+
+/// Most simultaneous control connections.
+pub const MAX_CLIENTS: usize = 32;
+
+/// Store setting holding the Handshaker chosen with `register --handshaker`.
+pub const HANDSHAKER_SETTING: &str = "handshaker";
+
+/// Everything the command handlers need.
+pub struct Context {
+    /// The running node.
+    pub node: NodeHandle,
+    /// Our identity (for Handshaker registration).
+    pub identity: Identity,
+    /// The Handshaker in use.
+    pub directory: Arc<Directory>,
+    /// Tor / onion-service state for `status`.
+    pub tor: watch::Receiver<TorView>,
+    /// Events for subscribers (already mapped to the API's types).
+    pub events: broadcast::Sender<Event>,
+    /// Cancelled when the daemon stops; `shutdown` cancels it.
+    pub shutdown: CancellationToken,
+    /// Unix seconds.
+    pub started_at: u64,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("control::Context")
+    }
+}
+
+/// Accepts control connections until `ctx.shutdown` is cancelled.
+pub async fn serve(listener: UnixListener, ctx: Arc<Context>) {
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = ctx.shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        while tasks.try_join_next().is_some() {}
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                continue;
+            }
+        };
+        if !same_user(&stream) {
+            tracing::warn!("refused a control connection from another user");
+            continue;
+        }
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!("too many control connections; refusing one");
+            continue;
+        };
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            connection(stream, ctx).await;
+            drop(permit);
+        });
+    }
+    tasks.shutdown().await;
+}
+
+fn same_user(stream: &UnixStream) -> bool {
+    match stream.peer_cred() {
+        Ok(cred) => cred.uid() == rustix::process::getuid().as_raw(),
+        Err(_) => false,
+    }
+}
+
+async fn connection(stream: UnixStream, ctx: Arc<Context>) {
+    let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE));
+    let mut events: Option<broadcast::Receiver<Event>> = None;
+    loop {
+        let line = tokio::select! {
+            () = ctx.shutdown.cancelled() => return,
+            ev = next_event(&mut events) => {
+                if send(&mut framed, &ServerMessage::Event(ev)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            line = framed.next() => line,
+        };
+        let line = match line {
+            None => return,
+            Some(Ok(l)) => l,
+            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                let err = ApiError::new(ErrorCode::BadRequest, "line over the length limit");
+                let _ = send(&mut framed, &reply(0, Err(err))).await;
+                return;
+            }
+            Some(Err(LinesCodecError::Io(_))) => return,
+        };
+        let (id, result) = match serde_json::from_str::<ClientMessage>(&line) {
+            Err(e) => (
+                0,
+                Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("not a valid control message: {e}"),
+                )),
+            ),
+            Ok(m) if m.v != VERSION => (
+                m.id,
+                Err(ApiError::new(
+                    ErrorCode::Version,
+                    format!(
+                        "control API version {} is not supported (this daemon speaks {VERSION})",
+                        m.v
+                    ),
+                )
+                .hint("use the `umbra` binary of the same version as the daemon")),
+            ),
+            Ok(ClientMessage {
+                id,
+                cmd: Request::Subscribe,
+                ..
+            }) => {
+                events = Some(ctx.events.subscribe());
+                (id, Ok(Reply::Done))
+            }
+            Ok(m) => (m.id, handle(&ctx, m.cmd).await),
+        };
+        if send(&mut framed, &reply(id, result)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn next_event(rx: &mut Option<broadcast::Receiver<Event>>) -> Event {
+    let Some(r) = rx else {
+        return std::future::pending().await;
+    };
+    match r.recv().await {
+        Ok(e) => e,
+        Err(broadcast::error::RecvError::Lagged(missed)) => Event::Lagged { missed },
+        Err(broadcast::error::RecvError::Closed) => {
+            *rx = None;
+            std::future::pending().await
+        }
+    }
+}
+
+fn reply(id: u64, r: Result<Reply, ApiError>) -> ServerMessage {
+    match r {
+        Ok(ok) => ServerMessage::Reply {
+            id,
+            ok: Some(ok),
+            error: None,
+        },
+        Err(error) => ServerMessage::Reply {
+            id,
+            ok: None,
+            error: Some(error),
+        },
+    }
+}
+
+async fn send(framed: &mut Framed<UnixStream, LinesCodec>, m: &ServerMessage) -> Result<(), ()> {
+    let line = serde_json::to_string(m).map_err(|_| ())?;
+    framed.send(line).await.map_err(|_| ())
+}
+
+// ---------- commands ----------
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
+    match cmd {
+        Request::Status => status(ctx).await.map(Reply::Status),
+        Request::Register { handshaker } => register(ctx, handshaker).await,
+        Request::Search { prefix, limit } => search(ctx, &prefix, limit).await,
+        Request::Lookup { username } => {
+            let (_, view) = lookup(ctx, &parse_name(&username)?).await?;
+            Ok(Reply::Found(view))
+        }
+        Request::Request {
+            username,
+            note,
+            allow_key_change,
+        } => request(ctx, &username, &note, allow_key_change).await,
+        Request::Requests => {
+            if ctx.directory.current().is_some() {
+                // Fresh results; a failure here still lists what is stored.
+                if let Err(e) = ctx.node.poll_mailbox().await {
+                    tracing::info!(kind = ?e.kind(), "mailbox poll failed");
+                }
+            }
+            Ok(Reply::Requests(
+                ctx.node.requests().into_iter().map(request_view).collect(),
+            ))
+        }
+        Request::Accept {
+            username,
+            allow_key_change,
+        } => accept(ctx, &username, allow_key_change).await,
+        Request::Reject { username } => {
+            let name = parse_name(&username)?;
+            let _ = pending_from(ctx, &name)?;
+            Err(ApiError::new(
+                ErrorCode::Internal,
+                "rejecting requests is not available in this build",
+            ))
+        }
+        Request::Contacts => contacts(ctx).await.map(Reply::Contacts),
+        Request::Send { username, text } => {
+            let c = contact(ctx, &username).await?;
+            let m = ctx.node.send_text(c.id, &text).await.map_err(node_err)?;
+            Ok(Reply::Message(message_view(&m)))
+        }
+        Request::History {
+            username,
+            limit,
+            search,
+        } => {
+            let c = contact(ctx, &username).await?;
+            let limit = limit.unwrap_or(100).clamp(1, MAX_HISTORY);
+            let id = c.id;
+            let msgs = db(&ctx.node, move |s| match search {
+                Some(q) => s.search_messages(Some(id), &q, limit),
+                None => s.history(id, limit),
+            })
+            .await?;
+            Ok(Reply::History(msgs.iter().map(message_view).collect()))
+        }
+        Request::MarkRead { username } => {
+            let c = contact(ctx, &username).await?;
+            let id = c.id;
+            db(&ctx.node, move |s| {
+                let upto = s.highest_seq(id, Direction::Incoming)?;
+                s.mark_read(id, Direction::Incoming, upto)
+            })
+            .await?;
+            Ok(Reply::Done)
+        }
+        Request::Verify {
+            username,
+            fingerprint,
+        } => {
+            let c = contact(ctx, &username).await?;
+            if let Some(f) = fingerprint {
+                let given: String = f
+                    .chars()
+                    .filter(|ch| !ch.is_whitespace())
+                    .collect::<String>()
+                    .to_ascii_uppercase();
+                if given != c.fingerprint {
+                    return Err(ApiError::new(
+                        ErrorCode::KeyChanged,
+                        "the fingerprint you gave does not match the one pinned for this contact",
+                    )
+                    .hint("compare again over a channel you trust; nothing was marked"));
+                }
+            }
+            let id = c.id;
+            db(&ctx.node, move |s| s.set_contact_verified(id, true)).await?;
+            let c = contact(ctx, &username).await?;
+            Ok(Reply::Contact(contact_view(ctx, &c).await?))
+        }
+        Request::End { username } => {
+            let c = contact(ctx, &username).await?;
+            ctx.node.end(c.id).await.map_err(node_err)?;
+            Ok(Reply::Done)
+        }
+        Request::Subscribe => Ok(Reply::Done),
+        Request::Shutdown => {
+            ctx.shutdown.cancel();
+            Ok(Reply::Done)
+        }
+    }
+}
+
+async fn status(ctx: &Context) -> ApiResult<StatusView> {
+    let configured = ctx
+        .directory
+        .current()
+        .map(|c| c.address().as_str().to_owned());
+    let (contacts, pending) = (
+        db(&ctx.node, |s| s.contacts()).await?.len(),
+        ctx.node.requests().len(),
+    );
+    Ok(StatusView {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        username: ctx.identity.username().to_string(),
+        fingerprint: ctx.identity.fingerprint().to_hex(),
+        handshaker: configured,
+        tor: ctx.tor.borrow().clone(),
+        contacts: contacts as u64,
+        pending_requests: pending as u64,
+        started_at: ctx.started_at,
+    })
+}
+
+fn client_for(ctx: &Context, address: &str) -> ApiResult<HandshakerClient> {
+    ctx.directory.client_for(address).map_err(|e| match e {
+        DirectoryError::NoTor => ApiError::new(ErrorCode::Handshaker, e.to_string())
+            .hint("use an http://host:port Handshaker in direct mode, or network.kind = \"tor\""),
+        DirectoryError::Client(e) => hs_err(e),
+    })
+}
+
+fn handshaker(ctx: &Context) -> ApiResult<HandshakerClient> {
+    ctx.directory.current().ok_or_else(|| {
+        ApiError::new(ErrorCode::Handshaker, "no Handshaker is configured").hint(
+            "run `umbra register --handshaker ADDRESS`, or set [handshaker] address in the config",
+        )
+    })
+}
+
+async fn register(ctx: &Context, address: Option<String>) -> ApiResult<Reply> {
+    let hs = match &address {
+        Some(a) => client_for(ctx, a.trim())?,
+        None => handshaker(ctx)?,
+    };
+    let entry = hs.register(&ctx.identity).await.map_err(hs_err)?;
+    let canonical = hs.address().as_str().to_owned();
+    ctx.directory.set(hs);
+    db(&ctx.node, move |s| {
+        s.set_setting(HANDSHAKER_SETTING, &canonical)
+    })
+    .await?;
+    Ok(Reply::Registered(DirectoryView {
+        username: entry.username.to_string(),
+        fingerprint: entry.fingerprint.to_hex(),
+        is_contact: false,
+        key_differs: false,
+    }))
+}
+
+async fn search(ctx: &Context, prefix: &str, limit: Option<u32>) -> ApiResult<Reply> {
+    let prefix = prefix.trim().trim_start_matches('@').to_ascii_lowercase();
+    if prefix.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "the search prefix is empty",
+        ));
+    }
+    let hs = handshaker(ctx)?;
+    let limit = limit.unwrap_or(20).clamp(1, 100) as usize;
+    let hits = hs.search(&prefix, limit).await.map_err(hs_err)?;
+    let mut out = Vec::with_capacity(hits.len());
+    for h in hits {
+        out.push(directory_view(ctx, &h.username, &h.fingerprint).await?);
+    }
+    Ok(Reply::Directory(out))
+}
+
+async fn directory_view(
+    ctx: &Context,
+    username: &str,
+    fingerprint: &str,
+) -> ApiResult<DirectoryView> {
+    let name = username.trim_start_matches('@').to_owned();
+    let fpr = fingerprint.to_owned();
+    let (by_fpr, by_name) = db(&ctx.node, move |s| -> Result<_, crate::store::Error> {
+        Ok((
+            s.contact_by_fingerprint(&fpr)?,
+            s.contact_by_username(&name)?,
+        ))
+    })
+    .await?;
+    Ok(DirectoryView {
+        username: format!("@{}", username.trim_start_matches('@')),
+        fingerprint: fingerprint.to_owned(),
+        is_contact: by_fpr.is_some(),
+        key_differs: by_name.is_some_and(|c| c.fingerprint != fingerprint),
+    })
+}
+
+/// Looks `name` up at the Handshaker; also says how it relates to our contacts.
+async fn lookup(ctx: &Context, name: &Username) -> ApiResult<(DirectoryEntry, DirectoryView)> {
+    let entry = handshaker(ctx)?
+        .lookup(name)
+        .await
+        .map_err(hs_err)?
+        .ok_or_else(|| not_registered(name))?;
+    let view = directory_view(ctx, entry.username.as_str(), &entry.fingerprint.to_hex()).await?;
+    Ok((entry, view))
+}
+
+async fn request(
+    ctx: &Context,
+    username: &str,
+    note: &str,
+    allow_key_change: bool,
+) -> ApiResult<Reply> {
+    let name = parse_name(username)?;
+    if name == *ctx.identity.username() {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "you cannot send a connection request to yourself",
+        ));
+    }
+    let (entry, view) = lookup(ctx, &name).await?;
+    if view.key_differs && !allow_key_change {
+        return Err(key_changed(&name));
+    }
+    let id = ctx
+        .node
+        .request(&entry.cert, note)
+        .await
+        .map_err(node_err)?;
+    let c = contact_by_id(ctx, id).await?;
+    Ok(Reply::Contact(contact_view(ctx, &c).await?))
+}
+
+fn pending_from(ctx: &Context, name: &Username) -> ApiResult<node::ReceivedRequest> {
+    let folded = name.as_str().trim_start_matches('@');
+    ctx.node
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.from == folded)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("there is no pending connection request from {name}"),
+            )
+            .hint("`umbra requests` lists the pending ones")
+        })
+}
+
+async fn accept(ctx: &Context, username: &str, allow_key_change: bool) -> ApiResult<Reply> {
+    let name = parse_name(username)?;
+    let req = pending_from(ctx, &name)?;
+    if req.key_changed && !allow_key_change {
+        return Err(key_changed(&name));
+    }
+    let id = ctx.node.accept(&req.request_id).await.map_err(node_err)?;
+    let c = contact_by_id(ctx, id).await?;
+    Ok(Reply::Contact(contact_view(ctx, &c).await?))
+}
+
+async fn contacts(ctx: &Context) -> ApiResult<Vec<ContactView>> {
+    let all = db(&ctx.node, |s| s.contacts()).await?;
+    let mut out = Vec::with_capacity(all.len());
+    for c in &all {
+        out.push(contact_view(ctx, c).await?);
+    }
+    Ok(out)
+}
+
+async fn contact_view(ctx: &Context, c: &Contact) -> ApiResult<ContactView> {
+    let id = c.id;
+    let (session, unread, queued) = db(&ctx.node, move |s| -> Result<_, crate::store::Error> {
+        Ok((
+            s.session_for_contact(id)?.is_some(),
+            s.unread_count(id)?,
+            s.outbox(id)?.len() as u64,
+        ))
+    })
+    .await?;
+    Ok(ContactView {
+        username: at(&c.username),
+        fingerprint: c.fingerprint.clone(),
+        verified: c.verified,
+        state: c.state.as_str().to_owned(),
+        session,
+        online: ctx.node.is_connected(id),
+        last_seen: c.last_seen,
+        unread,
+        queued,
+    })
+}
+
+fn request_view(r: node::ReceivedRequest) -> RequestView {
+    RequestView {
+        username: at(&r.from),
+        fingerprint: r.fingerprint.to_hex(),
+        note: r.note,
+        received_at: r.received_at,
+        key_changed: r.key_changed,
+    }
+}
+
+/// `@name` for display.
+pub fn at(name: &str) -> String {
+    format!("@{}", name.trim_start_matches('@'))
+}
+
+/// The API view of a stored message.
+pub fn message_view(m: &Message) -> MessageView {
+    MessageView {
+        id: hex::encode(m.msg_id),
+        direction: m.direction.as_str().to_owned(),
+        seq: m.seq,
+        sent_at: m.sent_at,
+        received_at: m.received_at,
+        body: m.body.clone(),
+        state: m.state.as_str().to_owned(),
+    }
+}
+
+fn parse_name(input: &str) -> ApiResult<Username> {
+    Username::parse(input.trim())
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid username: {e}")))
+}
+
+async fn contact(ctx: &Context, username: &str) -> ApiResult<Contact> {
+    let name = parse_name(username)?;
+    let folded = name.as_str().trim_start_matches('@').to_owned();
+    db(&ctx.node, move |s| s.contact_by_username(&folded))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("{name} is not one of your contacts"),
+            )
+            .hint(format!(
+                "send a connection request first: umbra request {name}"
+            ))
+        })
+}
+
+async fn contact_by_id(ctx: &Context, id: ContactId) -> ApiResult<Contact> {
+    db(&ctx.node, move |s| s.contact(id))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the contact vanished from the store"))
+}
+
+fn not_registered(name: &Username) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("{name} is not registered at this Handshaker"),
+    )
+    .hint("check the spelling, or `umbra search PREFIX`")
+}
+
+fn key_changed(name: &Username) -> ApiError {
+    ApiError::new(
+        ErrorCode::KeyChanged,
+        format!("the key of {name} differs from the one you pinned for them"),
+    )
+    .hint(
+        "this can be an impersonation attempt: verify the new fingerprint with them out of \
+         band, then repeat with --allow-key-change",
+    )
+}
+
+/// Runs `f` on the store (blocking pool).
+async fn db<R, F>(node: &NodeHandle, f: F) -> ApiResult<R>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut crate::store::Store) -> Result<R, crate::store::Error> + Send + 'static,
+{
+    node.store()
+        .run(f)
+        .await
+        .map_err(node_err)?
+        .map_err(store_err)
+}
+
+fn store_err(e: crate::store::Error) -> ApiError {
+    tracing::warn!(kind = ?e.kind(), "store operation failed");
+    ApiError::new(ErrorCode::Store, format!("the store failed: {e}"))
+}
+
+fn hs_err(e: HandshakerClientError) -> ApiError {
+    tracing::info!(kind = ?e.kind(), "Handshaker call failed");
+    let code = match &e {
+        HandshakerClientError::BadAddress { .. } | HandshakerClientError::InvalidInput { .. } => {
+            ErrorCode::BadRequest
+        }
+        HandshakerClientError::Io { .. } => ErrorCode::Network,
+        _ => ErrorCode::Handshaker,
+    };
+    let err = ApiError::new(code, e.to_string());
+    match code {
+        ErrorCode::Network => {
+            err.hint("the Handshaker may be offline or Tor still starting; try again")
+        }
+        _ => err,
+    }
+}
+
+fn node_err(e: NodeError) -> ApiError {
+    let code = match &e {
+        NodeError::NoSession => ErrorCode::NoSession,
+        NodeError::NotFound { .. } => ErrorCode::NotFound,
+        NodeError::Invalid { .. } => ErrorCode::BadRequest,
+        NodeError::ShuttingDown => ErrorCode::ShuttingDown,
+        NodeError::Store(_) => ErrorCode::Store,
+        NodeError::Mailbox(_) | NodeError::Transport(_) | NodeError::Stream { .. } => {
+            ErrorCode::Network
+        }
+        NodeError::Handshake(_) | NodeError::Session(_) | NodeError::Peer(_) => match e.kind() {
+            ErrorKind::InvalidInput => ErrorCode::BadRequest,
+            _ => ErrorCode::Handshaker,
+        },
+        _ => ErrorCode::Internal,
+    };
+    let err = ApiError::new(code, e.to_string());
+    match code {
+        ErrorCode::NoSession => err.hint("send a new connection request: umbra request @NAME"),
+        ErrorCode::Network => err.hint("it is retried automatically; check `umbra status`"),
+        _ => err,
+    }
+}
+
+// ---------- events ----------
+
+/// Maps node events to API events (reading names and messages from the
+/// store) and publishes them on `out` until the node's bus closes.
+pub async fn forward_events(node: NodeHandle, out: broadcast::Sender<Event>) {
+    let mut rx = node.events();
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                let _ = out.send(Event::Lagged { missed });
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        match map_event(&node, ev).await {
+            Ok(Some(e)) => {
+                let _ = out.send(e);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e.code_str(), "could not map a node event"),
+        }
+    }
+}
+
+impl ApiError {
+    fn code_str(&self) -> &'static str {
+        match self.code {
+            ErrorCode::Store => "store",
+            ErrorCode::NotFound => "not_found",
+            _ => "other",
+        }
+    }
+}
+
+async fn name_of(node: &NodeHandle, id: ContactId) -> ApiResult<Contact> {
+    db(node, move |s| s.contact(id))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "contact"))
+}
+
+async fn map_event(node: &NodeHandle, ev: node::Event) -> ApiResult<Option<Event>> {
+    Ok(Some(match ev {
+        node::Event::MessageReceived {
+            contact, message, ..
+        } => {
+            let c = name_of(node, contact).await?;
+            let m = db(node, move |s| s.message(message))
+                .await?
+                .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "message"))?;
+            Event::Message {
+                username: at(&c.username),
+                message: message_view(&m),
+            }
+        }
+        node::Event::DeliveryChanged {
+            contact,
+            upto,
+            state,
+        } => Event::Delivery {
+            username: at(&name_of(node, contact).await?.username),
+            upto,
+            state: state.as_str().to_owned(),
+        },
+        node::Event::MessageFailed { contact, message } => {
+            let c = name_of(node, contact).await?;
+            let m = db(node, move |s| s.message(message)).await?;
+            Event::MessageFailed {
+                username: at(&c.username),
+                id: m.map(|m| hex::encode(m.msg_id)).unwrap_or_default(),
+            }
+        }
+        node::Event::PresenceChanged {
+            contact, online, ..
+        } => {
+            let c = name_of(node, contact).await?;
+            Event::Presence {
+                username: at(&c.username),
+                online,
+                last_seen: c.last_seen,
+            }
+        }
+        node::Event::RequestReceived { request_id, .. } => {
+            let Some(r) = node
+                .requests()
+                .into_iter()
+                .find(|r| r.request_id == *request_id.expose())
+            else {
+                return Ok(None);
+            };
+            Event::Request(request_view(r))
+        }
+        node::Event::RequestAnswered { contact, accepted } => Event::RequestAnswered {
+            username: at(&name_of(node, contact).await?.username),
+            accepted,
+        },
+        node::Event::SessionEnded { contact, by_peer } => Event::SessionEnded {
+            username: at(&name_of(node, contact).await?.username),
+            by_peer,
+        },
+    }))
+}

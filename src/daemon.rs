@@ -1,0 +1,541 @@
+//! `umbra up`: assembles the daemon from its parts — the unlocked store, the
+//! transport (Arti onion service, or direct TCP in test mode), the
+//! Handshaker client, the [`node`](crate::node) and the
+//! [control socket](crate::control) — and runs it until a signal or a
+//! `shutdown` command.
+//!
+//! One daemon per data directory: an exclusive lock on `<data_dir>/daemon.lock`
+//! is held for the daemon's lifetime (the OS drops it if the process dies,
+//! so a crash never leaves a stale lock).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::future::BoxFuture;
+use tokio::net::UnixListener;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, NetworkKind};
+use crate::control::proto::TorView;
+use crate::control::server::{self, Context, HANDSHAKER_SETTING};
+use crate::error::{ErrorKind, HasKind};
+use crate::handshaker_client::{
+    Connector, HandshakerAddress, HandshakerClient, HandshakerClientError, TcpConnector,
+    TransportConnector,
+};
+use crate::identity::{Fingerprint, Identity, PublicCert, Username};
+use crate::node::{MailItem, Mailbox, MailboxError, Node, NodeConfig, NodeError};
+use crate::store::Store;
+use crate::transport::RetryPolicy;
+use crate::transport::arti::{ArtiTransport, ServiceState, TransportStatus};
+use crate::transport::tcp::TcpTransport;
+
+/// File name of the daemon lock inside the data directory.
+pub const LOCK_NAME: &str = "daemon.lock";
+
+/// Errors that stop the daemon from starting or running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// Another daemon holds the data directory.
+    #[error("another Umbra daemon is already running for this data directory")]
+    AlreadyRunning,
+    /// The store has no identity.
+    #[error("the store has no identity yet")]
+    NoIdentity,
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A local file operation failed.
+    #[error("cannot {action}: {source}")]
+    Io {
+        /// What we were doing.
+        action: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// The transport (Tor) failed.
+    #[error(transparent)]
+    Transport(#[from] crate::transport::Error),
+    /// The node failed to start.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+impl HasKind for DaemonError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            DaemonError::AlreadyRunning => ErrorKind::Io,
+            DaemonError::NoIdentity => ErrorKind::InvalidInput,
+            DaemonError::Config(_) => ErrorKind::InvalidInput,
+            DaemonError::Io { .. } | DaemonError::Transport(_) => ErrorKind::Io,
+            DaemonError::Store(_) => ErrorKind::Io,
+            DaemonError::Node(e) => e.kind(),
+        }
+    }
+}
+
+/// What the daemon reports while starting (for progress bars).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Progress {
+    /// Tor bootstrap at this percentage.
+    Bootstrap(u8),
+    /// Tor is up; launching the onion service.
+    Launching,
+    /// Serving; the control socket is at `socket`.
+    Ready {
+        /// The control socket.
+        socket: PathBuf,
+    },
+    /// Shutting down.
+    Stopping,
+}
+
+/// How to run the daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// The configuration (network, Handshaker, limits).
+    pub config: Config,
+    /// The data directory (already holding the unlocked store).
+    pub data_dir: PathBuf,
+    /// Node timers and limits.
+    pub node: NodeConfig,
+}
+
+/// The Handshaker currently in use, shared by the mailbox poller and the
+/// control commands (`register --handshaker` switches it).
+pub struct Directory {
+    current: RwLock<Option<HandshakerClient>>,
+    onion: Option<Arc<dyn Connector>>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Directory")
+    }
+}
+
+impl Directory {
+    /// A directory with no Handshaker yet; `onion` opens onion streams.
+    pub fn new(onion: Option<Arc<dyn Connector>>) -> Self {
+        Directory {
+            current: RwLock::new(None),
+            onion,
+        }
+    }
+
+    /// The Handshaker in use.
+    pub fn current(&self) -> Option<HandshakerClient> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Switches to `client`.
+    pub fn set(&self, client: HandshakerClient) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(client);
+    }
+
+    /// A client for `address` with the right connector (Arti for onion
+    /// addresses, TCP for `http://host:port`).
+    pub fn client_for(&self, address: &str) -> Result<HandshakerClient, DirectoryError> {
+        let parsed = HandshakerAddress::parse(address)?;
+        let connector: Arc<dyn Connector> = if parsed.is_onion() {
+            self.onion.clone().ok_or(DirectoryError::NoTor)?
+        } else {
+            Arc::new(TcpConnector)
+        };
+        Ok(HandshakerClient::with_connector(address, connector)?)
+    }
+}
+
+/// Why a Handshaker client could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// An onion Handshaker without Tor.
+    #[error("this Handshaker is an onion service, but the daemon runs without Tor")]
+    NoTor,
+    /// A bad address.
+    #[error(transparent)]
+    Client(#[from] HandshakerClientError),
+}
+
+/// The node's [`Mailbox`] over the Handshaker in use.
+struct DirectoryMailbox {
+    dir: Arc<Directory>,
+    identity: Identity,
+    ids: Mutex<MailIds>,
+}
+
+#[derive(Default)]
+struct MailIds {
+    next: u64,
+    by_remote: std::collections::HashMap<String, u64>,
+    by_local: std::collections::HashMap<u64, String>,
+    ack_token: Option<String>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> MailboxError {
+    MailboxError::Unavailable {
+        reason: e.to_string(),
+    }
+}
+
+impl DirectoryMailbox {
+    fn client(&self) -> Result<HandshakerClient, MailboxError> {
+        self.dir.current().ok_or_else(|| MailboxError::Unavailable {
+            reason: "no Handshaker configured".into(),
+        })
+    }
+
+    fn ids(&self) -> std::sync::MutexGuard<'_, MailIds> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Mailbox for DirectoryMailbox {
+    fn deposit<'a>(
+        &'a self,
+        to_username: &'a str,
+        envelope: String,
+    ) -> BoxFuture<'a, Result<(), MailboxError>> {
+        Box::pin(async move {
+            let to = Username::parse(to_username).map_err(unavailable)?;
+            self.client()?
+                .deposit(&to, &envelope)
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        _my_username: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<MailItem>, MailboxError>> {
+        Box::pin(async move {
+            let fetched = self
+                .client()?
+                .fetch(&self.identity)
+                .await
+                .map_err(unavailable)?;
+            let mut ids = self.ids();
+            ids.ack_token = Some(fetched.ack_token);
+            Ok(fetched
+                .items
+                .into_iter()
+                .map(|item| {
+                    let id = match ids.by_remote.get(&item.id) {
+                        Some(id) => *id,
+                        None => {
+                            ids.next += 1;
+                            let id = ids.next;
+                            ids.by_remote.insert(item.id.clone(), id);
+                            ids.by_local.insert(id, item.id);
+                            id
+                        }
+                    };
+                    MailItem {
+                        id,
+                        envelope: item.message,
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn ack<'a>(
+        &'a self,
+        _my_username: &'a str,
+        id: u64,
+    ) -> BoxFuture<'a, Result<(), MailboxError>> {
+        Box::pin(async move {
+            let (remote, token) = {
+                let ids = self.ids();
+                (ids.by_local.get(&id).cloned(), ids.ack_token.clone())
+            };
+            let (Some(remote), Some(token)) = (remote, token) else {
+                return Ok(());
+            };
+            self.client()?
+                .ack(
+                    self.identity.username(),
+                    &token,
+                    std::slice::from_ref(&remote),
+                )
+                .await
+                .map_err(unavailable)?;
+            let mut ids = self.ids();
+            ids.by_local.remove(&id);
+            ids.by_remote.remove(&remote);
+            Ok(())
+        })
+    }
+
+    fn certificate<'a>(
+        &'a self,
+        fingerprint: &'a Fingerprint,
+    ) -> BoxFuture<'a, Result<Option<PublicCert>, MailboxError>> {
+        Box::pin(async move {
+            Ok(self
+                .client()?
+                .lookup_fingerprint(fingerprint)
+                .await
+                .map_err(unavailable)?
+                .map(|e| e.cert))
+        })
+    }
+}
+
+/// Holds `<data_dir>/daemon.lock` while alive.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: std::fs::File,
+}
+
+impl DaemonLock {
+    /// Takes the lock, or fails with [`DaemonError::AlreadyRunning`].
+    pub fn acquire(data_dir: &Path) -> Result<Self, DaemonError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join(LOCK_NAME))
+            .map_err(|source| DaemonError::Io {
+                action: "open the daemon lock file",
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(DaemonLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(DaemonError::AlreadyRunning),
+            Err(std::fs::TryLockError::Error(source)) => Err(DaemonError::Io {
+                action: "lock the data directory",
+                source,
+            }),
+        }
+    }
+}
+
+fn tor_view(network: &str, s: &TransportStatus) -> TorView {
+    let onion_service = match s.service {
+        ServiceState::NotLaunched => "starting",
+        ServiceState::Bootstrapping => "bootstrapping",
+        ServiceState::Running => "running",
+        ServiceState::DegradedReachable
+        | ServiceState::DegradedUnreachable
+        | ServiceState::Recovering => "degraded",
+        ServiceState::Broken => "broken",
+        ServiceState::Shutdown => "stopped",
+        _ => "unknown",
+    };
+    let summary = if !s.ready_for_traffic {
+        match &s.blocked {
+            Some(b) => format!("joining the Tor network ({}%): {b}", s.bootstrap_percent),
+            None => format!("joining the Tor network ({}%)", s.bootstrap_percent),
+        }
+    } else {
+        format!("connected to Tor; onion service {onion_service}")
+    };
+    TorView {
+        network: network.to_owned(),
+        bootstrap_percent: s.bootstrap_percent,
+        ready: s.ready_for_traffic,
+        onion_service: onion_service.to_owned(),
+        summary,
+    }
+}
+
+/// Runs the daemon on an unlocked `store` until `stop` resolves, a
+/// `shutdown` command arrives, or a fatal error. `lock` proves this process
+/// owns the data directory.
+pub async fn run(
+    opts: DaemonOptions,
+    store: Store,
+    _lock: &DaemonLock,
+    progress: impl Fn(Progress) + Send + Sync + 'static,
+    stop: impl Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
+    let own = store.identity()?.ok_or(DaemonError::NoIdentity)?;
+    let identity = Identity::from_secret_bytes(&own.secret_cert)
+        .map_err(|e| DaemonError::Config(format!("the stored identity is unusable: {e}")))?;
+    let mailbox_identity = Identity::from_secret_bytes(&own.secret_cert)
+        .map_err(|e| DaemonError::Config(format!("the stored identity is unusable: {e}")))?;
+    let saved_handshaker = store.setting(HANDSHAKER_SETTING)?;
+    let progress = Arc::new(progress);
+    let shutdown = CancellationToken::new();
+    let cfg = &opts.config;
+
+    // Transport.
+    let (tor_tx, tor_rx) = watch::channel(TorView {
+        network: String::new(),
+        bootstrap_percent: 0,
+        ready: false,
+        onion_service: "starting".into(),
+        summary: "starting".into(),
+    });
+    let mut arti: Option<Arc<ArtiTransport>> = None;
+    let mut tcp: Option<TcpTransport> = None;
+    match cfg.network.kind {
+        NetworkKind::Direct => {
+            let bind = cfg.network.direct_listen.ok_or_else(|| {
+                DaemonError::Config(
+                    "network.direct_listen is required with kind = \"direct\"".into(),
+                )
+            })?;
+            tcp = Some(TcpTransport::new(bind).with_retry(RetryPolicy {
+                total: std::time::Duration::from_secs(cfg.limits.connect_timeout_secs),
+                ..RetryPolicy::default()
+            }));
+            tor_tx.send_replace(TorView {
+                network: "direct".into(),
+                bootstrap_percent: 100,
+                ready: true,
+                onion_service: "not_applicable".into(),
+                summary: "direct TCP mode (NOT anonymous)".into(),
+            });
+        }
+        NetworkKind::Tor | NetworkKind::Local => {
+            let network = if cfg.network.kind == NetworkKind::Tor {
+                "tor"
+            } else {
+                "test"
+            };
+            let mut o = cfg
+                .arti_options()
+                .map_err(|e| DaemonError::Config(e.to_string()))?
+                .ok_or_else(|| DaemonError::Config("no Arti options".into()))?;
+            o.data_dir = opts.data_dir.clone();
+            let status = watch::Sender::new(TransportStatus::default());
+            let mut rx = status.subscribe();
+            let p = progress.clone();
+            let tx = tor_tx.clone();
+            let stop_watch = shutdown.clone();
+            tokio::spawn(async move {
+                let mut last = None;
+                loop {
+                    let s = rx.borrow_and_update().clone();
+                    if last != Some(s.bootstrap_percent) && !s.ready_for_traffic {
+                        p(Progress::Bootstrap(s.bootstrap_percent));
+                        last = Some(s.bootstrap_percent);
+                    }
+                    tx.send_if_modified(|v| {
+                        let n = tor_view(network, &s);
+                        let changed = *v != n;
+                        *v = n;
+                        changed
+                    });
+                    tokio::select! {
+                        () = stop_watch.cancelled() => return,
+                        r = rx.changed() => if r.is_err() { return },
+                    }
+                }
+            });
+            let t = ArtiTransport::bootstrap_with_status(o, status).await?;
+            progress(Progress::Launching);
+            arti = Some(Arc::new(t));
+        }
+    }
+
+    // Handshaker.
+    let onion_connector: Option<Arc<dyn Connector>> = arti
+        .clone()
+        .map(|a| Arc::new(TransportConnector(a)) as Arc<dyn Connector>);
+    let directory = Arc::new(Directory::new(onion_connector));
+    if let Some(addr) = saved_handshaker.or_else(|| cfg.handshaker.address.clone()) {
+        match directory.client_for(&addr) {
+            Ok(c) => directory.set(c),
+            Err(e) => tracing::warn!(error = %e, "the configured Handshaker is unusable"),
+        }
+    }
+    let mailbox: Arc<dyn Mailbox> = Arc::new(DirectoryMailbox {
+        dir: directory.clone(),
+        identity: mailbox_identity,
+        ids: Mutex::new(MailIds::default()),
+    });
+
+    // Node.
+    let node = match (arti, tcp) {
+        (Some(a), _) => Node::start(opts.node.clone(), store, a, Some(mailbox)).await?,
+        (None, Some(t)) => Node::start(opts.node.clone(), store, t, Some(mailbox)).await?,
+        (None, None) => return Err(DaemonError::Config("no transport".into())),
+    };
+
+    // Control socket.
+    let socket = crate::control::socket_path(&opts.data_dir);
+    match std::fs::remove_file(&socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(DaemonError::Io {
+                action: "remove the stale control socket",
+                source,
+            });
+        }
+    }
+    let listener = UnixListener::bind(&socket).map_err(|source| DaemonError::Io {
+        action: "create the control socket",
+        source,
+    })?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| DaemonError::Io {
+                action: "restrict the control socket to its owner",
+                source,
+            },
+        )?;
+    }
+    let (events, _) = broadcast::channel(4096);
+    let ctx = Arc::new(Context {
+        node: node.clone(),
+        identity,
+        directory,
+        tor: tor_rx.clone(),
+        events: events.clone(),
+        shutdown: shutdown.clone(),
+        started_at: crate::time::now_secs(),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(server::forward_events(node.clone(), events.clone()));
+    {
+        let mut rx = tor_rx;
+        let events = events.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = rx.changed() => if r.is_err() { return },
+                }
+                let v = rx.borrow_and_update().clone();
+                let _ = events.send(crate::control::proto::Event::Tor(v));
+            }
+        });
+    }
+    tasks.spawn(server::serve(listener, ctx));
+    progress(Progress::Ready {
+        socket: socket.clone(),
+    });
+    tracing::info!("daemon ready");
+
+    tokio::select! {
+        () = stop => {}
+        () = shutdown.cancelled() => {}
+    }
+    progress(Progress::Stopping);
+    shutdown.cancel();
+    node.shutdown().await;
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("daemon stopped");
+    Ok(())
+}

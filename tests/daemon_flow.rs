@@ -1,0 +1,202 @@
+//! The whole chat flow between two users driven through the `umbra` CLI
+//! against real `umbra up` daemons and a real `umbra-handshaker`: register,
+//! search, lookup, request, requests, accept, a conversation both ways,
+//! contacts/presence, history, verify, end — then a plaintext scan of both
+//! data directories. Once over direct TCP (fast) and once over onion
+//! services of the local Tor network.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+#[path = "support/daemon.rs"]
+mod support;
+
+use serde_json::Value;
+use support::{Handshaker, Net, User, assert_no_plaintext, wait_event};
+use umbra::control::proto::Event;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn names(v: &Value, key: &str) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[key].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn full_flow(net: Net, hs: &Handshaker) {
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = User::new(root.path(), "alice", &net, &hs.address);
+    let mut bob = User::new(root.path(), "bob", &net, &hs.address);
+
+    // Nothing runs yet: commands say so with their own exit code.
+    let (code, err) = alice.fails(&["contacts"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err["hint"].as_str().unwrap().contains("umbra up"), "{err}");
+
+    alice.up();
+    bob.up();
+    let st = alice.json(&["status"]);
+    assert_eq!(st["username"], "@alice");
+    assert_eq!(st["tor"]["ready"], true, "{st}");
+
+    // Directory.
+    let a = alice.json(&["register"]);
+    assert_eq!(a["username"], "@alice");
+    let alice_fpr = a["fingerprint"].as_str().unwrap().to_owned();
+    let b = bob.json(&["register"]);
+    let bob_fpr = b["fingerprint"].as_str().unwrap().to_owned();
+    let hits = bob.json(&["search", "ali"]);
+    assert_eq!(names(&hits, "username"), ["@alice"]);
+    let found = bob.json(&["lookup", "@alice"]);
+    assert_eq!(found["fingerprint"], alice_fpr.as_str());
+    let (_, err) = bob.fails(&["lookup", "@nobody_here"]);
+    assert!(
+        err["error"].as_str().unwrap().contains("not registered"),
+        "{err}"
+    );
+
+    let rt = rt();
+    let mut a_events = rt.block_on(alice.events());
+    let mut b_events = rt.block_on(bob.events());
+
+    // Request and accept.
+    let c = bob.json(&[
+        "request",
+        "@alice",
+        "--note",
+        "hi, it's bob from the meetup",
+    ]);
+    assert_eq!(c["state"], "requested");
+    let reqs = alice.json(&["requests"]);
+    assert_eq!(names(&reqs, "username"), ["@bob"], "{reqs}");
+    assert_eq!(reqs[0]["fingerprint"], bob_fpr.as_str());
+    assert_eq!(reqs[0]["note"], "hi, it's bob from the meetup");
+    let acc = alice.json(&["accept", "@bob"]);
+    assert_eq!(acc["username"], "@bob");
+    assert_eq!(acc["session"], true);
+    rt.block_on(wait_event(&mut b_events, "the accept", |e| {
+        matches!(e, Event::RequestAnswered { username, accepted: true } if username == "@alice")
+    }));
+    assert_eq!(alice.json(&["requests"]).as_array().unwrap().len(), 0);
+
+    // A conversation both ways.
+    let sent = bob.json(&["send", "@alice", "first secret words from bob"]);
+    assert_eq!(sent["seq"], 1);
+    let got = rt.block_on(wait_event(
+        &mut a_events,
+        "bob's message",
+        |e| matches!(e, Event::Message { username, .. } if username == "@bob"),
+    ));
+    let Event::Message { message, .. } = got else {
+        unreachable!()
+    };
+    assert_eq!(message.body, "first secret words from bob");
+    alice.json(&["send", "@bob", "reply secret words from alice"]);
+    rt.block_on(wait_event(&mut b_events, "alice's reply", |e| {
+        matches!(e, Event::Message { username, message } if username == "@alice" && message.body == "reply secret words from alice")
+    }));
+    for i in 2..=5 {
+        bob.json(&["send", "@alice", &format!("numbered secret {i}")]);
+    }
+    rt.block_on(wait_event(
+        &mut a_events,
+        "the last numbered message",
+        |e| matches!(e, Event::Message { message, .. } if message.body == "numbered secret 5"),
+    ));
+    rt.block_on(wait_event(
+        &mut b_events,
+        "delivery of the last message",
+        |e| matches!(e, Event::Delivery { upto: 5, .. }),
+    ));
+
+    // History in the sender's order, exactly once.
+    let h = alice.json(&["history", "@bob"]);
+    let bodies = names(&h, "body");
+    assert_eq!(
+        bodies,
+        [
+            "first secret words from bob",
+            "reply secret words from alice",
+            "numbered secret 2",
+            "numbered secret 3",
+            "numbered secret 4",
+            "numbered secret 5"
+        ]
+    );
+    let found = alice.json(&["history", "@bob", "--search", "secret 3"]);
+    assert_eq!(names(&found, "body"), ["numbered secret 3"]);
+
+    // Contacts with presence.
+    let cs = alice.json(&["contacts"]);
+    assert_eq!(cs[0]["username"], "@bob");
+    assert_eq!(cs[0]["online"], true, "{cs}");
+    assert_eq!(cs[0]["verified"], false);
+
+    // Verify: a wrong fingerprint is refused, the right one marks it.
+    let (_, err) = alice.fails(&["verify", "@bob", "--fingerprint", &alice_fpr]);
+    assert!(
+        err["error"].as_str().unwrap().contains("does not match"),
+        "{err}"
+    );
+    let v = alice.json(&["verify", "@bob", "--fingerprint", &bob_fpr]);
+    assert_eq!(v["verified"], true);
+
+    // End: both sides lose the session; sending needs a new request.
+    alice.json(&["end", "@bob"]);
+    rt.block_on(wait_event(
+        &mut b_events,
+        "the end of the session",
+        |e| matches!(e, Event::SessionEnded { username, by_peer: true } if username == "@alice"),
+    ));
+    let (_, err) = bob.fails(&["send", "@alice", "after the end"]);
+    assert!(
+        err["error"].as_str().unwrap().contains("no session"),
+        "{err}"
+    );
+    let (_, err) = alice.fails(&["send", "@bob", "after the end"]);
+    assert!(err["hint"].as_str().unwrap().contains("request"), "{err}");
+
+    drop(a_events);
+    drop(b_events);
+    alice.down();
+    bob.down();
+
+    // At rest: nothing readable in either data directory.
+    for u in [&alice, &bob] {
+        assert_no_plaintext(
+            &u.dir,
+            &[
+                "secret words",
+                "numbered secret",
+                "meetup",
+                "@alice",
+                "@bob",
+                &alice_fpr,
+                &bob_fpr,
+            ],
+        );
+    }
+}
+
+#[test]
+fn full_flow_over_direct_tcp() {
+    let hs = Handshaker::direct();
+    full_flow(Net::Direct, &hs);
+}
+
+#[test]
+fn full_flow_over_onion_services() {
+    let net = umbra_testnet::shared();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("arti-network.toml");
+    net.write_arti_config(&cfg).unwrap();
+    let hs = Handshaker::onion(&cfg);
+    full_flow(Net::Local(cfg), &hs);
+}

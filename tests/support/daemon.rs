@@ -1,0 +1,336 @@
+//! Shared helpers of the daemon tests: real `umbra` and `umbra-handshaker`
+//! processes, users with their own data directory and configuration, and
+//! bounded waits on control-socket events.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use umbra::control::Client;
+use umbra::control::proto::Event;
+
+/// Generous bound for any single wait (2 shared cores; onion descriptors).
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// Kills (SIGKILL) and reaps a child on drop.
+pub struct Proc(pub Option<Child>);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Reads `child`'s stdout lines until `pred` matches one (bounded by `WAIT`).
+fn wait_line(
+    child: &mut Child,
+    what: &str,
+    pred: impl Fn(&str) -> Option<String> + Send + 'static,
+) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut found = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !found && let Some(v) = pred(&line) {
+                found = true;
+                let _ = tx.send(v);
+            }
+        }
+    });
+    rx.recv_timeout(WAIT)
+        .unwrap_or_else(|_| panic!("{what} did not announce itself within {WAIT:?}"))
+}
+
+/// The `umbra-handshaker` binary next to the `umbra` one.
+pub fn handshaker_bin() -> PathBuf {
+    let umbra = PathBuf::from(env!("CARGO_BIN_EXE_umbra"));
+    let p = umbra.with_file_name("umbra-handshaker");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p umbra-handshaker` (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
+/// A running Handshaker.
+pub struct Handshaker {
+    /// Its address for clients.
+    pub address: String,
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl Handshaker {
+    /// Over direct TCP on 127.0.0.1.
+    pub fn direct() -> Handshaker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(handshaker_bin())
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--no-onion",
+                "--pow-difficulty",
+                "8",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let port = wait_line(&mut child, "the handshaker", |l| {
+            l.trim()
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+                .map(|p| p.to_string())
+        });
+        Handshaker {
+            address: format!("http://127.0.0.1:{port}"),
+            _proc: Proc(Some(child)),
+            _dir: dir,
+        }
+    }
+
+    /// As an onion service of the local Tor network whose Arti config is at `arti_cfg`.
+    pub fn onion(arti_cfg: &Path) -> Handshaker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(handshaker_bin())
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--arti-network-config")
+            .arg(arti_cfg)
+            .args(["--pow-difficulty", "8"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let onion = wait_line(&mut child, "the onion handshaker", |l| {
+            l.strip_prefix("onion service: ").map(str::to_owned)
+        });
+        Handshaker {
+            address: onion,
+            _proc: Proc(Some(child)),
+            _dir: dir,
+        }
+    }
+}
+
+/// How a user's daemon reaches others.
+#[derive(Clone)]
+pub enum Net {
+    /// Direct TCP on 127.0.0.1 (not anonymous; fast).
+    Direct,
+    /// The local Tor network (Arti config file).
+    Local(PathBuf),
+}
+
+/// A user: data directory, config, passphrase file, maybe a running daemon.
+pub struct User {
+    /// `@name`.
+    pub name: String,
+    /// The data directory.
+    pub dir: PathBuf,
+    cfg: PathBuf,
+    pw: PathBuf,
+    daemon: Proc,
+}
+
+impl User {
+    /// Creates the user under `root` (`umbra init`), configured for `net`
+    /// and the Handshaker at `handshaker`.
+    pub fn new(root: &Path, name: &str, net: &Net, handshaker: &str) -> User {
+        let home = root.join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        let dir = home.join("data");
+        let cfg = home.join("config.toml");
+        let pw = home.join("pw");
+        std::fs::write(&pw, format!("passphrase of {name}\n")).unwrap();
+        let network = match net {
+            Net::Direct => "kind = \"direct\"\ndirect_listen = \"127.0.0.1:0\"\n".to_owned(),
+            Net::Local(p) => format!(
+                "kind = \"local\"\nlocal_network = \"{}\"\ndangerously_trust_everyone = true\n",
+                p.display()
+            ),
+        };
+        std::fs::write(
+            &cfg,
+            format!("[network]\n{network}\n[handshaker]\naddress = \"{handshaker}\"\n"),
+        )
+        .unwrap();
+        let u = User {
+            name: format!("@{name}"),
+            dir,
+            cfg,
+            pw,
+            daemon: Proc(None),
+        };
+        let out = u.cmd(&["init", "--name", name]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        u
+    }
+
+    /// `umbra ARGS --data-dir … --config … --passphrase-file …`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_umbra"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("UMBRA_") {
+                c.env_remove(k);
+            }
+        }
+        c.args(args)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--config")
+            .arg(&self.cfg)
+            .arg("--passphrase-file")
+            .arg(&self.pw)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a command with `--json`, asserts success, returns its output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.cmd(&a).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed ({:?}): {}",
+            self.name,
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Runs a command expected to fail; returns (exit code, the `--json` error).
+    pub fn fails(&self, args: &[&str]) -> (i32, Value) {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.cmd(&a).output().unwrap();
+        assert!(!out.status.success(), "{args:?} unexpectedly succeeded");
+        let err = serde_json::from_slice(&out.stderr).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: stderr not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), err)
+    }
+
+    /// Starts `umbra up` and waits for its ready line.
+    pub fn up(&mut self) {
+        assert!(self.daemon.0.is_none(), "already up");
+        let mut child = self
+            .cmd(&["up", "--json"])
+            .env("UMBRA_LOG", "warn,tor_netdir=error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let line = wait_line(&mut child, &self.name, |l| {
+            l.contains("\"ready\":true").then(|| l.to_owned())
+        });
+        assert!(line.contains(&self.name), "{line}");
+        self.daemon = Proc(Some(child));
+    }
+
+    /// Stops the daemon with SIGTERM and asserts a clean exit.
+    pub fn down(&mut self) {
+        let mut child = self.daemon.0.take().expect("daemon running");
+        let pid = child.id().to_string();
+        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(st.success());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = rx
+            .recv_timeout(WAIT)
+            .expect("the daemon exits after SIGTERM")
+            .unwrap();
+        assert!(status.success(), "daemon exit: {status:?}");
+    }
+
+    /// Kills the daemon with SIGKILL (a crash).
+    pub fn kill(&mut self) {
+        let mut child = self.daemon.0.take().expect("daemon running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// A subscribed control client.
+    pub async fn events(&self) -> Client {
+        let mut c = Client::connect(&self.dir).await.unwrap();
+        c.subscribe().await.unwrap();
+        c
+    }
+}
+
+/// Waits (bounded) for an event matching `pred`.
+pub async fn wait_event(c: &mut Client, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match c.next_event().await.unwrap() {
+                Some(e) if pred(&e) => return e,
+                Some(_) => {}
+                None => panic!("daemon closed the event stream while waiting for {what}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+}
+
+/// Every file under `dir` (recursively).
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that no file under `dir` contains any of `needles` (bytes).
+pub fn assert_no_plaintext(dir: &Path, needles: &[&str]) {
+    for f in files(dir) {
+        let Ok(bytes) = std::fs::read(&f) else {
+            continue;
+        };
+        for n in needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
+                "{} contains the plaintext {n:?}",
+                f.display()
+            );
+        }
+    }
+}
