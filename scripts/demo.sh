@@ -100,7 +100,9 @@ done
 
 step "4. Both start their daemons: Arti joins the network, each publishes an onion service"
 for u in alice bob; do
-    umbra_as "$u" up --json >"$WORK/$u/up.out" 2>"$WORK/$u/up.log" &
+    # Started directly (not through a shell function) so that $! is the daemon itself.
+    "$BIN/umbra" up --json --data-dir "$WORK/$u/data" --config "$WORK/$u/config.toml" \
+        --passphrase-file "$WORK/$u/pw" >"$WORK/$u/up.out" 2>"$WORK/$u/up.log" &
     PIDS+=($!)
 done
 for u in alice bob; do

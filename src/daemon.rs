@@ -80,6 +80,9 @@ impl HasKind for DaemonError {
     }
 }
 
+/// How long a graceful shutdown may take before the daemon stops anyway.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the daemon reports while starting (for progress bars).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -532,7 +535,14 @@ pub async fn run(
     }
     progress(Progress::Stopping);
     shutdown.cancel();
-    node.shutdown().await;
+    // Goodbyes are best effort: a peer or network that stalls must not keep
+    // the process alive (the store is consistent at every await point).
+    if tokio::time::timeout(SHUTDOWN_GRACE, node.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections did not close in time; stopping anyway");
+    }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&socket);

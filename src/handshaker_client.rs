@@ -274,7 +274,12 @@ pub struct HandshakerClient {
     addr: HandshakerAddress,
     connector: Arc<dyn Connector>,
     progress: Option<ProgressFn>,
+    timeout: std::time::Duration,
 }
+
+/// Default bound on one Handshaker call, connecting included (an onion
+/// connection may retry for up to two minutes around descriptor changes).
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
 
 impl fmt::Debug for HandshakerClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -294,7 +299,14 @@ impl HandshakerClient {
             addr: HandshakerAddress::parse(address)?,
             connector,
             progress: None,
+            timeout: DEFAULT_TIMEOUT,
         })
+    }
+
+    /// Bounds every call (connecting included) by `timeout`.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Reports proof-of-work progress to `progress`.
@@ -564,8 +576,25 @@ impl HandshakerClient {
         })
     }
 
-    /// One HTTP/1.1 request; returns status and body.
+    /// One HTTP/1.1 request; returns status and body. Gives up after the
+    /// client's timeout (connecting included), so a stalled Handshaker
+    /// never blocks the caller for ever.
     pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<(StatusCode, Bytes)> {
+        match tokio::time::timeout(self.timeout, self.exchange(method, path, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(HandshakerClientError::Io {
+                action: "waiting for its answer",
+                source: format!("no answer within {} s", self.timeout.as_secs()).into(),
+            }),
+        }
+    }
+
+    async fn exchange(
         &self,
         method: Method,
         path: &str,

@@ -1227,7 +1227,12 @@ impl SeenRequests for SeenSet<'_> {
 
 async fn mailbox_loop(inner: Arc<Inner>) {
     loop {
-        if let Err(e) = poll_mailbox(&inner).await {
+        // A poll can wait on the network for minutes: never hold up a shutdown.
+        let polled = tokio::select! {
+            r = poll_mailbox(&inner) => r,
+            _ = inner.shutdown.cancelled() => return,
+        };
+        if let Err(e) = polled {
             tracing::debug!(kind = ?e.kind(), "mailbox poll failed");
         }
         tokio::select! {

@@ -200,3 +200,59 @@ fn full_flow_over_onion_services() {
     let hs = Handshaker::onion(&cfg);
     full_flow(Net::Local(cfg), &hs);
 }
+
+/// Offline delivery and restarts through the daemons: messages sent while
+/// the receiver is down (killed with SIGKILL) arrive exactly once and in
+/// order after it restarts; a daemon whose peer and Handshaker vanished
+/// still stops promptly on SIGTERM, and its outbox survives the restart.
+#[test]
+fn offline_delivery_and_restarts_through_the_daemons() {
+    let hs = Handshaker::direct();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = User::new(root.path(), "alice", &Net::Direct, &hs.address);
+    let mut bob = User::new(root.path(), "bob", &Net::Direct, &hs.address);
+    alice.up();
+    bob.up();
+    alice.json(&["register"]);
+    bob.json(&["register"]);
+    let rt = rt();
+    let mut b_events = rt.block_on(bob.events());
+    bob.json(&["request", "@alice"]);
+    alice.json(&["requests"]);
+    alice.json(&["accept", "@bob"]);
+    rt.block_on(wait_event(&mut b_events, "the accept", |e| {
+        matches!(e, Event::RequestAnswered { accepted: true, .. })
+    }));
+    drop(b_events);
+
+    // bob crashes; the Handshaker goes away too.
+    bob.kill();
+    drop(hs);
+    for i in 1..=20 {
+        alice.json(&["send", "@bob", &format!("offline message {i:02}")]);
+    }
+    // alice stops cleanly although nobody answers, and restarts.
+    alice.down();
+    alice.up();
+    let queued = alice.json(&["contacts"]);
+    assert_eq!(queued[0]["queued"], 20, "{queued}");
+
+    bob.up();
+    let mut a_events = rt.block_on(alice.events());
+    // Already delivered while we subscribed, or delivered now.
+    if alice.json(&["contacts"])[0]["queued"] != 0 {
+        rt.block_on(wait_event(&mut a_events, "delivery of all 20", |e| {
+            matches!(e, Event::Delivery { upto: 20, .. })
+        }));
+    }
+    let h = bob.json(&["history", "@alice"]);
+    let bodies = names(&h, "body");
+    let expected: Vec<String> = (1..=20)
+        .map(|i| format!("offline message {i:02}"))
+        .collect();
+    assert_eq!(bodies, expected);
+    assert_eq!(alice.json(&["contacts"])[0]["queued"], 0);
+    drop(a_events);
+    alice.down();
+    bob.down();
+}

@@ -126,6 +126,15 @@ impl Handshaker {
     }
 }
 
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// How a user's daemon reaches others.
 #[derive(Clone)]
 pub enum Net {
@@ -157,7 +166,12 @@ impl User {
         let pw = home.join("pw");
         std::fs::write(&pw, format!("passphrase of {name}\n")).unwrap();
         let network = match net {
-            Net::Direct => "kind = \"direct\"\ndirect_listen = \"127.0.0.1:0\"\n".to_owned(),
+            // A fixed port per user, like an onion address that stays the
+            // same across restarts.
+            Net::Direct => format!(
+                "kind = \"direct\"\ndirect_listen = \"127.0.0.1:{}\"\n",
+                free_port()
+            ),
             Net::Local(p) => format!(
                 "kind = \"local\"\nlocal_network = \"{}\"\ndangerously_trust_everyone = true\n",
                 p.display()
