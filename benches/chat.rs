@@ -83,8 +83,9 @@ async fn raw_rtts(net: &umbra_testnet::TestNet, n: usize) -> Vec<Duration> {
     });
     let mut s = client.connect(&addr).await.unwrap();
     let mut buf = [7u8; 64];
-    // Warm-up round trip (circuit set up).
+    // Warm-up round trip (circuit set up). Arti sends on flush.
     s.write_all(&buf).await.unwrap();
+    s.flush().await.unwrap();
     s.read_exact(&mut buf).await.unwrap();
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -109,7 +110,10 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let raw = raw_rtts(&net, rtts).await;
+        let raw = tokio::time::timeout(LONG, raw_rtts(&net, rtts))
+            .await
+            .expect("raw round trips finish");
+        eprintln!("raw baseline measured");
 
         let (alice, bob) = (User::new("alice"), User::new("bob"));
         let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -214,11 +214,14 @@ pub enum Command {
         #[arg(long)]
         allow_key_change: bool,
     },
-    /// Reject the connection request of a user.
+    /// Reject the connection request of a user (silently, unless --notify).
     Reject {
         /// The requester, e.g. @alice
         #[arg(value_name = "@USER")]
         user: String,
+        /// Send them a signed rejection through the Handshaker
+        #[arg(long)]
+        notify: bool,
     },
     /// List your contacts with presence, last seen and unread counts.
     Contacts,
@@ -318,7 +321,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             user,
             allow_key_change,
         } => remote::accept(&cli.global, user.clone(), *allow_key_change, out),
-        Command::Reject { user } => remote::reject(&cli.global, user.clone(), out),
+        Command::Reject { user, notify } => remote::reject(&cli.global, user.clone(), *notify, out),
         Command::Contacts => remote::contacts(&cli.global, out),
         Command::Send { user, text } => remote::send(&cli.global, user.clone(), text.clone(), out),
         Command::Chat { user } => remote::chat(&cli.global, user.clone(), out),

@@ -112,6 +112,10 @@ pub enum NodeError {
         /// Why.
         reason: &'static str,
     },
+    /// The contact's key differs from the one pinned for that name; the
+    /// caller must pass an explicit override (after checking out of band).
+    #[error("the key of this user differs from the one pinned for them")]
+    KeyChanged,
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -134,9 +138,10 @@ impl HasKind for NodeError {
                 ErrorKind::Io
             }
             NodeError::Timeout { .. } => ErrorKind::Io,
-            NodeError::NoSession | NodeError::NotFound { .. } | NodeError::Invalid { .. } => {
-                ErrorKind::InvalidInput
-            }
+            NodeError::NoSession
+            | NodeError::NotFound { .. }
+            | NodeError::Invalid { .. }
+            | NodeError::KeyChanged => ErrorKind::InvalidInput,
             NodeError::ShuttingDown => ErrorKind::Io,
             NodeError::Internal { .. } => ErrorKind::Internal,
         }
@@ -190,6 +195,9 @@ pub enum Event {
         from: Sensitive<String>,
         /// The requester's verified fingerprint.
         fingerprint: Sensitive<Fingerprint>,
+        /// Their key differs from the one pinned for this name (or the key
+        /// is pinned under another name): accepting needs an override.
+        key_changed: bool,
     },
     /// One of our requests was answered.
     RequestAnswered {
@@ -307,20 +315,12 @@ struct Claim {
     _guard: OwnedMutexGuard<()>,
 }
 
-/// A request from the mailbox, kept until the user decides.
-struct Incoming {
-    request: ConnectionRequest,
-    cert: PublicCert,
-    mail_id: u64,
-}
-
 #[derive(Default)]
 struct Tables {
     slots: HashMap<ContactId, Slot>,
     locks: HashMap<ContactId, Arc<tokio::sync::Mutex<()>>>,
     wakes: HashMap<ContactId, Arc<Notify>>,
     dialers: HashSet<ContactId>,
-    incoming: HashMap<[u8; 16], Incoming>,
     seen_mail: HashSet<u64>,
     seen_requests: HashSet<[u8; 16]>,
     /// Accept envelopes still to be delivered, per contact.
@@ -393,6 +393,8 @@ impl Node {
             shutdown: CancellationToken::new(),
         });
         inner.spawn(accept_loop(inner.clone(), listener));
+        let accepts = inner.store.run(|s| s.pending_accepts()).await??;
+        inner.table(|t| t.accepts.extend(accepts));
         let contacts = inner
             .store
             .run(|s| -> Result<Vec<ContactId>, crate::store::Error> {
@@ -475,8 +477,21 @@ impl NodeHandle {
     }
 
     /// Sends a connection request to the owner of `to` (its first `@name`)
-    /// through the mailbox. Returns the contact (state Requested).
+    /// through the mailbox. Returns the contact (state Requested). Refuses
+    /// ([`NodeError::KeyChanged`]) if that name is pinned to another key.
     pub async fn request(&self, to: &PublicCert, note: &str) -> Result<ContactId, NodeError> {
+        self.request_with(to, note, false).await
+    }
+
+    /// [`NodeHandle::request`]; with `allow_key_change`, a name pinned to
+    /// another key is re-pinned to `to` (verified mark cleared, any old
+    /// session ended).
+    pub async fn request_with(
+        &self,
+        to: &PublicCert,
+        note: &str,
+        allow_key_change: bool,
+    ) -> Result<ContactId, NodeError> {
         let mailbox = self.inner.mailbox.clone().ok_or(NodeError::NotFound {
             what: "Handshaker mailbox (configure a Handshaker)",
         })?;
@@ -511,39 +526,102 @@ impl NodeHandle {
             state: ContactState::Requested,
             verified: false,
         };
-        let contact = self
+        let (contact, ended) = self
             .inner
             .store
-            .run(move |s| -> Result<ContactId, NodeError> {
-                let id = match s.contact_by_fingerprint(&new.fingerprint)? {
-                    Some(c) => c.id,
-                    None => s.add_contact(&new)?,
-                };
+            .run(move |s| -> Result<_, NodeError> {
+                let (id, ended) = pin_contact(s, &new, allow_key_change)?;
                 s.add_pending_request(&record)?;
-                Ok(id)
+                Ok((id, ended))
             })
             .await??;
+        if let Some(ended) = ended {
+            self.inner.report_ended(contact, ended, false);
+        }
         mailbox.deposit(username.as_str(), envelope).await?;
         Ok(contact)
     }
 
-    /// Received connection requests awaiting a decision, oldest first.
-    pub fn requests(&self) -> Vec<ReceivedRequest> {
-        let mut out: Vec<ReceivedRequest> = self.inner.table(|t| {
-            t.incoming
-                .values()
-                .map(|i| ReceivedRequest {
-                    request_id: i.request.request_id,
-                    from: i.request.from_username.clone(),
-                    fingerprint: i.cert.fingerprint(),
-                    note: i.request.note.clone(),
-                    received_at: i.request.created_at,
-                    key_changed: false,
+    /// Received connection requests awaiting a decision, oldest first
+    /// (expired ones are deleted).
+    pub async fn requests(&self) -> Result<Vec<ReceivedRequest>, NodeError> {
+        let now = crate::time::now_secs();
+        let rows = self
+            .inner
+            .store
+            .run(move |s| -> Result<_, crate::store::Error> {
+                s.expire_received_requests(now)?;
+                s.received_requests(now)
+            })
+            .await??;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(ReceivedRequest {
+                    request_id: r.request_id,
+                    fingerprint: Fingerprint::from_hex(&r.fingerprint).ok()?,
+                    from: r.from_username,
+                    note: r.note,
+                    received_at: r.received_at,
+                    key_changed: r.key_changed,
                 })
-                .collect()
-        });
-        out.sort_by_key(|r| r.received_at);
-        out
+            })
+            .collect())
+    }
+
+    /// Marks everything received from `contact` as read and tells the
+    /// contact with a Receipt if a connection is up (receipts are
+    /// cumulative and best effort).
+    pub async fn mark_read(&self, contact: ContactId) -> Result<usize, NodeError> {
+        let (n, upto) = self
+            .inner
+            .store
+            .run(move |s| -> Result<_, crate::store::Error> {
+                let upto = s.highest_seq(contact, Direction::Incoming)?;
+                Ok((s.mark_read(contact, Direction::Incoming, upto)?, upto))
+            })
+            .await??;
+        if upto > 0
+            && let Some(slot) = self.inner.table(|t| t.slots.get(&contact).cloned())
+        {
+            let _ = slot.cmds.send(Command::Receipt(upto));
+        }
+        Ok(n)
+    }
+
+    /// Rejects a received request: it is deleted (its replay record stays).
+    /// With `notify`, a signed Reject goes to the requester's mailbox
+    /// (optional in the protocol: silence reveals less).
+    pub async fn reject(&self, request_id: &[u8; 16], notify: bool) -> Result<(), NodeError> {
+        let rid = *request_id;
+        let rec = self
+            .inner
+            .store
+            .run(move |s| s.received_request(&rid))
+            .await??
+            .ok_or(NodeError::NotFound {
+                what: "connection request",
+            })?;
+        let envelope = if notify {
+            let cert =
+                PublicCert::from_bytes(&rec.public_cert).map_err(HandshakeError::Identity)?;
+            let request = decode_request(&rec.payload)?;
+            Some(handshake::make_reject(
+                &self.inner.identity,
+                &cert,
+                &request,
+            )?)
+        } else {
+            None
+        };
+        self.inner
+            .store
+            .run(move |s| s.delete_received_request(&rid))
+            .await??;
+        if let (Some(env), Some(m)) = (envelope, self.inner.mailbox.clone()) {
+            m.deposit(&rec.from_username, env).await?;
+        }
+        Ok(())
     }
 
     /// Polls the mailbox now (the poller also runs on its interval).
@@ -553,50 +631,68 @@ impl NodeHandle {
 
     /// Accepts a received request: derives and stores the session, then
     /// delivers the Accept directly to the requester (retried until it
-    /// arrives). Returns the contact.
+    /// arrives, also across restarts). Returns the contact. Refuses a
+    /// request whose key changed ([`NodeError::KeyChanged`]); see
+    /// [`NodeHandle::accept_with`].
     pub async fn accept(&self, request_id: &[u8; 16]) -> Result<ContactId, NodeError> {
-        let inc =
-            self.inner
-                .table(|t| t.incoming.remove(request_id))
-                .ok_or(NodeError::NotFound {
-                    what: "connection request",
-                })?;
+        self.accept_with(request_id, false).await
+    }
+
+    /// [`NodeHandle::accept`]; with `allow_key_change`, a request whose key
+    /// differs from the pinned one is accepted too: the contact's pinned
+    /// key is replaced, its `verified` mark cleared and any old session
+    /// ended.
+    pub async fn accept_with(
+        &self,
+        request_id: &[u8; 16],
+        allow_key_change: bool,
+    ) -> Result<ContactId, NodeError> {
+        let rid = *request_id;
+        let now = crate::time::now_secs();
+        let rec = self
+            .inner
+            .store
+            .run(move |s| s.received_request(&rid))
+            .await??
+            .filter(|r| r.expires_at >= now)
+            .ok_or(NodeError::NotFound {
+                what: "connection request",
+            })?;
+        if rec.key_changed && !allow_key_change {
+            return Err(NodeError::KeyChanged);
+        }
+        let cert = PublicCert::from_bytes(&rec.public_cert).map_err(HandshakeError::Identity)?;
+        let req = decode_request(&rec.payload)?;
         let (envelope, session) = handshake::make_accept(
             &self.inner.identity,
-            &inc.cert,
-            &inc.request,
+            &cert,
+            &req,
             self.inner.address.as_str(),
         )?;
-        let req = inc.request;
         let expires = req
             .created_at
             .saturating_add(ENVELOPE_MAX_AGE_SECS + MAX_FUTURE_SKEW_SECS);
         let new = NewContact {
             username: req.from_username.clone(),
-            fingerprint: inc.cert.fingerprint().to_hex(),
-            public_cert: inc.cert.to_bytes().map_err(HandshakeError::Identity)?,
+            fingerprint: cert.fingerprint().to_hex(),
+            public_cert: cert.to_bytes().map_err(HandshakeError::Identity)?,
             onion_address: Some(req.onion_address.clone()),
             state: ContactState::Accepted,
             verified: false,
         };
         let (sid, send, recv) = session_parts(&session);
-        let request_id = req.request_id;
-        let contact = self
+        drop(session);
+        let env = envelope.clone();
+        let (contact, ended) = self
             .inner
             .store
-            .run(move |s| -> Result<ContactId, NodeError> {
-                if s.seen_request_id(&request_id, expires)? {
-                    return Err(HandshakeError::Replay.into());
+            .run(move |s| -> Result<_, NodeError> {
+                if !s.delete_received_request(&rid)? {
+                    return Err(NodeError::NotFound {
+                        what: "connection request",
+                    });
                 }
-                let id = match s.contact_by_fingerprint(&new.fingerprint)? {
-                    Some(mut c) => {
-                        c.onion_address = new.onion_address.clone();
-                        c.state = ContactState::Accepted;
-                        s.update_contact(&c)?;
-                        c.id
-                    }
-                    None => s.add_contact(&new)?,
-                };
+                let (id, ended) = pin_contact(s, &new, allow_key_change)?;
                 s.create_session(&SessionRecord {
                     contact: id,
                     session_id: sid,
@@ -604,16 +700,14 @@ impl NodeHandle {
                     recv,
                     created_at: crate::time::now_secs(),
                 })?;
-                Ok(id)
+                s.put_pending_accept(id, &env, expires)?;
+                Ok((id, ended))
             })
             .await??;
-        self.inner.table(|t| t.accepts.insert(contact, envelope));
-        if let Some(m) = &self.inner.mailbox {
-            let me = self.inner.identity.username().as_str().to_owned();
-            if let Err(e) = m.ack(&me, inc.mail_id).await {
-                tracing::debug!(kind = ?e.kind(), "mailbox ack failed; the item will be dropped as a replay");
-            }
+        if let Some(ended) = ended {
+            self.inner.report_ended(contact, ended, false);
         }
+        self.inner.table(|t| t.accepts.insert(contact, envelope));
         self.inner.ensure_dialer(contact);
         self.inner.wake(contact);
         Ok(contact)
@@ -687,6 +781,60 @@ impl NodeHandle {
     }
 }
 
+/// Finds or creates the contact for `new` (by fingerprint, then by name).
+/// A name pinned to another key is an error unless `allow_key_change`;
+/// then the contact is re-pinned (verified cleared) and its old session
+/// ended (returned, for the events). New requests and accepts keep the
+/// contact's existing row so its history stays.
+fn pin_contact(
+    s: &mut Store,
+    new: &NewContact,
+    allow_key_change: bool,
+) -> Result<(ContactId, Option<crate::store::Ended>), NodeError> {
+    let by_fpr = s.contact_by_fingerprint(&new.fingerprint)?;
+    let by_name = s.contact_by_username(&new.username)?;
+    match (by_fpr, by_name) {
+        (Some(mut c), _) if c.username == new.username => {
+            if new.onion_address.is_some() {
+                c.onion_address = new.onion_address.clone();
+            }
+            if c.state != ContactState::Accepted || new.state == ContactState::Accepted {
+                c.state = new.state;
+            }
+            s.update_contact(&c)?;
+            Ok((c.id, None))
+        }
+        // The key is known under another name, or the name under another key.
+        (Some(_), _) | (None, Some(_)) if !allow_key_change => Err(NodeError::KeyChanged),
+        (Some(_), _) => Err(NodeError::Invalid {
+            what: "key change",
+            reason: "this key is pinned for another contact; end and remove that contact first",
+        }),
+        (None, Some(mut c)) => {
+            let ended = s.end_session_with(c.id)?;
+            c.fingerprint = new.fingerprint.clone();
+            c.public_cert = new.public_cert.clone();
+            c.onion_address = new.onion_address.clone();
+            c.state = new.state;
+            c.verified = false;
+            s.update_contact(&c)?;
+            s.delete_pending_accept(c.id)?;
+            Ok((c.id, ended.existed.then_some(ended)))
+        }
+        (None, None) => Ok((s.add_contact(new)?, None)),
+    }
+}
+
+/// The ConnectionRequest in a stored canonical payload.
+fn decode_request(payload: &[u8]) -> Result<ConnectionRequest, NodeError> {
+    match handshake::HandshakeMessage::decode(payload)? {
+        handshake::HandshakeMessage::Request(r) => Ok(r),
+        _ => Err(NodeError::Internal {
+            what: "a stored request is not a request",
+        }),
+    }
+}
+
 fn session_parts(s: &Session) -> ([u8; 16], ChainState, ChainState) {
     let chain = |(k, seq): (zeroize::Zeroizing<[u8; 32]>, u64)| ChainState {
         chain_key: zeroize::Zeroizing::new(k.to_vec()),
@@ -704,6 +852,26 @@ fn restore(rec: &SessionRecord) -> Result<Session, SessionError> {
 }
 
 impl Inner {
+    /// Events for a session that ended.
+    fn report_ended(&self, contact: ContactId, ended: crate::store::Ended, by_peer: bool) {
+        for message in ended.failed {
+            let _ = self.events.send(Event::MessageFailed { contact, message });
+        }
+        let _ = self.events.send(Event::SessionEnded { contact, by_peer });
+    }
+
+    /// The Accept for `contact` arrived (the peer's Hello proves it): forget it.
+    fn accept_delivered(self: &Arc<Self>, contact: ContactId) {
+        if self.table(|t| t.accepts.remove(&contact)).is_some() {
+            let store = self.store.clone();
+            self.spawn(async move {
+                if let Ok(Err(e)) = store.run(move |s| s.delete_pending_accept(contact)).await {
+                    tracing::debug!(kind = ?e.kind(), "forgetting a delivered accept failed");
+                }
+            });
+        }
+    }
+
     fn table<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> R {
         let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut t)
@@ -892,7 +1060,7 @@ impl Inner {
                 }
         ) {
             // The peer's Hello proves it holds the session: the Accept arrived.
-            self.table(|t| t.accepts.remove(&contact));
+            self.accept_delivered(contact);
         }
         self.release(claim);
         outcome
@@ -1172,7 +1340,7 @@ async fn dial_loop(inner: Arc<Inner>, contact: ContactId) {
                         Outcome::Ended => break,
                         Outcome::Closed { was_ready } | Outcome::Failed { was_ready, .. } => {
                             if was_ready {
-                                inner.table(|t| t.accepts.remove(&contact));
+                                inner.accept_delivered(contact);
                                 backoff = cfg.backoff_initial;
                                 retry_now = true;
                             }
@@ -1253,31 +1421,74 @@ async fn poll_mailbox(inner: &Arc<Inner>) -> Result<(), NodeError> {
         }
         match open_mail(inner, mailbox.as_ref(), &item).await {
             Ok(Some((request, cert))) => {
-                let event = Event::RequestReceived {
-                    request_id: Sensitive::new(request.request_id),
-                    from: Sensitive::new(request.from_username.clone()),
-                    fingerprint: Sensitive::new(cert.fingerprint()),
-                };
-                inner.table(|t| {
-                    t.incoming.insert(
-                        request.request_id,
-                        Incoming {
-                            request,
-                            cert,
-                            mail_id: item.id,
-                        },
-                    )
-                });
-                let _ = inner.events.send(event);
+                // Stored with its replay record before the item is acked
+                // (PROTOCOL.md §11.2): a crash in between re-fetches it,
+                // and the replay record then drops the copy.
+                if let Some(event) = store_request(inner, request, cert).await? {
+                    let _ = inner.events.send(event);
+                }
             }
             Ok(None) | Err(_) => {
-                // Refused (replay, forgery, expired...): drop it from the mailbox.
-                tracing::debug!("dropping a refused mailbox item");
-                let _ = mailbox.ack(&me, item.id).await;
+                // Maybe an answer to one of our requests (a Reject travels
+                // through the mailbox); otherwise refused (replay, forgery,
+                // expired...). Either way it leaves the mailbox.
+                if inner
+                    .open_envelope(item.envelope.clone().into_bytes())
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!("dropping a refused mailbox item");
+                }
             }
+        }
+        if let Err(e) = mailbox.ack(&me, item.id).await {
+            tracing::debug!(kind = ?e.kind(), "mailbox ack failed; the item comes back and is dropped as a replay");
         }
     }
     Ok(())
+}
+
+/// Stores a verified request for the user's decision; `None` if it is a
+/// replay. Flags a key change: the name pinned to another key, or the key
+/// pinned under another name.
+async fn store_request(
+    inner: &Arc<Inner>,
+    request: ConnectionRequest,
+    cert: PublicCert,
+) -> Result<Option<Event>, NodeError> {
+    let fingerprint = cert.fingerprint();
+    let record = crate::store::ReceivedRequestRecord {
+        request_id: request.request_id,
+        from_username: request.from_username.clone(),
+        fingerprint: fingerprint.to_hex(),
+        public_cert: cert.to_bytes().map_err(HandshakeError::Identity)?,
+        payload: zeroize::Zeroizing::new(
+            handshake::HandshakeMessage::Request(request.clone()).encode()?,
+        ),
+        note: request.note.clone(),
+        received_at: crate::time::now_secs(),
+        expires_at: request
+            .created_at
+            .saturating_add(ENVELOPE_MAX_AGE_SECS + MAX_FUTURE_SKEW_SECS),
+        key_changed: false,
+    };
+    let (stored, key_changed) = inner
+        .store
+        .run(move |s| -> Result<_, crate::store::Error> {
+            let mut record = record;
+            let by_name = s.contact_by_username(&record.from_username)?;
+            let by_fpr = s.contact_by_fingerprint(&record.fingerprint)?;
+            record.key_changed = by_name.is_some_and(|c| c.fingerprint != record.fingerprint)
+                || by_fpr.is_some_and(|c| c.username != record.from_username);
+            Ok((s.add_received_request(&record)?, record.key_changed))
+        })
+        .await??;
+    Ok(stored.then(|| Event::RequestReceived {
+        request_id: Sensitive::new(request.request_id),
+        from: Sensitive::new(request.from_username),
+        fingerprint: Sensitive::new(fingerprint),
+        key_changed,
+    }))
 }
 
 async fn open_mail(

@@ -44,6 +44,7 @@ mod contacts;
 pub mod datadir;
 mod delivery;
 mod err;
+mod inbox;
 pub mod kdf;
 pub mod lifecycle;
 mod messages;
@@ -58,6 +59,7 @@ pub use chunks::ChunkSet;
 pub use datadir::DataDir;
 pub use delivery::{Ended, IncomingEffect};
 pub use err::{Error, ErrorKind};
+pub use inbox::ReceivedRequestRecord;
 pub use kdf::{KdfParams, StoreHeader};
 pub use records::{
     ChainState, Contact, ContactId, ContactState, DeliveryState, Direction, FileTransfer, Inserted,

@@ -427,9 +427,14 @@ pub(crate) fn accept(
 }
 
 /// `umbra reject @user`.
-pub(crate) fn reject(global: &GlobalArgs, username: String, out: &mut dyn Write) -> Result<()> {
+pub(crate) fn reject(
+    global: &GlobalArgs,
+    username: String,
+    notify: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
     let name = username.clone();
-    call(global, Request::Reject { username })?;
+    call(global, Request::Reject { username, notify })?;
     if global.json {
         return json(out, &serde_json::json!({"rejected": name}));
     }

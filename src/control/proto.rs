@@ -82,6 +82,10 @@ pub enum Request {
     Reject {
         /// The requester.
         username: String,
+        /// Send them a signed Reject through the Handshaker (default: stay
+        /// silent, which reveals less).
+        #[serde(default)]
+        notify: bool,
     },
     /// Every contact with presence and unread count.
     Contacts,

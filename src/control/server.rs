@@ -25,7 +25,7 @@ use crate::error::{ErrorKind, HasKind};
 use crate::handshaker_client::{DirectoryEntry, HandshakerClient, HandshakerClientError};
 use crate::identity::{Identity, Username};
 use crate::node::{self, NodeError, NodeHandle};
-use crate::store::{Contact, ContactId, Direction, Message};
+use crate::store::{Contact, ContactId, Message};
 
 /// Most simultaneous control connections.
 pub const MAX_CLIENTS: usize = 32;
@@ -217,20 +217,27 @@ async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
                 }
             }
             Ok(Reply::Requests(
-                ctx.node.requests().into_iter().map(request_view).collect(),
+                ctx.node
+                    .requests()
+                    .await
+                    .map_err(node_err)?
+                    .into_iter()
+                    .map(request_view)
+                    .collect(),
             ))
         }
         Request::Accept {
             username,
             allow_key_change,
         } => accept(ctx, &username, allow_key_change).await,
-        Request::Reject { username } => {
+        Request::Reject { username, notify } => {
             let name = parse_name(&username)?;
-            let _ = pending_from(ctx, &name)?;
-            Err(ApiError::new(
-                ErrorCode::Internal,
-                "rejecting requests is not available in this build",
-            ))
+            let req = pending_from(ctx, &name).await?;
+            ctx.node
+                .reject(&req.request_id, notify)
+                .await
+                .map_err(node_err)?;
+            Ok(Reply::Done)
         }
         Request::Contacts => contacts(ctx).await.map(Reply::Contacts),
         Request::Send { username, text } => {
@@ -255,12 +262,7 @@ async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
         }
         Request::MarkRead { username } => {
             let c = contact(ctx, &username).await?;
-            let id = c.id;
-            db(&ctx.node, move |s| {
-                let upto = s.highest_seq(id, Direction::Incoming)?;
-                s.mark_read(id, Direction::Incoming, upto)
-            })
-            .await?;
+            ctx.node.mark_read(c.id).await.map_err(node_err)?;
             Ok(Reply::Done)
         }
         Request::Verify {
@@ -307,7 +309,7 @@ async fn status(ctx: &Context) -> ApiResult<StatusView> {
         .map(|c| c.address().as_str().to_owned());
     let (contacts, pending) = (
         db(&ctx.node, |s| s.contacts()).await?.len(),
-        ctx.node.requests().len(),
+        ctx.node.requests().await.map_err(node_err)?.len(),
     );
     Ok(StatusView {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -427,20 +429,24 @@ async fn request(
     }
     let id = ctx
         .node
-        .request(&entry.cert, note)
+        .request_with(&entry.cert, note, allow_key_change)
         .await
-        .map_err(node_err)?;
+        .map_err(|e| match e {
+            NodeError::KeyChanged => key_changed(&name),
+            e => node_err(e),
+        })?;
     let c = contact_by_id(ctx, id).await?;
     Ok(Reply::Contact(contact_view(ctx, &c).await?))
 }
 
-fn pending_from(ctx: &Context, name: &Username) -> ApiResult<node::ReceivedRequest> {
-    let folded = name.as_str().trim_start_matches('@');
+async fn pending_from(ctx: &Context, name: &Username) -> ApiResult<node::ReceivedRequest> {
     ctx.node
         .requests()
+        .await
+        .map_err(node_err)?
         .into_iter()
         .rev()
-        .find(|r| r.from == folded)
+        .find(|r| r.from == name.as_str())
         .ok_or_else(|| {
             ApiError::new(
                 ErrorCode::NotFound,
@@ -452,11 +458,18 @@ fn pending_from(ctx: &Context, name: &Username) -> ApiResult<node::ReceivedReque
 
 async fn accept(ctx: &Context, username: &str, allow_key_change: bool) -> ApiResult<Reply> {
     let name = parse_name(username)?;
-    let req = pending_from(ctx, &name)?;
+    let req = pending_from(ctx, &name).await?;
     if req.key_changed && !allow_key_change {
         return Err(key_changed(&name));
     }
-    let id = ctx.node.accept(&req.request_id).await.map_err(node_err)?;
+    let id = ctx
+        .node
+        .accept_with(&req.request_id, allow_key_change)
+        .await
+        .map_err(|e| match e {
+            NodeError::KeyChanged => key_changed(&name),
+            e => node_err(e),
+        })?;
     let c = contact_by_id(ctx, id).await?;
     Ok(Reply::Contact(contact_view(ctx, &c).await?))
 }
@@ -606,6 +619,7 @@ fn hs_err(e: HandshakerClientError) -> ApiError {
 fn node_err(e: NodeError) -> ApiError {
     let code = match &e {
         NodeError::NoSession => ErrorCode::NoSession,
+        NodeError::KeyChanged => ErrorCode::KeyChanged,
         NodeError::NotFound { .. } => ErrorCode::NotFound,
         NodeError::Invalid { .. } => ErrorCode::BadRequest,
         NodeError::ShuttingDown => ErrorCode::ShuttingDown,
@@ -712,6 +726,8 @@ async fn map_event(node: &NodeHandle, ev: node::Event) -> ApiResult<Option<Event
         node::Event::RequestReceived { request_id, .. } => {
             let Some(r) = node
                 .requests()
+                .await
+                .map_err(node_err)?
                 .into_iter()
                 .find(|r| r.request_id == *request_id.expose())
             else {

@@ -45,6 +45,8 @@ pub enum Command {
     Queue(Vec<OutText>),
     /// End the session: send EndSession if Ready, erase the keys, close.
     End(oneshot::Sender<()>),
+    /// Tell the peer we read its messages up to this seq.
+    Receipt(u64),
 }
 
 /// How a connection ended.
@@ -190,6 +192,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
                         while let Ok(more) = cmds.try_recv() {
                             match more {
                                 Command::Queue(t) => texts.extend(t),
+                                Command::Receipt(upto) => {
+                                    if let Some(a) = peer.receipt(upto)? {
+                                        self.apply(vec![a]).await?;
+                                    }
+                                }
                                 Command::End(done) => {
                                     pending_end = Some(done);
                                     break;
@@ -205,6 +212,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
                             self.end_session(false).await?;
                             let _ = done.send(());
                             return Ok(true);
+                        }
+                    }
+                    Some(Command::Receipt(upto)) => {
+                        if let Some(a) = peer.receipt(upto)? {
+                            self.apply(vec![a]).await?;
                         }
                     }
                     Some(Command::End(done)) => {

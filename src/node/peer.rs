@@ -439,6 +439,14 @@ impl Peer {
         self.acked_in
     }
 
+    /// A Receipt ("read up to `upto`"), while Ready.
+    pub fn receipt(&mut self, upto: u64) -> Result<Option<Action>, PeerError> {
+        if self.state != PeerState::Ready || upto == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.seal(&PeerMessage::Receipt { upto }, None)?))
+    }
+
     /// A heartbeat (Presence), while Ready.
     pub fn presence(&mut self, state: PresenceState) -> Result<Option<Action>, PeerError> {
         if self.state != PeerState::Ready {

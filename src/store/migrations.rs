@@ -7,6 +7,7 @@
 //!
 //! - v1: identity, contacts, sessions, pending requests, seen request ids, messages, outbox.
 //! - v2: file transfers and settings.
+//! - v3: received connection requests awaiting a decision; Accept envelopes awaiting delivery.
 
 use rusqlite::Connection;
 
@@ -97,6 +98,26 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE settings (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
+    );
+    "#,
+    // ---------------------------------------------------------------- v3
+    r#"
+    CREATE TABLE received_requests (
+        request_id    BLOB PRIMARY KEY,
+        from_username TEXT NOT NULL,
+        fingerprint   TEXT NOT NULL,
+        public_cert   BLOB NOT NULL,
+        payload       BLOB NOT NULL,
+        note          TEXT NOT NULL,
+        received_at   INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        key_changed   INTEGER NOT NULL DEFAULT 0 CHECK (key_changed IN (0, 1))
+    );
+    CREATE INDEX received_requests_from ON received_requests(from_username);
+    CREATE TABLE pending_accepts (
+        contact_id  INTEGER PRIMARY KEY REFERENCES contacts(id) ON DELETE CASCADE,
+        envelope    TEXT NOT NULL,
+        expires_at  INTEGER NOT NULL
     );
     "#,
 ];

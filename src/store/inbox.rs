@@ -1,0 +1,252 @@
+//! Received connection requests awaiting the user's decision, and Accept
+//! envelopes awaiting delivery (PROTOCOL.md §11.2, §11.3).
+//!
+//! A request is stored together with its replay record in one transaction
+//! before the mailbox item is acknowledged, so neither a crash nor a replay
+//! can lose or duplicate it. The stored payload holds the requester's
+//! session half (secret): rows are wiped before deletion.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::err::db;
+use super::{ContactId, Result, Store};
+
+/// A received connection request.
+pub struct ReceivedRequestRecord {
+    /// The request id.
+    pub request_id: [u8; 16],
+    /// The requester's folded username (without `@`).
+    pub from_username: String,
+    /// Their verified fingerprint, 40 upper-case hex digits.
+    pub fingerprint: String,
+    /// Their certificate (as verified when the request was opened).
+    pub public_cert: Vec<u8>,
+    /// The canonical handshake payload (kind 1), holding their session half.
+    pub payload: zeroize::Zeroizing<Vec<u8>>,
+    /// Their note.
+    pub note: String,
+    /// Unix seconds.
+    pub received_at: u64,
+    /// After this the request can no longer be accepted.
+    pub expires_at: u64,
+    /// Their key differs from the one pinned for this name (or the key is
+    /// pinned under another name).
+    pub key_changed: bool,
+}
+
+impl std::fmt::Debug for ReceivedRequestRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReceivedRequestRecord([scrubbed])")
+    }
+}
+
+const COLUMNS: &str = "request_id, from_username, fingerprint, public_cert, payload, note, \
+                       received_at, expires_at, key_changed";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceivedRequestRecord> {
+    Ok(ReceivedRequestRecord {
+        request_id: r.get(0)?,
+        from_username: r.get(1)?,
+        fingerprint: r.get(2)?,
+        public_cert: r.get(3)?,
+        payload: zeroize::Zeroizing::new(r.get(4)?),
+        note: r.get(5)?,
+        received_at: r.get(6)?,
+        expires_at: r.get(7)?,
+        key_changed: r.get(8)?,
+    })
+}
+
+fn wipe(tx: &Transaction<'_>, cond: &str, arg: &dyn rusqlite::ToSql) -> Result<usize> {
+    tx.execute(
+        &format!("UPDATE received_requests SET payload = zeroblob(length(payload)) WHERE {cond}"),
+        [arg],
+    )
+    .map_err(db("wiping a received request"))?;
+    tx.execute(
+        &format!("DELETE FROM received_requests WHERE {cond}"),
+        [arg],
+    )
+    .map_err(db("deleting a received request"))
+}
+
+impl Store {
+    /// Stores a received request and its replay record in one transaction.
+    /// Returns `false` (and stores nothing) if the request id was seen before.
+    pub fn add_received_request(&mut self, r: &ReceivedRequestRecord) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db("storing a received request"))?;
+        let n = tx
+            .execute(
+                "INSERT OR IGNORE INTO seen_requests (request_id, seen_at, expires_at) VALUES (?1, ?2, ?3)",
+                params![r.request_id, super::now(), r.expires_at],
+            )
+            .map_err(db("recording a request id"))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO received_requests ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ),
+            params![
+                r.request_id,
+                r.from_username,
+                r.fingerprint,
+                r.public_cert,
+                &r.payload[..],
+                r.note,
+                r.received_at,
+                r.expires_at,
+                r.key_changed
+            ],
+        )
+        .map_err(db("storing a received request"))?;
+        tx.commit().map_err(db("storing a received request"))?;
+        Ok(true)
+    }
+
+    /// Received requests not yet expired at `now`, oldest first.
+    pub fn received_requests(&self, now: u64) -> Result<Vec<ReceivedRequestRecord>> {
+        let mut st = self
+            .conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM received_requests WHERE expires_at >= ?1
+                 ORDER BY received_at, request_id"
+            ))
+            .map_err(db("listing received requests"))?;
+        let rows = st
+            .query_map([now], row)
+            .map_err(db("listing received requests"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(db("listing received requests"))
+    }
+
+    /// One received request.
+    pub fn received_request(&self, request_id: &[u8; 16]) -> Result<Option<ReceivedRequestRecord>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM received_requests WHERE request_id = ?1"),
+                [request_id],
+                row,
+            )
+            .optional()
+            .map_err(db("reading a received request"))
+    }
+
+    /// Deletes (wiping) a received request; returns whether it existed.
+    pub fn delete_received_request(&mut self, request_id: &[u8; 16]) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db("deleting a received request"))?;
+        let n = wipe(&tx, "request_id = ?1", request_id)?;
+        tx.commit().map_err(db("deleting a received request"))?;
+        Ok(n > 0)
+    }
+
+    /// Deletes (wiping) received requests that expired before `now`.
+    pub fn expire_received_requests(&mut self, now: u64) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db("expiring received requests"))?;
+        let n = wipe(&tx, "expires_at < ?1", &now)?;
+        tx.commit().map_err(db("expiring received requests"))?;
+        Ok(n)
+    }
+
+    // ---------------------------------------------------------------- accepts
+
+    /// Remembers the Accept envelope to deliver to `contact` (replacing one).
+    pub fn put_pending_accept(
+        &self,
+        contact: ContactId,
+        envelope: &str,
+        expires_at: u64,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO pending_accepts (contact_id, envelope, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (contact_id) DO UPDATE SET envelope = excluded.envelope,
+                                                        expires_at = excluded.expires_at",
+                params![contact.0, envelope, expires_at],
+            )
+            .map_err(db("storing an accept"))
+            .map(|_| ())
+    }
+
+    /// Every Accept still to deliver.
+    pub fn pending_accepts(&self) -> Result<Vec<(ContactId, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT contact_id, envelope FROM pending_accepts ORDER BY contact_id")
+            .map_err(db("listing accepts"))?;
+        let rows = st
+            .query_map([], |r| Ok((ContactId(r.get(0)?), r.get(1)?)))
+            .map_err(db("listing accepts"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(db("listing accepts"))
+    }
+
+    /// Forgets the Accept for `contact` (delivered, or the session ended).
+    pub fn delete_pending_accept(&self, contact: ContactId) -> Result<bool> {
+        self.conn
+            .execute(
+                "DELETE FROM pending_accepts WHERE contact_id = ?1",
+                [contact.0],
+            )
+            .map_err(db("deleting an accept"))
+            .map(|n| n > 0)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::KdfParams;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let t = tempfile::tempdir().unwrap();
+        let pw = secrecy::SecretString::from("p".to_owned());
+        let s = Store::create(&t.path().join("d"), &pw, KdfParams::insecure_for_tests()).unwrap();
+        (t, s)
+    }
+
+    fn rec(id: u8, at: u64) -> ReceivedRequestRecord {
+        ReceivedRequestRecord {
+            request_id: [id; 16],
+            from_username: "bob".into(),
+            fingerprint: "B".repeat(40),
+            public_cert: vec![1, 2],
+            payload: zeroize::Zeroizing::new(vec![9; 10]),
+            note: "hi".into(),
+            received_at: at,
+            expires_at: at + 100,
+            key_changed: false,
+        }
+    }
+
+    #[test]
+    fn received_requests_are_stored_once_and_expire() {
+        let (_t, mut s) = store();
+        assert!(s.add_received_request(&rec(1, 1000)).unwrap());
+        // A replay of the same id stores nothing.
+        assert!(!s.add_received_request(&rec(1, 1000)).unwrap());
+        assert!(s.add_received_request(&rec(2, 2000)).unwrap());
+        let all = s.received_requests(1050).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].request_id, [1; 16]);
+        assert_eq!(&all[0].payload[..], &[9; 10]);
+        assert_eq!(s.received_requests(1101).unwrap().len(), 1);
+        assert_eq!(s.expire_received_requests(1101).unwrap(), 1);
+        assert!(s.received_request(&[1; 16]).unwrap().is_none());
+        assert!(s.delete_received_request(&[2; 16]).unwrap());
+        assert!(!s.delete_received_request(&[2; 16]).unwrap());
+        // Still a replay after deletion: the seen record stays.
+        assert!(!s.add_received_request(&rec(2, 2000)).unwrap());
+    }
+}
