@@ -1,0 +1,241 @@
+//! Connection requests beyond the happy path, over the in-memory transport:
+//! received requests and Accepts survive restarts; rejects (silent and
+//! notified); a key change is never accepted silently; read receipts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/node.rs"]
+mod support;
+
+use support::{User, connect_pair, wait_event, wait_store};
+use umbra::node::{Event, MemoryMailbox, NodeError};
+use umbra::store::{ContactState, DeliveryState};
+use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_accepts_survive_restarts() {
+    let net = MemoryNetwork::new();
+    let mailbox = MemoryMailbox::new();
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    let a = alice
+        .start(MemoryTransport::new(&net, "alice-hs"), &mailbox)
+        .await;
+    let b = bob
+        .start(MemoryTransport::new(&net, "bob-hs"), &mailbox)
+        .await;
+    let ab = a.request(&bob.cert, "remember me").await.unwrap();
+    b.poll_mailbox().await.unwrap();
+    assert_eq!(mailbox.pending("bob"), 0, "stored, then acked");
+    // alice goes offline: the Accept cannot be delivered yet.
+    a.shutdown().await;
+
+    // bob restarts: the request is still there, with alice's fingerprint.
+    b.shutdown().await;
+    let b = bob
+        .start(MemoryTransport::new(&net, "bob-hs"), &mailbox)
+        .await;
+    let reqs = b.requests().await.unwrap();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].from, "alice");
+    assert_eq!(reqs[0].note, "remember me");
+    assert!(reqs[0].fingerprint.ct_eq(&alice.cert.fingerprint()));
+    assert!(!reqs[0].key_changed);
+    // Polling again does not duplicate it.
+    b.poll_mailbox().await.unwrap();
+    assert_eq!(b.requests().await.unwrap().len(), 1);
+
+    let ba = b.accept(&reqs[0].request_id).await.unwrap();
+    assert!(b.requests().await.unwrap().is_empty());
+    let again = b.accept(&reqs[0].request_id).await.unwrap_err();
+    assert!(matches!(again, NodeError::NotFound { .. }), "{again:?}");
+    // bob restarts before alice is back: the Accept is still delivered.
+    b.shutdown().await;
+    let b = bob
+        .start(MemoryTransport::new(&net, "bob-hs"), &mailbox)
+        .await;
+    let a = alice
+        .start(MemoryTransport::new(&net, "alice-hs"), &mailbox)
+        .await;
+    let mut a_events = a.events();
+    wait_store(&a, &mut a_events, "alice has the session", move |s| {
+        s.session_for_contact(ab).unwrap().is_some()
+    })
+    .await;
+    let mut b_events = b.events();
+    a.send_text(ab, "got your accept").await.unwrap();
+    wait_event(
+        &mut b_events,
+        |e| matches!(e, Event::MessageReceived { contact, seq: 1, .. } if *contact == ba),
+    )
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_silently_or_with_notice() {
+    let net = MemoryNetwork::new();
+    let mailbox = MemoryMailbox::new();
+    let (alice, bob, carol) = (User::new("alice"), User::new("bob"), User::new("carol"));
+    let a = alice
+        .start(MemoryTransport::new(&net, "alice-hs"), &mailbox)
+        .await;
+    let b = bob
+        .start(MemoryTransport::new(&net, "bob-hs"), &mailbox)
+        .await;
+    let c = carol
+        .start(MemoryTransport::new(&net, "carol-hs"), &mailbox)
+        .await;
+    a.request(&bob.cert, "").await.unwrap();
+    let cb = c.request(&bob.cert, "").await.unwrap();
+    b.poll_mailbox().await.unwrap();
+    let reqs = b.requests().await.unwrap();
+    assert_eq!(reqs.len(), 2);
+    let from = |name: &str| reqs.iter().find(|r| r.from == name).unwrap().request_id;
+
+    // Silent: nothing goes back to alice.
+    b.reject(&from("alice"), false).await.unwrap();
+    assert_eq!(mailbox.pending("alice"), 0);
+    // Notified: carol learns it.
+    let mut c_events = c.events();
+    b.reject(&from("carol"), true).await.unwrap();
+    assert_eq!(mailbox.pending("carol"), 1);
+    c.poll_mailbox().await.unwrap();
+    wait_event(
+        &mut c_events,
+        |e| matches!(e, Event::RequestAnswered { contact, accepted: false } if *contact == cb),
+    )
+    .await;
+    let state = c
+        .store()
+        .run(move |s| s.contact(cb).unwrap().unwrap().state)
+        .await
+        .unwrap();
+    assert_eq!(state, ContactState::Rejected);
+    assert!(b.requests().await.unwrap().is_empty());
+    // A replay of alice's request from the mailbox stays rejected.
+    let err = b.accept(&from("alice")).await.unwrap_err();
+    assert!(matches!(err, NodeError::NotFound { .. }), "{err:?}");
+    for n in [a, b, c] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_change_is_never_accepted_silently() {
+    let net = MemoryNetwork::new();
+    let mailbox = MemoryMailbox::new();
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    let a = alice
+        .start(MemoryTransport::new(&net, "alice-hs"), &mailbox)
+        .await;
+    let b = bob
+        .start(MemoryTransport::new(&net, "bob-hs"), &mailbox)
+        .await;
+    let (ab, _) = connect_pair(&a, &b, &bob.cert).await;
+    a.store()
+        .run(move |s| s.set_contact_verified(ab, true).unwrap())
+        .await
+        .unwrap();
+    b.shutdown().await;
+
+    // Someone else registers as @bob with a new key and asks alice.
+    let impostor = User::new("bob");
+    let i = impostor
+        .start(MemoryTransport::new(&net, "impostor-hs"), &mailbox)
+        .await;
+    // alice asking the new @bob key is refused without an override.
+    let err = a.request(&impostor.cert, "").await.unwrap_err();
+    assert!(matches!(err, NodeError::KeyChanged), "{err:?}");
+    i.request(&alice.cert, "it's me, new phone").await.unwrap();
+    let mut a_events = a.events();
+    a.poll_mailbox().await.unwrap();
+    let Event::RequestReceived { key_changed, .. } = wait_event(&mut a_events, |e| {
+        matches!(e, Event::RequestReceived { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert!(key_changed);
+    let reqs = a.requests().await.unwrap();
+    assert!(reqs[0].key_changed);
+    let err = a.accept(&reqs[0].request_id).await.unwrap_err();
+    assert!(matches!(err, NodeError::KeyChanged), "{err:?}");
+    // Nothing changed: the old key is still pinned and verified, the request waits.
+    let (fpr, verified, session) = a
+        .store()
+        .run(move |s| {
+            let c = s.contact(ab).unwrap().unwrap();
+            (
+                c.fingerprint,
+                c.verified,
+                s.session_for_contact(ab).unwrap().is_some(),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(fpr, bob.cert.fingerprint().to_hex());
+    assert!(verified);
+    assert!(session);
+    assert_eq!(a.requests().await.unwrap().len(), 1);
+
+    // With the explicit override (after checking out of band): re-pinned,
+    // no longer verified, the old session ended.
+    let id = a.accept_with(&reqs[0].request_id, true).await.unwrap();
+    assert_eq!(id, ab, "same contact row: the history stays");
+    wait_event(
+        &mut a_events,
+        |e| matches!(e, Event::SessionEnded { contact, by_peer: false } if *contact == ab),
+    )
+    .await;
+    let (fpr, verified) = a
+        .store()
+        .run(move |s| {
+            let c = s.contact(ab).unwrap().unwrap();
+            (c.fingerprint, c.verified)
+        })
+        .await
+        .unwrap();
+    assert_eq!(fpr, impostor.cert.fingerprint().to_hex());
+    assert!(!verified);
+    a.shutdown().await;
+    i.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_receipts_reach_the_sender() {
+    let net = MemoryNetwork::new();
+    let mailbox = MemoryMailbox::new();
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    let a = alice
+        .start(MemoryTransport::new(&net, "alice-hs"), &mailbox)
+        .await;
+    let b = bob
+        .start(MemoryTransport::new(&net, "bob-hs"), &mailbox)
+        .await;
+    let (ab, ba) = connect_pair(&a, &b, &bob.cert).await;
+    let mut a_events = a.events();
+    let mut b_events = b.events();
+    for i in 1..=3 {
+        a.send_text(ab, &format!("read me {i}")).await.unwrap();
+    }
+    wait_event(&mut b_events, |e| {
+        matches!(e, Event::MessageReceived { seq: 3, .. })
+    })
+    .await;
+    assert_eq!(b.mark_read(ba).await.unwrap(), 3);
+    wait_event(&mut a_events, |e| {
+        matches!(e, Event::DeliveryChanged { contact, upto: 3, state: DeliveryState::Read } if *contact == ab)
+    })
+    .await;
+    wait_store(&a, &mut a_events, "all three read", move |s| {
+        s.history(ab, 10)
+            .unwrap()
+            .iter()
+            .all(|m| m.state == DeliveryState::Read)
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
