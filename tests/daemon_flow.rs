@@ -256,3 +256,72 @@ fn offline_delivery_and_restarts_through_the_daemons() {
     alice.down();
     bob.down();
 }
+
+/// `umbra chat`: lines typed are sent; incoming messages appear live.
+#[test]
+fn interactive_chat_sends_lines_and_shows_incoming_messages() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    let hs = Handshaker::direct();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = User::new(root.path(), "alice", &Net::Direct, &hs.address);
+    let mut bob = User::new(root.path(), "bob", &Net::Direct, &hs.address);
+    alice.up();
+    bob.up();
+    alice.json(&["register"]);
+    bob.json(&["register"]);
+    let rt = rt();
+    let mut b_events = rt.block_on(bob.events());
+    bob.json(&["request", "@alice"]);
+    alice.json(&["requests"]);
+    alice.json(&["accept", "@bob"]);
+    rt.block_on(wait_event(&mut b_events, "the accept", |e| {
+        matches!(e, Event::RequestAnswered { accepted: true, .. })
+    }));
+
+    let mut chat = alice
+        .cmd(&["chat", "@bob"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = chat.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = chat.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_line = |what: &str, pred: &dyn Fn(&str) -> bool| loop {
+        let line = rx
+            .recv_timeout(support::WAIT)
+            .unwrap_or_else(|_| panic!("chat never printed {what}"));
+        if pred(&line) {
+            return line;
+        }
+    };
+    wait_line("its banner", &|l| l.starts_with("chat with @bob"));
+    writeln!(stdin, "typed in the chat").unwrap();
+    rt.block_on(wait_event(
+        &mut b_events,
+        "the typed line",
+        |e| matches!(e, Event::Message { message, .. } if message.body == "typed in the chat"),
+    ));
+    bob.json(&["send", "@alice", "an answer shown live"]);
+    let shown = wait_line("the incoming message", &|l| {
+        l.contains("an answer shown live")
+    });
+    assert!(shown.contains("@bob:"), "{shown}");
+    writeln!(stdin, "/quit").unwrap();
+    let status = chat.wait().unwrap();
+    assert!(status.success());
+    // The chat marked what it showed as read.
+    let cs = alice.json(&["contacts"]);
+    assert_eq!(cs[0]["unread"], 0, "{cs}");
+    drop(b_events);
+    alice.down();
+    bob.down();
+}
