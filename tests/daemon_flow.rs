@@ -42,6 +42,7 @@ fn full_flow(net: Net, hs: &Handshaker) {
 
     alice.up();
     bob.up();
+    hostile_control_lines(&alice);
     let st = alice.json(&["status"]);
     assert_eq!(st["username"], "@alice");
     assert_eq!(st["tor"]["ready"], true, "{st}");
@@ -167,6 +168,53 @@ fn full_flow(net: Net, hs: &Handshaker) {
     drop(b_events);
     alice.down();
     bob.down();
+
+    // The daemons' debug logs name nobody and quote nothing.
+    for u in [&alice, &bob] {
+        let log = std::fs::read_to_string(u.log_path()).unwrap();
+        assert!(log.contains("daemon ready"), "the log is being written");
+        for needle in [
+            "secret words",
+            "numbered secret",
+            "meetup",
+            "alice",
+            "bob",
+            &alice_fpr[..16],
+            &bob_fpr[..16],
+        ] {
+            let hit = log.lines().find(|l| l.contains(needle));
+            assert!(
+                hit.is_none(),
+                "{}'s daemon log contains {needle:?}: {}",
+                u.name,
+                hit.unwrap_or_default()
+            );
+        }
+    }
+
+    // Our own log lines never carry a peer's address (Arti's lines name
+    // the relays of the test network, which is fine).
+    for u in [&alice, &bob] {
+        let log = std::fs::read_to_string(u.log_path()).unwrap();
+        let ours = log.lines().filter(|l| l.contains("umbra"));
+        for l in ours {
+            assert!(!l.contains("127.0.0.1:"), "{}: {l}", u.name);
+        }
+    }
+
+    // Onion addresses appear only redacted (Arti's safelog keeps the last
+    // three characters): never ten base32 characters before ".onion".
+    for u in [&alice, &bob] {
+        let log = std::fs::read_to_string(u.log_path()).unwrap();
+        for (i, _) in log.match_indices(".onion") {
+            let before = &log.as_bytes()[i.saturating_sub(10)..i];
+            let full = before.len() == 10
+                && before
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(b));
+            assert!(!full, "{}'s log names an onion address", u.name);
+        }
+    }
 
     // At rest: nothing readable in either data directory.
     for u in [&alice, &bob] {
@@ -409,4 +457,65 @@ fn bob_history_len(bob: &mut User, _rt: &tokio::runtime::Runtime) -> usize {
     store.close().unwrap();
     bob.up();
     n
+}
+
+/// Bad lines on the control socket get `bad_request` / `version` errors and
+/// the connection keeps working; an over-long line closes it.
+fn hostile_control_lines(u: &User) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    let sock = u.dir.join("control.sock");
+    let mode = std::fs::metadata(&sock).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let s = UnixStream::connect(&sock).unwrap();
+    s.set_read_timeout(Some(support::WAIT)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut ask = |line: &str| -> serde_json::Value {
+        w.write_all(line.as_bytes()).unwrap();
+        w.write_all(b"\n").unwrap();
+        let mut out = String::new();
+        r.read_line(&mut out).unwrap();
+        serde_json::from_str(&out).unwrap()
+    };
+    for (line, code) in [
+        ("not json", "bad_request"),
+        ("{}", "bad_request"),
+        (r#"{"v":1,"id":5,"cmd":"format_disk"}"#, "bad_request"),
+        (
+            r#"{"v":1,"id":6,"cmd":"status","extra":true}"#,
+            "bad_request",
+        ),
+        (r#"{"v":2,"id":7,"cmd":"status"}"#, "version"),
+        (
+            r#"{"v":1,"id":8,"cmd":{"send":{"username":"@nobody","text":"x"}}}"#,
+            "not_found",
+        ),
+        (
+            r#"{"v":1,"id":9,"cmd":{"history":{"username":"../../etc","limit":5,"search":null}}}"#,
+            "bad_request",
+        ),
+    ] {
+        let v = ask(line);
+        assert_eq!(v["reply"]["error"]["code"], code, "{line} -> {v}");
+    }
+    // Still usable after all that.
+    let v = ask(r#"{"v":1,"id":10,"cmd":"status"}"#);
+    assert_eq!(v["reply"]["id"], 10);
+    assert!(v["reply"]["ok"]["status"].is_object(), "{v}");
+    // A line over the limit: an error, then the daemon closes the connection.
+    let big = "x".repeat(umbra::control::proto::MAX_LINE + 10);
+    let _ = w.write_all(big.as_bytes());
+    let _ = w.write_all(b"\n");
+    let mut out = String::new();
+    let _ = r.read_line(&mut out);
+    if !out.is_empty() {
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["reply"]["error"]["code"], "bad_request");
+        out.clear();
+    }
+    assert_eq!(r.read_line(&mut out).unwrap_or(0), 0, "connection closed");
 }

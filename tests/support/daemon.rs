@@ -159,7 +159,11 @@ impl User {
     /// Creates the user under `root` (`umbra init`), configured for `net`
     /// and the Handshaker at `handshaker`.
     pub fn new(root: &Path, name: &str, net: &Net, handshaker: &str) -> User {
-        let home = root.join(name);
+        // The home directory does not carry the username, so that log and
+        // file scans for the name are not fooled by paths.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let home = root.join(format!("home{n}"));
         std::fs::create_dir_all(&home).unwrap();
         let dir = home.join("data");
         let cfg = home.join("config.toml");
@@ -255,11 +259,17 @@ impl User {
     /// Starts `umbra up` and waits for its ready line.
     pub fn up(&mut self) {
         assert!(self.daemon.0.is_none(), "already up");
+        // Debug logs go to a file next to the data dir, for the log scans.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let mut child = self
             .cmd(&["up", "--json"])
-            .env("UMBRA_LOG", "warn,tor_netdir=error")
+            .env("UMBRA_LOG", "debug,tor_netdir=error")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
         let line = wait_line(&mut child, &self.name, |l| {
@@ -267,6 +277,11 @@ impl User {
         });
         assert!(line.contains(&self.name), "{line}");
         self.daemon = Proc(Some(child));
+    }
+
+    /// The daemon's log file (all runs appended).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.with_file_name("daemon.log")
     }
 
     /// Stops the daemon with SIGTERM and asserts a clean exit.
