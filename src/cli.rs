@@ -261,6 +261,8 @@ pub enum Command {
         #[arg(long, value_name = "FPR")]
         fingerprint: Option<String>,
     },
+    /// Open the full-screen chat client (needs `umbra up` running).
+    Tui,
     /// End the session: keys are destroyed on both sides; a new request is needed.
     End {
         /// The contact, e.g. @alice
@@ -334,6 +336,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             remote::verify(&cli.global, user.clone(), fingerprint.clone(), out)
         }
         Command::End { user } => remote::end(&cli.global, user.clone(), out),
+        Command::Tui => remote::tui(&cli.global),
         Command::Completions { shell } => commands::completions(*shell, out),
         Command::Man => commands::man(out),
     };

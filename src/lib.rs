@@ -50,6 +50,7 @@ pub mod session;
 pub mod store;
 pub mod time;
 pub mod transport;
+pub mod tui;
 pub mod wire;
 
 // ---------- public exports ----------

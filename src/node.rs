@@ -304,6 +304,8 @@ struct Slot {
     side: Side,
     cmds: mpsc::UnboundedSender<Command>,
     cancel: CancellationToken,
+    /// A stream exists (false while a connector is still dialing).
+    connected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An exclusive claim on a contact's session: at most one per contact.
@@ -312,6 +314,7 @@ struct Claim {
     slot_id: u64,
     cancel: CancellationToken,
     cmds: mpsc::UnboundedReceiver<Command>,
+    connected: Arc<std::sync::atomic::AtomicBool>,
     _guard: OwnedMutexGuard<()>,
 }
 
@@ -753,7 +756,11 @@ impl NodeHandle {
 
     /// Whether a connection to `contact` is currently open.
     pub fn is_connected(&self, contact: ContactId) -> bool {
-        self.inner.table(|t| t.slots.contains_key(&contact))
+        self.inner.table(|t| {
+            t.slots
+                .get(&contact)
+                .is_some_and(|s| s.connected.load(std::sync::atomic::Ordering::Acquire))
+        })
     }
 
     /// Stops the node gracefully: connections send `Presence(GoingOffline)`
@@ -906,6 +913,8 @@ impl Inner {
     fn register(&self, contact: ContactId, side: Side, guard: OwnedMutexGuard<()>) -> Claim {
         let (tx, rx) = mpsc::unbounded_channel();
         let cancel = self.shutdown.child_token();
+        // A listener's stream exists already; a connector's once dialed.
+        let connected = Arc::new(std::sync::atomic::AtomicBool::new(side == Side::Listener));
         let slot_id = self.table(|t| {
             t.next_slot += 1;
             let id = t.next_slot;
@@ -916,6 +925,7 @@ impl Inner {
                     side,
                     cmds: tx,
                     cancel: cancel.clone(),
+                    connected: connected.clone(),
                 },
             );
             id
@@ -925,6 +935,7 @@ impl Inner {
             slot_id,
             cancel,
             cmds: rx,
+            connected,
             _guard: guard,
         }
     }
@@ -952,7 +963,11 @@ impl Inner {
         let holder = self.table(|t| t.slots.get(&contact).cloned());
         if let Some(h) = holder {
             let mine = self.identity.fingerprint().to_hex();
-            if h.side == Side::Connector && mine.as_str() < peer_fpr {
+            // Our dialed connection wins the tie-break only once it exists:
+            // a dial still in progress (perhaps retrying towards a stale
+            // descriptor) yields to a connection that already proved itself.
+            let dialed = h.connected.load(std::sync::atomic::Ordering::Acquire);
+            if h.side == Side::Connector && dialed && mine.as_str() < peer_fpr {
                 return None;
             }
             h.cancel.cancel();
@@ -1321,6 +1336,9 @@ async fn dial_loop(inner: Arc<Inner>, contact: ContactId) {
                 inner.release(claim);
             }
             Some(Ok(stream)) => {
+                claim
+                    .connected
+                    .store(true, std::sync::atomic::Ordering::Release);
                 let mut framed = Framed::new(stream, wire::codec());
                 let accept = inner.table(|t| t.accepts.get(&contact).cloned());
                 let mut ok = true;

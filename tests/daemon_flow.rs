@@ -11,7 +11,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{Handshaker, Net, User, assert_no_plaintext, wait_event};
+use support::{Handshaker, Net, User, assert_no_plaintext, connected_pair, wait_event};
 use umbra::control::proto::Event;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -257,21 +257,8 @@ fn full_flow_over_onion_services() {
 fn offline_delivery_and_restarts_through_the_daemons() {
     let hs = Handshaker::direct();
     let root = tempfile::tempdir().unwrap();
-    let mut alice = User::new(root.path(), "alice", &Net::Direct, &hs.address);
-    let mut bob = User::new(root.path(), "bob", &Net::Direct, &hs.address);
-    alice.up();
-    bob.up();
-    alice.json(&["register"]);
-    bob.json(&["register"]);
     let rt = rt();
-    let mut b_events = rt.block_on(bob.events());
-    bob.json(&["request", "@alice"]);
-    alice.json(&["requests"]);
-    alice.json(&["accept", "@bob"]);
-    rt.block_on(wait_event(&mut b_events, "the accept", |e| {
-        matches!(e, Event::RequestAnswered { accepted: true, .. })
-    }));
-    drop(b_events);
+    let (mut alice, mut bob) = connected_pair(root.path(), &Net::Direct, &hs.address, &rt);
 
     // bob crashes; the Handshaker goes away too.
     bob.kill();
@@ -313,20 +300,9 @@ fn interactive_chat_sends_lines_and_shows_incoming_messages() {
 
     let hs = Handshaker::direct();
     let root = tempfile::tempdir().unwrap();
-    let mut alice = User::new(root.path(), "alice", &Net::Direct, &hs.address);
-    let mut bob = User::new(root.path(), "bob", &Net::Direct, &hs.address);
-    alice.up();
-    bob.up();
-    alice.json(&["register"]);
-    bob.json(&["register"]);
     let rt = rt();
+    let (mut alice, mut bob) = connected_pair(root.path(), &Net::Direct, &hs.address, &rt);
     let mut b_events = rt.block_on(bob.events());
-    bob.json(&["request", "@alice"]);
-    alice.json(&["requests"]);
-    alice.json(&["accept", "@bob"]);
-    rt.block_on(wait_event(&mut b_events, "the accept", |e| {
-        matches!(e, Event::RequestAnswered { accepted: true, .. })
-    }));
 
     let mut chat = alice
         .cmd(&["chat", "@bob"])
@@ -386,20 +362,10 @@ fn receiver_killed_mid_burst_over_onion_services() {
     let cfg = root.path().join("arti-network.toml");
     net.write_arti_config(&cfg).unwrap();
     let hs = Handshaker::onion(&cfg);
-    let mut alice = User::new(root.path(), "alice", &Net::Local(cfg.clone()), &hs.address);
-    let mut bob = User::new(root.path(), "bob", &Net::Local(cfg), &hs.address);
-    alice.up();
-    bob.up();
-    alice.json(&["register"]);
-    bob.json(&["register"]);
     let rt = rt();
+    let (mut alice, mut bob) =
+        connected_pair(root.path(), &Net::Local(cfg.clone()), &hs.address, &rt);
     let mut b_events = rt.block_on(bob.events());
-    bob.json(&["request", "@alice"]);
-    alice.json(&["requests"]);
-    alice.json(&["accept", "@bob"]);
-    rt.block_on(wait_event(&mut b_events, "the accept", |e| {
-        matches!(e, Event::RequestAnswered { accepted: true, .. })
-    }));
 
     // alice sends a burst through her control socket.
     let dir = alice.dir.clone();

@@ -685,3 +685,13 @@ pub(crate) fn chat(global: &GlobalArgs, username: String, out: &mut dyn Write) -
         }
     })
 }
+
+/// `umbra tui`.
+pub(crate) fn tui(global: &GlobalArgs) -> Result<()> {
+    let config = load_config(global)?;
+    let dir = data_dir(global, &config)?;
+    crate::tui::run(&dir).map_err(|e| match e {
+        crate::tui::TuiError::Control(c) => CliError::control(c),
+        crate::tui::TuiError::Io(e) => CliError::Output(e),
+    })
+}

@@ -221,6 +221,21 @@ impl User {
         c
     }
 
+    /// The full argv of `umbra ARGS` for this user (for tmux).
+    pub fn argv(&self, args: &[&str]) -> Vec<String> {
+        let mut v = vec![env!("CARGO_BIN_EXE_umbra").to_owned()];
+        v.extend(args.iter().map(|a| (*a).to_owned()));
+        for (flag, path) in [
+            ("--data-dir", &self.dir),
+            ("--config", &self.cfg),
+            ("--passphrase-file", &self.pw),
+        ] {
+            v.push(flag.to_owned());
+            v.push(path.display().to_string());
+        }
+        v
+    }
+
     /// Runs a command with `--json`, asserts success, returns its output.
     pub fn json(&self, args: &[&str]) -> Value {
         let mut a = args.to_vec();
@@ -362,4 +377,28 @@ pub fn assert_no_plaintext(dir: &Path, needles: &[&str]) {
             );
         }
     }
+}
+
+/// alice and bob under `root`, daemons up, registered at `hs`, bob's
+/// request accepted by alice and the Accept received by bob.
+pub fn connected_pair(
+    root: &Path,
+    net: &Net,
+    hs: &str,
+    rt: &tokio::runtime::Runtime,
+) -> (User, User) {
+    let mut alice = User::new(root, "alice", net, hs);
+    let mut bob = User::new(root, "bob", net, hs);
+    alice.up();
+    bob.up();
+    alice.json(&["register"]);
+    bob.json(&["register"]);
+    let mut b_events = rt.block_on(bob.events());
+    bob.json(&["request", "@alice"]);
+    alice.json(&["requests"]);
+    alice.json(&["accept", "@bob"]);
+    rt.block_on(wait_event(&mut b_events, "the accept", |e| {
+        matches!(e, Event::RequestAnswered { accepted: true, .. })
+    }));
+    (alice, bob)
 }

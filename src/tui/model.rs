@@ -1,0 +1,313 @@
+//! The terminal UI's state: what is shown, and how it changes with the
+//! daemon's replies and events. No I/O: the run loop feeds it.
+
+use std::collections::HashMap;
+
+use crate::control::proto::{
+    ContactView, DirectoryView, Event, MessageView, RequestView, StatusView, TorView,
+};
+
+/// Messages kept per conversation in memory (older ones are re-read on demand).
+pub const KEEP: usize = 500;
+
+/// A modal window over the main screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    /// None: the chat screen.
+    None,
+    /// The key bindings.
+    Help,
+    /// Received connection requests; `sel` is the highlighted one.
+    Requests {
+        /// Highlighted row.
+        sel: usize,
+    },
+    /// Search at the Handshaker, then send a request.
+    Search {
+        /// The prefix typed so far.
+        query: String,
+        /// Results of the last search.
+        results: Vec<DirectoryView>,
+        /// Highlighted result.
+        sel: usize,
+    },
+    /// The selected contact's fingerprint; `v` marks it verified.
+    Fingerprint,
+    /// "End the session with @x?"
+    ConfirmEnd,
+}
+
+/// The whole UI state.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Daemon status (own name, Tor state), once known.
+    pub status: Option<StatusView>,
+    /// Contacts, in the daemon's order.
+    pub contacts: Vec<ContactView>,
+    /// Index into `contacts`.
+    pub selected: usize,
+    /// Conversations by `@name`, oldest first.
+    pub conversations: HashMap<String, Vec<MessageView>>,
+    /// Pending received requests.
+    pub requests: Vec<RequestView>,
+    /// The message being typed (may hold newlines).
+    pub input: String,
+    /// Lines scrolled up from the bottom of the conversation.
+    pub scroll: u16,
+    /// The open modal, if any.
+    pub overlay: Overlay,
+    /// One line of feedback (errors with their hint, confirmations).
+    pub notice: Option<String>,
+    /// Set when the user asked to quit.
+    pub quit: bool,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        App {
+            status: None,
+            contacts: Vec::new(),
+            selected: 0,
+            conversations: HashMap::new(),
+            requests: Vec::new(),
+            input: String::new(),
+            scroll: 0,
+            overlay: Overlay::None,
+            notice: None,
+            quit: false,
+        }
+    }
+}
+
+impl App {
+    /// The selected contact, if any.
+    pub fn current(&self) -> Option<&ContactView> {
+        self.contacts.get(self.selected)
+    }
+
+    /// The selected contact's `@name`.
+    pub fn current_name(&self) -> Option<String> {
+        self.current().map(|c| c.username.clone())
+    }
+
+    /// The selected conversation (empty if none).
+    pub fn conversation(&self) -> &[MessageView] {
+        self.current()
+            .and_then(|c| self.conversations.get(&c.username))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Replaces the contact list, keeping the selection on the same name.
+    pub fn set_contacts(&mut self, contacts: Vec<ContactView>) {
+        let keep = self.current_name();
+        self.contacts = contacts;
+        self.selected = keep
+            .and_then(|n| self.contacts.iter().position(|c| c.username == n))
+            .unwrap_or(0)
+            .min(self.contacts.len().saturating_sub(1));
+    }
+
+    /// Moves the selection by `delta` (wrapping).
+    pub fn select_by(&mut self, delta: isize) {
+        let n = self.contacts.len();
+        if n == 0 {
+            return;
+        }
+        let i = (self.selected as isize + delta).rem_euclid(n as isize);
+        self.selected = i as usize;
+        self.scroll = 0;
+    }
+
+    /// Replaces a conversation (from `history`).
+    pub fn set_history(&mut self, username: &str, mut msgs: Vec<MessageView>) {
+        if msgs.len() > KEEP {
+            msgs.drain(..msgs.len() - KEEP);
+        }
+        self.conversations.insert(username.to_owned(), msgs);
+    }
+
+    /// Adds or updates one message (same id and direction: replaced).
+    pub fn upsert_message(&mut self, username: &str, m: MessageView) {
+        let conv = self.conversations.entry(username.to_owned()).or_default();
+        match conv
+            .iter_mut()
+            .find(|x| x.id == m.id && x.direction == m.direction)
+        {
+            Some(x) => *x = m,
+            None => {
+                conv.push(m);
+                if conv.len() > KEEP {
+                    conv.remove(0);
+                }
+            }
+        }
+    }
+
+    /// Applies a daemon event. Returns the name whose state should be
+    /// re-read from the daemon, if the event is not self-contained.
+    pub fn apply(&mut self, ev: &Event) -> Option<String> {
+        match ev {
+            Event::Message { username, message } => {
+                self.upsert_message(username, message.clone());
+                let shown = self.current_name().as_deref() == Some(username.as_str());
+                if let Some(c) = self.contacts.iter_mut().find(|c| &c.username == username)
+                    && !shown
+                {
+                    c.unread += 1;
+                }
+                None
+            }
+            Event::Delivery {
+                username,
+                upto,
+                state,
+            } => {
+                if let Some(conv) = self.conversations.get_mut(username) {
+                    for m in conv
+                        .iter_mut()
+                        .filter(|m| m.direction == "out" && m.seq <= *upto)
+                    {
+                        if rank(&m.state) < rank(state) {
+                            m.state = state.clone();
+                        }
+                    }
+                }
+                None
+            }
+            Event::Presence {
+                username,
+                online,
+                last_seen,
+            } => {
+                if let Some(c) = self.contacts.iter_mut().find(|c| &c.username == username) {
+                    c.online = *online;
+                    c.last_seen = *last_seen;
+                }
+                None
+            }
+            Event::Request(r) => {
+                self.notice = Some(format!(
+                    "connection request from {} (Ctrl-R to answer)",
+                    r.username
+                ));
+                self.requests.push(r.clone());
+                None
+            }
+            Event::RequestAnswered { username, accepted } => {
+                self.notice = Some(format!(
+                    "{username} {} your request",
+                    if *accepted { "accepted" } else { "rejected" }
+                ));
+                Some(username.clone())
+            }
+            Event::SessionEnded { username, by_peer } => {
+                self.notice = Some(format!(
+                    "session with {username} ended{}",
+                    if *by_peer { " by them" } else { "" }
+                ));
+                Some(username.clone())
+            }
+            Event::MessageFailed { username, .. } => Some(username.clone()),
+            Event::Tor(t) => {
+                if let Some(s) = &mut self.status {
+                    s.tor = t.clone();
+                }
+                None
+            }
+            Event::Lagged { .. } => self.current_name(),
+        }
+    }
+
+    /// The Tor line for the status bar.
+    pub fn tor(&self) -> Option<&TorView> {
+        self.status.as_ref().map(|s| &s.tor)
+    }
+}
+
+/// Order of delivery states, so a late event never moves a message back.
+fn rank(state: &str) -> u8 {
+    match state {
+        "queued" => 0,
+        "sent" => 1,
+        "delivered" => 2,
+        "read" => 3,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    pub(crate) fn contact(name: &str, online: bool, unread: u64) -> ContactView {
+        ContactView {
+            username: name.into(),
+            fingerprint: "ABCD".repeat(10),
+            verified: false,
+            state: "accepted".into(),
+            session: true,
+            online,
+            last_seen: Some(1_795_000_000),
+            unread,
+            queued: 0,
+        }
+    }
+
+    pub(crate) fn msg(dir: &str, seq: u64, body: &str, state: &str) -> MessageView {
+        MessageView {
+            id: format!("{dir}{seq:030}"),
+            direction: dir.into(),
+            seq,
+            sent_at: 1_795_000_000 + seq * 60,
+            received_at: None,
+            body: body.into(),
+            state: state.into(),
+        }
+    }
+
+    #[test]
+    fn events_update_the_model() {
+        let mut app = App::default();
+        app.set_contacts(vec![contact("@bob", false, 0), contact("@carol", true, 0)]);
+        app.set_history("@bob", vec![msg("out", 1, "hi", "sent")]);
+        app.apply(&Event::Delivery {
+            username: "@bob".into(),
+            upto: 1,
+            state: "delivered".into(),
+        });
+        assert_eq!(app.conversation()[0].state, "delivered");
+        // A late "delivered" never undoes "read".
+        app.apply(&Event::Delivery {
+            username: "@bob".into(),
+            upto: 1,
+            state: "read".into(),
+        });
+        app.apply(&Event::Delivery {
+            username: "@bob".into(),
+            upto: 1,
+            state: "delivered".into(),
+        });
+        assert_eq!(app.conversation()[0].state, "read");
+        // A message for another contact counts as unread there.
+        app.apply(&Event::Message {
+            username: "@carol".into(),
+            message: msg("in", 1, "yo", "received"),
+        });
+        assert_eq!(app.contacts[1].unread, 1);
+        assert_eq!(app.contacts[0].unread, 0);
+        app.apply(&Event::Presence {
+            username: "@bob".into(),
+            online: true,
+            last_seen: None,
+        });
+        assert!(app.contacts[0].online);
+        // The selection follows the name when the list changes.
+        app.select_by(1);
+        app.set_contacts(vec![contact("@alice", true, 0), contact("@carol", true, 1)]);
+        assert_eq!(app.current_name().as_deref(), Some("@carol"));
+        app.select_by(1);
+        assert_eq!(app.current_name().as_deref(), Some("@alice"));
+    }
+}

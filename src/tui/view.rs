@@ -1,0 +1,567 @@
+//! Renders the [`App`] into a ratatui frame. Peer-controlled text (names,
+//! messages, notes) is shown with control characters replaced, so it cannot
+//! drive the terminal.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
+
+use super::input::BINDINGS;
+use super::model::{App, Overlay};
+
+/// Colors, or none at all (`NO_COLOR`).
+#[derive(Debug, Clone, Copy)]
+pub struct Theme {
+    color: bool,
+}
+
+impl Theme {
+    /// Colors unless `NO_COLOR` is set (to anything).
+    pub fn from_env() -> Self {
+        Theme {
+            color: std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    /// A theme with (`true`) or without colors.
+    pub fn new(color: bool) -> Self {
+        Theme { color }
+    }
+
+    fn fg(&self, c: Color) -> Style {
+        if self.color {
+            Style::default().fg(c)
+        } else {
+            Style::default()
+        }
+    }
+
+    fn bold(&self) -> Style {
+        Style::default().add_modifier(Modifier::BOLD)
+    }
+
+    fn highlight(&self) -> Style {
+        if self.color {
+            Style::default().bg(Color::Blue).fg(Color::White)
+        } else {
+            Style::default().add_modifier(Modifier::REVERSED)
+        }
+    }
+}
+
+/// Printable form of peer text: control characters become `�`.
+pub fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+fn hhmm(secs: u64) -> String {
+    let s = secs % 86_400;
+    format!("{:02}:{:02}", s / 3600, (s % 3600) / 60)
+}
+
+fn ago(secs: u64) -> String {
+    let d = crate::time::now_secs().saturating_sub(secs);
+    match d {
+        0..=59 => "just now".into(),
+        60..=3599 => format!("{}m ago", d / 60),
+        3600..=86_399 => format!("{}h ago", d / 3600),
+        _ => format!("{}d ago", d / 86_400),
+    }
+}
+
+/// Draws everything.
+pub fn render(f: &mut Frame<'_>, app: &App, theme: Theme) {
+    let input_lines = app.input.split('\n').count().clamp(1, 5) as u16;
+    let [top, body, input, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(input_lines + 2),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
+    status_bar(f, app, theme, top);
+    let contacts_width = (f.area().width / 4).clamp(18, 30);
+    let [left, right] =
+        Layout::horizontal([Constraint::Length(contacts_width), Constraint::Min(20)]).areas(body);
+    contacts(f, app, theme, left);
+    conversation(f, app, theme, right);
+    input_box(f, app, theme, input);
+    let notice = app.notice.as_deref().map(clean).unwrap_or_else(|| {
+        "Tab switch contact · Ctrl-F find people · Ctrl-R requests · ? help".into()
+    });
+    f.render_widget(
+        Paragraph::new(notice).style(theme.fg(Color::Yellow)),
+        footer,
+    );
+    match &app.overlay {
+        Overlay::None => {}
+        Overlay::Help => help(f, theme),
+        Overlay::Requests { sel } => requests(f, app, theme, *sel),
+        Overlay::Search {
+            query,
+            results,
+            sel,
+        } => search(f, theme, query, results, *sel),
+        Overlay::Fingerprint => fingerprint(f, app, theme),
+        Overlay::ConfirmEnd => confirm_end(f, app, theme),
+    }
+}
+
+fn status_bar(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
+    let (me, tor) = match &app.status {
+        Some(s) => (
+            s.username.clone(),
+            format!(
+                "Tor {}% · onion service {}",
+                s.tor.bootstrap_percent, s.tor.onion_service
+            ),
+        ),
+        None => ("…".into(), "connecting to the daemon".into()),
+    };
+    let ok = app.tor().is_some_and(|t| t.ready);
+    let line = Line::from(vec![
+        Span::styled(format!(" umbra {me} "), theme.bold()),
+        Span::raw("│ "),
+        Span::styled(tor, theme.fg(if ok { Color::Green } else { Color::Yellow })),
+    ]);
+    f.render_widget(Paragraph::new(line), area);
+}
+
+fn contacts(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
+    let mut items: Vec<ListItem<'_>> = app
+        .contacts
+        .iter()
+        .map(|c| {
+            let dot = if c.online { "●" } else { "○" };
+            let mut spans = vec![
+                Span::styled(
+                    format!("{dot} "),
+                    theme.fg(if c.online {
+                        Color::Green
+                    } else {
+                        Color::DarkGray
+                    }),
+                ),
+                Span::raw(clean(&c.username)),
+            ];
+            if c.unread > 0 {
+                spans.push(Span::styled(format!(" ({})", c.unread), theme.bold()));
+            }
+            let sub = if !c.session {
+                c.state.clone()
+            } else if c.online {
+                "online".into()
+            } else {
+                c.last_seen.map_or("never seen".into(), ago)
+            };
+            ListItem::new(vec![
+                Line::from(spans),
+                Line::styled(format!("  {sub}"), theme.fg(Color::DarkGray)),
+            ])
+        })
+        .collect();
+    if !app.requests.is_empty() {
+        items.push(ListItem::new(Line::styled(
+            format!("» {} request(s) ^R", app.requests.len()),
+            theme.fg(Color::Magenta),
+        )));
+    }
+    let mut state = ListState::default();
+    if !app.contacts.is_empty() {
+        state.select(Some(app.selected));
+    }
+    let list = List::new(items)
+        .block(Block::default().borders(Borders::ALL).title(" contacts "))
+        .highlight_style(theme.highlight());
+    f.render_stateful_widget(list, area, &mut state);
+}
+
+fn conversation(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
+    let title = match app.current() {
+        Some(c) => format!(
+            " {}{} ",
+            clean(&c.username),
+            if c.verified { " ✔ verified" } else { "" }
+        ),
+        None => " no conversation ".into(),
+    };
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    for m in app.conversation() {
+        let out = m.direction == "out";
+        let who = if out {
+            "me".to_owned()
+        } else {
+            app.current_name().unwrap_or_default()
+        };
+        let mut first = true;
+        for part in m.body.split('\n') {
+            let mut spans = Vec::new();
+            if first {
+                spans.push(Span::styled(
+                    format!("{} ", hhmm(m.sent_at)),
+                    theme.fg(Color::DarkGray),
+                ));
+                spans.push(Span::styled(
+                    format!("{}: ", clean(&who)),
+                    theme.fg(if out { Color::Cyan } else { Color::Magenta }),
+                ));
+            } else {
+                spans.push(Span::raw("      "));
+            }
+            spans.push(Span::raw(clean(part)));
+            first = false;
+            lines.push(Line::from(spans));
+        }
+        if out && let Some(l) = lines.last_mut() {
+            l.spans.push(Span::styled(
+                format!("  [{}]", m.state),
+                theme.fg(if m.state == "read" {
+                    Color::Green
+                } else {
+                    Color::DarkGray
+                }),
+            ));
+        }
+    }
+    if lines.is_empty() && app.current().is_some() {
+        lines.push(Line::styled("no messages yet", theme.fg(Color::DarkGray)));
+    }
+    let inner_h = area.height.saturating_sub(2);
+    let total = lines.len() as u16;
+    let top = total
+        .saturating_sub(inner_h)
+        .saturating_sub(app.scroll.min(total));
+    let p = Paragraph::new(lines)
+        .block(Block::default().borders(Borders::ALL).title(title))
+        .wrap(Wrap { trim: false })
+        .scroll((top, 0));
+    f.render_widget(p, area);
+}
+
+fn input_box(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
+    let title = match app.current_name() {
+        Some(n) => format!(
+            " message to {} (Enter send, Alt-Enter new line) ",
+            clean(&n)
+        ),
+        None => " message ".into(),
+    };
+    let lines: Vec<Line<'_>> = app
+        .input
+        .split('\n')
+        .map(|l| Line::raw(l.to_owned()))
+        .collect();
+    let skip = lines.len().saturating_sub(5);
+    let p = Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>()).block(
+        Block::default()
+            .borders(Borders::ALL)
+            .title(title)
+            .border_style(theme.fg(Color::Cyan)),
+    );
+    f.render_widget(p, area);
+}
+
+fn popup(f: &mut Frame<'_>, title: &str, w: u16, h: u16) -> Rect {
+    let a = f.area();
+    let w = w.min(a.width);
+    let h = h.min(a.height);
+    let r = Rect {
+        x: a.x + (a.width - w) / 2,
+        y: a.y + (a.height - h) / 2,
+        width: w,
+        height: h,
+    };
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Block::default()
+            .borders(Borders::ALL)
+            .title(format!(" {title} ")),
+        r,
+    );
+    Rect {
+        x: r.x + 1,
+        y: r.y + 1,
+        width: r.width.saturating_sub(2),
+        height: r.height.saturating_sub(2),
+    }
+}
+
+fn help(f: &mut Frame<'_>, theme: Theme) {
+    let inner = popup(f, "keys", 64, BINDINGS.len() as u16 + 2);
+    let lines: Vec<Line<'_>> = BINDINGS
+        .iter()
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(format!("{k:<22}"), theme.bold()),
+                Span::raw(*v),
+            ])
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn requests(f: &mut Frame<'_>, app: &App, theme: Theme, sel: usize) {
+    let inner = popup(f, "connection requests (a accept · r reject · Esc)", 70, 12);
+    if app.requests.is_empty() {
+        f.render_widget(Paragraph::new("no pending requests"), inner);
+        return;
+    }
+    let items: Vec<ListItem<'_>> = app
+        .requests
+        .iter()
+        .map(|r| {
+            let mut l = vec![
+                Line::from(Span::styled(clean(&r.username), theme.bold())),
+                Line::raw(format!("  {}", grouped(&r.fingerprint))),
+            ];
+            if !r.note.is_empty() {
+                l.push(Line::raw(format!("  “{}”", clean(&r.note))));
+            }
+            if r.key_changed {
+                l.push(Line::styled(
+                    "  KEY CHANGED: verify out of band before accepting",
+                    theme.fg(Color::Red),
+                ));
+            }
+            ListItem::new(l)
+        })
+        .collect();
+    let mut state = ListState::default();
+    state.select(Some(sel.min(app.requests.len() - 1)));
+    f.render_stateful_widget(
+        List::new(items).highlight_style(theme.highlight()),
+        inner,
+        &mut state,
+    );
+}
+
+fn search(
+    f: &mut Frame<'_>,
+    theme: Theme,
+    query: &str,
+    results: &[crate::control::proto::DirectoryView],
+    sel: usize,
+) {
+    let inner = popup(
+        f,
+        "find people (Enter search · Enter again: request)",
+        70,
+        12,
+    );
+    let [q, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    f.render_widget(Paragraph::new(format!("@{query}▏")), q);
+    let items: Vec<ListItem<'_>> = results
+        .iter()
+        .map(|d| {
+            let mark = if d.key_differs {
+                " KEY DIFFERS"
+            } else if d.is_contact {
+                " (contact)"
+            } else {
+                ""
+            };
+            ListItem::new(Line::raw(format!(
+                "{:<20} {}{mark}",
+                clean(&d.username),
+                &d.fingerprint.get(..16).unwrap_or("")
+            )))
+        })
+        .collect();
+    let mut state = ListState::default();
+    if !results.is_empty() {
+        state.select(Some(sel.min(results.len() - 1)));
+    }
+    f.render_stateful_widget(
+        List::new(items).highlight_style(theme.highlight()),
+        rest,
+        &mut state,
+    );
+}
+
+/// 40 hex digits in groups of four.
+pub fn grouped(hex: &str) -> String {
+    crate::identity::Fingerprint::from_hex(hex)
+        .map(|f| f.to_string())
+        .unwrap_or_else(|_| clean(hex))
+}
+
+fn fingerprint(f: &mut Frame<'_>, app: &App, theme: Theme) {
+    let inner = popup(f, "fingerprint", 64, 8);
+    let Some(c) = app.current() else { return };
+    let lines = vec![
+        Line::from(Span::styled(clean(&c.username), theme.bold())),
+        Line::raw(grouped(&c.fingerprint)),
+        Line::raw(""),
+        Line::raw(if c.verified {
+            "verified out of band".to_owned()
+        } else {
+            "compare it with them in person or by phone; v = matches".to_owned()
+        }),
+    ];
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn confirm_end(f: &mut Frame<'_>, app: &App, _theme: Theme) {
+    let inner = popup(f, "end session", 60, 6);
+    let name = app.current_name().unwrap_or_default();
+    f.render_widget(
+        Paragraph::new(format!(
+            "End the session with {}? Keys are destroyed on both sides; a new request is needed to talk again. y / n",
+            clean(&name)
+        ))
+        .wrap(Wrap { trim: true }),
+        inner,
+    );
+}
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::control::proto::{RequestView, StatusView, TorView};
+    use crate::tui::model::test::{contact, msg};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    fn app() -> App {
+        let mut a = App {
+            status: Some(StatusView {
+                version: "0.1.0".into(),
+                username: "@alice".into(),
+                fingerprint: "A".repeat(40),
+                handshaker: None,
+                tor: TorView {
+                    network: "tor".into(),
+                    bootstrap_percent: 100,
+                    ready: true,
+                    onion_service: "running".into(),
+                    summary: String::new(),
+                },
+                contacts: 2,
+                pending_requests: 1,
+                started_at: 0,
+            }),
+            ..App::default()
+        };
+        a.set_contacts(vec![contact("@bob", true, 0), contact("@carol", false, 2)]);
+        a.set_history(
+            "@bob",
+            vec![
+                msg("in", 1, "hi alice\x1b[31m", "received"),
+                msg("out", 1, "hello bob", "read"),
+                msg("out", 2, "two\nlines", "delivered"),
+                msg("out", 3, "still queued", "queued"),
+            ],
+        );
+        a.requests.push(RequestView {
+            username: "@dave".into(),
+            fingerprint: "D".repeat(40),
+            note: "met at the fair".into(),
+            received_at: 0,
+            key_changed: true,
+        });
+        a
+    }
+
+    fn draw(app: &App, w: u16, h: u16, color: bool) -> (Vec<String>, ratatui::buffer::Buffer) {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| render(f, app, Theme::new(color))).unwrap();
+        let buf = t.backend().buffer().clone();
+        let lines = (0..h)
+            .map(|y| {
+                (0..w)
+                    .map(|x| buf[(x, y)].symbol().to_owned())
+                    .collect::<String>()
+            })
+            .collect();
+        (lines, buf)
+    }
+
+    fn has(lines: &[String], s: &str) -> bool {
+        lines.iter().any(|l| l.contains(s))
+    }
+
+    #[test]
+    fn main_screen_at_80x24() {
+        let (l, _) = draw(&app(), 80, 24, true);
+        assert!(
+            l[0].starts_with(" umbra @alice │ Tor 100% · onion service running"),
+            "{}",
+            l[0]
+        );
+        assert!(has(&l, "● @bob"), "{l:#?}");
+        assert!(has(&l, "○ @carol (2)"));
+        assert!(has(&l, "» 1 request(s) ^R"), "{l:#?}");
+        assert!(
+            has(&l, "@bob: hi alice\u{FFFD}[31m"),
+            "control characters are neutralized: {l:#?}"
+        );
+        assert!(has(&l, "me: hello bob  [read]"));
+        assert!(has(&l, "me: two"));
+        assert!(has(&l, "      lines  [delivered]"));
+        assert!(has(&l, "me: still queued  [queued]"));
+        assert!(has(&l, "message to @bob"));
+        assert!(has(&l, "Ctrl-F find people"));
+    }
+
+    /// The whole 80x24 main screen, compared with a reviewed snapshot
+    /// (`UMBRA_SNAPSHOT=write` rewrites it; review the diff by eye).
+    #[test]
+    fn main_screen_snapshot() {
+        let mut a = app();
+        for c in &mut a.contacts {
+            c.last_seen = None;
+        }
+        a.input = "draft".into();
+        let (l, _) = draw(&a, 80, 24, false);
+        let got = l.join("\n") + "\n";
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/snapshots/tui_main_80x24.txt"
+        );
+        if std::env::var("UMBRA_SNAPSHOT").as_deref() == Ok("write") {
+            std::fs::write(path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(path).unwrap();
+        assert_eq!(got, want, "the screen changed; compare with {path}");
+    }
+
+    #[test]
+    fn overlays() {
+        let mut a = app();
+        a.overlay = Overlay::Help;
+        let (l, _) = draw(&a, 80, 24, true);
+        assert!(has(&l, "Ctrl-E"));
+        assert!(has(&l, "not available yet"));
+        a.overlay = Overlay::Requests { sel: 0 };
+        let (l, _) = draw(&a, 80, 24, true);
+        assert!(has(&l, "@dave"));
+        assert!(has(&l, "DDDD DDDD"));
+        assert!(has(&l, "met at the fair"));
+        assert!(has(&l, "KEY CHANGED"));
+        a.overlay = Overlay::Fingerprint;
+        let (l, _) = draw(&a, 80, 24, true);
+        assert!(has(&l, "ABCD ABCD ABCD"));
+        a.overlay = Overlay::ConfirmEnd;
+        let (l, _) = draw(&a, 80, 24, true);
+        assert!(has(&l, "End the session with @bob?"));
+    }
+
+    #[test]
+    fn resizes_and_no_color() {
+        let a = app();
+        let (small, _) = draw(&a, 40, 12, true);
+        assert!(small[0].starts_with(" umbra @alice"));
+        let (big, buf) = draw(&a, 120, 40, false);
+        assert!(has(&big, "me: hello bob  [read]"));
+        // NO_COLOR: no cell carries a foreground or background color.
+        for cell in buf.content() {
+            assert_eq!(cell.fg, Color::Reset);
+            assert_eq!(cell.bg, Color::Reset);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The real `umbra tui` in tmux against two local daemons (direct TCP and a
+//! real Handshaker): a message typed in the TUI reaches the other user, and
+//! one sent by the other user is rendered live.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/daemon.rs"]
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{Handshaker, Net, WAIT, connected_pair, wait_event};
+use umbra::control::proto::Event;
+
+/// A detached tmux session, killed on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn start(name: &str, argv: &[String]) -> Tmux {
+        let ok = Command::new("tmux")
+            .args(["new-session", "-d", "-s", name, "-x", "100", "-y", "30"])
+            .args(argv)
+            .env("NO_COLOR", "1")
+            .status()
+            .expect("tmux is installed (scripts/install-deps.sh)");
+        assert!(ok.success());
+        Tmux(name.to_owned())
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.0])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["has-session", "-t", &self.0])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Polls the pane (bounded) until `text` shows.
+    fn wait_for(&self, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "the TUI never showed {text:?}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn tui_sends_and_shows_messages() {
+    let hs = Handshaker::direct();
+    let root = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut alice, mut bob) = connected_pair(root.path(), &Net::Direct, &hs.address, &rt);
+    let mut b_events = rt.block_on(bob.events());
+
+    let name = format!("umbra-tui-{}", std::process::id());
+    let tui = Tmux::start(&name, &alice.argv(&["tui"]));
+    let screen = tui.wait_for("message to @bob");
+    assert!(screen.contains("umbra @alice"), "{screen}");
+
+    // Type a message in the TUI: it reaches bob.
+    tui.keys(&["-l", "typed in the tui"]);
+    tui.keys(&["Enter"]);
+    rt.block_on(wait_event(
+        &mut b_events,
+        "the TUI's message",
+        |e| matches!(e, Event::Message { message, .. } if message.body == "typed in the tui"),
+    ));
+    tui.wait_for("me: typed in the tui");
+
+    // bob answers: rendered live.
+    bob.json(&["send", "@alice", "shown live in the tui"]);
+    tui.wait_for("@bob: shown live in the tui");
+
+    // Help overlay, then quit; the terminal is given back.
+    tui.keys(&["F1"]);
+    tui.wait_for("Ctrl-E");
+    tui.keys(&["Escape"]);
+    tui.keys(&["C-q"]);
+    let start = Instant::now();
+    while tui.alive() {
+        assert!(start.elapsed() < WAIT, "the TUI did not quit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(b_events);
+    alice.down();
+    bob.down();
+}
