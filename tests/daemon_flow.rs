@@ -249,47 +249,70 @@ fn full_flow_over_onion_services() {
     full_flow(Net::Local(cfg), &hs);
 }
 
-/// Offline delivery and restarts through the daemons: messages sent while
-/// the receiver is down (killed with SIGKILL) arrive exactly once and in
-/// order after it restarts; a daemon whose peer and Handshaker vanished
-/// still stops promptly on SIGTERM, and its outbox survives the restart.
-#[test]
-fn offline_delivery_and_restarts_through_the_daemons() {
-    let hs = Handshaker::direct();
+/// Offline delivery and restarts through the daemons: 100 messages sent
+/// while the receiver is down (killed with SIGKILL) arrive exactly once and
+/// in order after it restarts; the sender, whose peer and Handshaker
+/// vanished, still stops promptly on SIGTERM, and its outbox survives its
+/// own restart.
+fn offline_flow(net: Net, hs: Handshaker) {
+    const N: u64 = 100;
     let root = tempfile::tempdir().unwrap();
     let rt = rt();
-    let (mut alice, mut bob) = connected_pair(root.path(), &Net::Direct, &hs.address, &rt);
+    let (mut alice, mut bob) = connected_pair(root.path(), &net, &hs.address, &rt);
 
     // bob crashes; the Handshaker goes away too.
     bob.kill();
     drop(hs);
-    for i in 1..=20 {
-        alice.json(&["send", "@bob", &format!("offline message {i:02}")]);
-    }
+    let dir = alice.dir.clone();
+    rt.block_on(async move {
+        let mut c = umbra::control::Client::connect(&dir).await.unwrap();
+        for i in 1..=N {
+            c.call(umbra::control::proto::Request::Send {
+                username: "@bob".into(),
+                text: format!("offline message {i:03}"),
+            })
+            .await
+            .unwrap();
+        }
+    });
     // alice stops cleanly although nobody answers, and restarts.
     alice.down();
     alice.up();
     let queued = alice.json(&["contacts"]);
-    assert_eq!(queued[0]["queued"], 20, "{queued}");
+    assert_eq!(queued[0]["queued"], N, "{queued}");
 
     bob.up();
     let mut a_events = rt.block_on(alice.events());
     // Already delivered while we subscribed, or delivered now.
     if alice.json(&["contacts"])[0]["queued"] != 0 {
-        rt.block_on(wait_event(&mut a_events, "delivery of all 20", |e| {
-            matches!(e, Event::Delivery { upto: 20, .. })
-        }));
+        rt.block_on(wait_event(
+            &mut a_events,
+            "delivery of all 100",
+            |e| matches!(e, Event::Delivery { upto, .. } if *upto == N),
+        ));
     }
-    let h = bob.json(&["history", "@alice"]);
-    let bodies = names(&h, "body");
-    let expected: Vec<String> = (1..=20)
-        .map(|i| format!("offline message {i:02}"))
-        .collect();
-    assert_eq!(bodies, expected);
+    let h = bob.json(&["history", "@alice", "--limit", "1000"]);
+    let expected: Vec<String> = (1..=N).map(|i| format!("offline message {i:03}")).collect();
+    assert_eq!(names(&h, "body"), expected, "exactly once, in order");
     assert_eq!(alice.json(&["contacts"])[0]["queued"], 0);
     drop(a_events);
     alice.down();
     bob.down();
+}
+
+#[test]
+fn offline_delivery_over_direct_tcp() {
+    offline_flow(Net::Direct, Handshaker::direct());
+}
+
+#[test]
+fn offline_delivery_over_onion_services() {
+    let net = umbra_testnet::shared();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("arti-network.toml");
+    net.write_arti_config(&cfg).unwrap();
+    let hs = Handshaker::onion(&cfg);
+    offline_flow(Net::Local(cfg), hs);
 }
 
 /// `umbra chat`: lines typed are sent; incoming messages appear live.
