@@ -174,7 +174,7 @@ pub enum DirectoryError {
 /// The node's [`Mailbox`] over the Handshaker in use.
 struct DirectoryMailbox {
     dir: Arc<Directory>,
-    identity: Identity,
+    identity: Arc<Identity>,
     ids: Mutex<MailIds>,
 }
 
@@ -367,10 +367,10 @@ pub async fn run(
     stop: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
     let own = store.identity()?.ok_or(DaemonError::NoIdentity)?;
-    let identity = Identity::from_secret_bytes(&own.secret_cert)
-        .map_err(|e| DaemonError::Config(format!("the stored identity is unusable: {e}")))?;
-    let mailbox_identity = Identity::from_secret_bytes(&own.secret_cert)
-        .map_err(|e| DaemonError::Config(format!("the stored identity is unusable: {e}")))?;
+    let identity = Arc::new(
+        Identity::from_secret_bytes(&own.secret_cert)
+            .map_err(|e| DaemonError::Config(format!("the stored identity is unusable: {e}")))?,
+    );
     let saved_handshaker = store.setting(HANDSHAKER_SETTING)?;
     let progress = Arc::new(progress);
     let shutdown = CancellationToken::new();
@@ -460,7 +460,7 @@ pub async fn run(
     }
     let mailbox: Arc<dyn Mailbox> = Arc::new(DirectoryMailbox {
         dir: directory.clone(),
-        identity: mailbox_identity,
+        identity: identity.clone(),
         ids: Mutex::new(MailIds::default()),
     });
 

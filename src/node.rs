@@ -740,16 +740,7 @@ impl NodeHandle {
         if !ended.existed {
             return Err(NodeError::NoSession);
         }
-        for message in ended.failed {
-            let _ = self
-                .inner
-                .events
-                .send(Event::MessageFailed { contact, message });
-        }
-        let _ = self.inner.events.send(Event::SessionEnded {
-            contact,
-            by_peer: false,
-        });
+        self.inner.report_ended(contact, ended, false);
         self.inner.wake(contact);
         Ok(())
     }

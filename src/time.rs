@@ -14,6 +14,12 @@ pub fn now_secs() -> u64 {
     unix_secs(SystemTime::now())
 }
 
+/// `HH:MM` of the UTC day for Unix seconds `secs` (message timestamps).
+pub fn utc_hhmm(secs: u64) -> String {
+    let s = secs % 86_400;
+    format!("{:02}:{:02}", s / 3600, (s % 3600) / 60)
+}
+
 /// The `SystemTime` for `secs` seconds after the Unix epoch.
 pub fn from_unix_secs(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)

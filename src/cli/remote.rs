@@ -98,8 +98,7 @@ fn when(secs: u64) -> String {
 }
 
 fn clock(secs: u64) -> String {
-    let s = secs % 86_400;
-    format!("{:02}:{:02} UTC", s / 3600, (s % 3600) / 60)
+    format!("{} UTC", crate::time::utc_hhmm(secs))
 }
 
 fn grouped(hex: &str) -> String {

@@ -37,8 +37,8 @@ pub const HANDSHAKER_SETTING: &str = "handshaker";
 pub struct Context {
     /// The running node.
     pub node: NodeHandle,
-    /// Our identity (for Handshaker registration).
-    pub identity: Identity,
+    /// Our identity (for Handshaker registration; shared with the mailbox).
+    pub identity: Arc<Identity>,
     /// The Handshaker in use.
     pub directory: Arc<Directory>,
     /// Tor / onion-service state for `status`.
@@ -423,18 +423,14 @@ async fn request(
             "you cannot send a connection request to yourself",
         ));
     }
-    let (entry, view) = lookup(ctx, &name).await?;
-    if view.key_differs && !allow_key_change {
-        return Err(key_changed(&name));
-    }
+    let (entry, _) = lookup(ctx, &name).await?;
+    // The node refuses a key change without the override (before any
+    // store or network side effect).
     let id = ctx
         .node
         .request_with(&entry.cert, note, allow_key_change)
         .await
-        .map_err(|e| match e {
-            NodeError::KeyChanged => key_changed(&name),
-            e => node_err(e),
-        })?;
+        .map_err(node_err_for(&name))?;
     let c = contact_by_id(ctx, id).await?;
     Ok(Reply::Contact(contact_view(ctx, &c).await?))
 }
@@ -459,17 +455,11 @@ async fn pending_from(ctx: &Context, name: &Username) -> ApiResult<node::Receive
 async fn accept(ctx: &Context, username: &str, allow_key_change: bool) -> ApiResult<Reply> {
     let name = parse_name(username)?;
     let req = pending_from(ctx, &name).await?;
-    if req.key_changed && !allow_key_change {
-        return Err(key_changed(&name));
-    }
     let id = ctx
         .node
         .accept_with(&req.request_id, allow_key_change)
         .await
-        .map_err(|e| match e {
-            NodeError::KeyChanged => key_changed(&name),
-            e => node_err(e),
-        })?;
+        .map_err(node_err_for(&name))?;
     let c = contact_by_id(ctx, id).await?;
     Ok(Reply::Contact(contact_view(ctx, &c).await?))
 }
@@ -616,6 +606,14 @@ fn hs_err(e: HandshakerClientError) -> ApiError {
     }
 }
 
+/// [`node_err`], naming `name` (with the out-of-band hint) on a key change.
+fn node_err_for(name: &Username) -> impl FnOnce(NodeError) -> ApiError + '_ {
+    move |e| match e {
+        NodeError::KeyChanged => key_changed(name),
+        e => node_err(e),
+    }
+}
+
 fn node_err(e: NodeError) -> ApiError {
     let code = match &e {
         NodeError::NoSession => ErrorCode::NoSession,
@@ -661,17 +659,7 @@ pub async fn forward_events(node: NodeHandle, out: broadcast::Sender<Event>) {
                 let _ = out.send(e);
             }
             Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e.code_str(), "could not map a node event"),
-        }
-    }
-}
-
-impl ApiError {
-    fn code_str(&self) -> &'static str {
-        match self.code {
-            ErrorCode::Store => "store",
-            ErrorCode::NotFound => "not_found",
-            _ => "other",
+            Err(e) => tracing::debug!(code = ?e.code, "could not map a node event"),
         }
     }
 }

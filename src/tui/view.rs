@@ -58,11 +58,6 @@ pub fn clean(s: &str) -> String {
         .collect()
 }
 
-fn hhmm(secs: u64) -> String {
-    let s = secs % 86_400;
-    format!("{:02}:{:02}", s / 3600, (s % 3600) / 60)
-}
-
 fn ago(secs: u64) -> String {
     let d = crate::time::now_secs().saturating_sub(secs);
     match d {
@@ -202,7 +197,7 @@ fn conversation(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
             let mut spans = Vec::new();
             if first {
                 spans.push(Span::styled(
-                    format!("{} ", hhmm(m.sent_at)),
+                    format!("{} ", crate::time::utc_hhmm(m.sent_at)),
                     theme.fg(Color::DarkGray),
                 ));
                 spans.push(Span::styled(
