@@ -31,6 +31,7 @@ use crate::identity::Username;
 
 mod commands;
 mod err;
+mod files;
 mod remote;
 
 // ---------- public exports ----------
@@ -261,6 +262,57 @@ pub enum Command {
         #[arg(long, value_name = "FPR")]
         fingerprint: Option<String>,
     },
+    /// Offer a file to a contact and follow the transfer (it waits while they are offline).
+    SendFile {
+        /// The contact, e.g. @alice
+        #[arg(value_name = "@USER")]
+        user: String,
+        /// The file
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// What it is, for their display
+        #[arg(long = "as", value_name = "KIND", value_parser = ["file", "image", "voice", "video"])]
+        media: Option<String>,
+        /// Return once offered; the daemon sends it in the background
+        #[arg(long)]
+        detach: bool,
+    },
+    /// List file transfers (ids, progress, what waits for your decision).
+    Files {
+        /// Only transfers with this contact
+        #[arg(value_name = "@USER")]
+        user: Option<String>,
+    },
+    /// Accept an incoming file and follow the transfer.
+    AcceptFile {
+        /// Transfer id from `umbra files` (a unique prefix is enough)
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Return at once; the daemon receives it in the background
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Decline an incoming file offer.
+    RejectFile {
+        /// Transfer id from `umbra files`
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Cancel a transfer in either direction (the partial data is deleted).
+    CancelFile {
+        /// Transfer id from `umbra files`
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Decrypt a received file from the data directory to PATH (a new file or a folder).
+    SaveFile {
+        /// Transfer id from `umbra files`
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Destination file, or an existing folder
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
     /// Open the full-screen chat client (needs `umbra up` running).
     Tui,
     /// End the session: keys are destroyed on both sides; a new request is needed.
@@ -336,6 +388,29 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             remote::verify(&cli.global, user.clone(), fingerprint.clone(), out)
         }
         Command::End { user } => remote::end(&cli.global, user.clone(), out),
+        Command::SendFile {
+            user,
+            path,
+            media,
+            detach,
+        } => files::send_file(
+            &cli.global,
+            user.clone(),
+            path.clone(),
+            media.clone(),
+            *detach,
+            out,
+        ),
+        Command::Files { user } => files::files(&cli.global, user.clone(), out),
+        Command::AcceptFile { id, detach } => {
+            files::accept_file(&cli.global, id.clone(), *detach, out)
+        }
+        Command::RejectFile { id } | Command::CancelFile { id } => {
+            files::cancel_file(&cli.global, id.clone(), out)
+        }
+        Command::SaveFile { id, path } => {
+            files::save_file(&cli.global, id.clone(), path.clone(), out)
+        }
         Command::Tui => remote::tui(&cli.global),
         Command::Completions { shell } => commands::completions(*shell, out),
         Command::Man => commands::man(out),

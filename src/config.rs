@@ -81,6 +81,45 @@ pub struct Config {
     pub handshaker: HandshakerConfig,
     /// Timeouts and size limits.
     pub limits: LimitsConfig,
+    /// What files this client accepts and where they go.
+    pub files: FilesConfig,
+}
+
+/// `[files]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct FilesConfig {
+    /// Offers larger than this many MiB are refused at once. Default: 4096.
+    pub max_size_mib: u64,
+    /// Offers from contacts you marked verified, up to this many MiB, are
+    /// accepted without asking; 0 = always ask. Default: 16.
+    pub auto_accept_mib: u64,
+    /// Save completed files here (decrypted). Default: none: they stay
+    /// encrypted in the data directory until `umbra save-file`.
+    pub downloads_dir: Option<PathBuf>,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            max_size_mib: 4096,
+            auto_accept_mib: 16,
+            downloads_dir: None,
+        }
+    }
+}
+
+impl FilesConfig {
+    /// The node's receiver policy.
+    pub fn policy(&self) -> crate::files::FilePolicy {
+        crate::files::FilePolicy {
+            max_size: self.max_size_mib.saturating_mul(1 << 20),
+            auto_accept_max: self.auto_accept_mib.saturating_mul(1 << 20),
+            downloads_dir: self.downloads_dir.clone(),
+            ..crate::files::FilePolicy::default()
+        }
+    }
 }
 
 /// Which network carries peer connections.
@@ -232,6 +271,14 @@ impl Config {
         }
         if !(1024..=131_072).contains(&l.max_frame_bytes) {
             return invalid("limits.max_frame_bytes", "must be between 1024 and 131072");
+        }
+        if self
+            .files
+            .downloads_dir
+            .as_ref()
+            .is_some_and(|d| !d.is_absolute())
+        {
+            return invalid("files.downloads_dir", "must be an absolute path");
         }
         Ok(())
     }

@@ -40,6 +40,7 @@ pub mod daemon;
 pub mod demo;
 pub mod envelope;
 pub mod error;
+pub mod files;
 pub mod handshake;
 pub mod handshaker_client;
 pub mod identity;

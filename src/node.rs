@@ -21,6 +21,7 @@
 //! Identifiers never reach a log line: log events carry error kinds only.
 
 pub mod conn;
+pub mod files;
 pub mod mailbox;
 pub mod peer;
 pub mod store_handle;
@@ -89,6 +90,9 @@ pub enum NodeError {
     /// The mailbox failed; the node retries on its next poll.
     #[error("mailbox: {0}")]
     Mailbox(#[from] MailboxError),
+    /// A file operation failed.
+    #[error("file: {0}")]
+    File(crate::files::FileError),
     /// A peer was silent for too long.
     #[error("timed out waiting for the peer's {what}")]
     Timeout {
@@ -138,6 +142,7 @@ impl HasKind for NodeError {
                 ErrorKind::Io
             }
             NodeError::Timeout { .. } => ErrorKind::Io,
+            NodeError::File(e) => e.kind(),
             NodeError::NoSession
             | NodeError::NotFound { .. }
             | NodeError::Invalid { .. }
@@ -213,6 +218,46 @@ pub enum Event {
         /// Whether the peer ended it.
         by_peer: bool,
     },
+    /// A contact offered a file (details in the store).
+    FileOffered {
+        /// The contact.
+        contact: ContactId,
+        /// The transfer id.
+        transfer: [u8; 16],
+        /// The receiver's policy accepted it without asking.
+        auto_accepted: bool,
+    },
+    /// Bytes of a transfer confirmed so far (rate-limited).
+    FileProgress {
+        /// The contact.
+        contact: ContactId,
+        /// The transfer id.
+        transfer: [u8; 16],
+        /// Bytes stored by the receiver.
+        done: u64,
+        /// File size.
+        size: u64,
+    },
+    /// A transfer completed: verified by the receiver.
+    FileCompleted {
+        /// The contact.
+        contact: ContactId,
+        /// The transfer id.
+        transfer: [u8; 16],
+        /// Where it was saved automatically (receiver with a downloads folder).
+        saved: Option<std::path::PathBuf>,
+    },
+    /// A transfer was cancelled or failed.
+    FileCancelled {
+        /// The contact.
+        contact: ContactId,
+        /// The transfer id.
+        transfer: [u8; 16],
+        /// FileCancel reason (PROTOCOL.md §14.1).
+        reason: u8,
+        /// The peer cancelled it.
+        by_peer: bool,
+    },
 }
 
 /// A received connection request awaiting the user's decision (for front ends).
@@ -261,6 +306,8 @@ pub struct NodeConfig {
     pub max_inbound: usize,
     /// Event bus capacity. Default 4096.
     pub event_capacity: usize,
+    /// What this node accepts as a file receiver.
+    pub files: crate::files::FilePolicy,
 }
 
 impl Default for NodeConfig {
@@ -276,6 +323,7 @@ impl Default for NodeConfig {
             mailbox_poll: Duration::from_secs(60),
             max_inbound: 64,
             event_capacity: 4096,
+            files: crate::files::FilePolicy::default(),
         }
     }
 }
@@ -477,6 +525,203 @@ impl NodeHandle {
             _ => self.inner.wake(contact),
         }
         Ok(m)
+    }
+
+    /// Offers the file at `path` to `contact` (PROTOCOL.md §14): hashes it,
+    /// records the transfer, and offers it as soon as a connection is Ready
+    /// (it waits like an outbox message while the contact is offline). `path`
+    /// should be absolute; the file is read from there while it is sent.
+    pub async fn send_file(
+        &self,
+        contact: ContactId,
+        path: &std::path::Path,
+        media: crate::store::FileKind,
+    ) -> Result<crate::store::FileTransfer, NodeError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(NodeError::ShuttingDown);
+        }
+        let has_session = self
+            .inner
+            .store
+            .run(move |s| s.session_for_contact(contact))
+            .await??
+            .is_some();
+        if !has_session {
+            return Err(NodeError::NoSession);
+        }
+        let p = path.to_path_buf();
+        let (size, sha256) = tokio::task::spawn_blocking(move || crate::files::Source::hash(&p))
+            .await
+            .map_err(|_| NodeError::Internal {
+                what: "a file task panicked",
+            })?
+            .map_err(NodeError::File)?;
+        let name = path
+            .file_name()
+            .map(|n| crate::files::sanitize(&n.to_string_lossy()))
+            .unwrap_or_else(|| "file".to_owned());
+        let mut transfer_id = [0u8; 16];
+        fill_random(&mut transfer_id);
+        let new = crate::store::NewTransfer {
+            transfer_id,
+            contact,
+            direction: Direction::Outgoing,
+            name,
+            size,
+            sha256,
+            chunk_size: crate::files::CHUNK_SIZE,
+            media,
+            local_path: Some(path.to_string_lossy().into_owned()),
+        };
+        let t = self
+            .inner
+            .store
+            .run(move |s| -> Result<_, crate::store::Error> {
+                s.add_transfer(&new)?;
+                s.transfer(&transfer_id)?
+                    .ok_or(crate::store::Error::NotFound { what: "transfer" })
+            })
+            .await??;
+        self.notify_files(contact);
+        Ok(t)
+    }
+
+    fn notify_files(&self, contact: ContactId) {
+        match self.inner.table(|t| t.slots.get(&contact).cloned()) {
+            Some(s) if s.cmds.send(Command::Files).is_ok() => {}
+            _ => self.inner.wake(contact),
+        }
+    }
+
+    /// Every transfer, oldest first.
+    pub async fn transfers(&self) -> Result<Vec<crate::store::FileTransfer>, NodeError> {
+        Ok(self.inner.store.run(|s| s.all_transfers()).await??)
+    }
+
+    /// Accepts an incoming file offer: chunks start flowing when connected.
+    pub async fn accept_file(&self, transfer_id: [u8; 16]) -> Result<(), NodeError> {
+        let t = self
+            .inner
+            .store
+            .run(move |s| -> Result<_, NodeError> {
+                let t = s
+                    .transfer(&transfer_id)?
+                    .filter(|t| t.direction == Direction::Incoming)
+                    .ok_or(NodeError::NotFound { what: "transfer" })?;
+                if t.state != crate::store::TransferState::Offered {
+                    return Err(NodeError::Invalid {
+                        what: "transfer",
+                        reason: "it is not waiting for a decision",
+                    });
+                }
+                files::accept_incoming(s, &transfer_id)?;
+                Ok(t)
+            })
+            .await??;
+        self.notify_files(t.contact);
+        Ok(())
+    }
+
+    /// Declines an incoming offer or cancels any unfinished transfer; the
+    /// peer is told now if connected, otherwise when it next re-offers.
+    pub async fn cancel_file(&self, transfer_id: [u8; 16]) -> Result<(), NodeError> {
+        let (contact, r) = self
+            .inner
+            .store
+            .run(move |s| -> Result<_, NodeError> {
+                let t = s
+                    .transfer(&transfer_id)?
+                    .ok_or(NodeError::NotFound { what: "transfer" })?;
+                if !matches!(
+                    t.state,
+                    crate::store::TransferState::Offered | crate::store::TransferState::Active
+                ) {
+                    return Err(NodeError::Invalid {
+                        what: "transfer",
+                        reason: "it is already finished",
+                    });
+                }
+                let r = if t.direction == Direction::Incoming
+                    && t.state == crate::store::TransferState::Offered
+                {
+                    crate::files::reason::DECLINED
+                } else {
+                    crate::files::reason::UNSPECIFIED
+                };
+                files::drop_part(s, &transfer_id)?;
+                s.finish_transfer(
+                    &transfer_id,
+                    crate::store::TransferState::Cancelled,
+                    Some(r),
+                )?;
+                Ok((t.contact, r))
+            })
+            .await??;
+        if let Some(slot) = self.inner.table(|t| t.slots.get(&contact).cloned()) {
+            let _ = slot.cmds.send(Command::FileCancel(transfer_id, r));
+        }
+        let _ = self.inner.events.send(Event::FileCancelled {
+            contact,
+            transfer: transfer_id,
+            reason: r,
+            by_peer: false,
+        });
+        Ok(())
+    }
+
+    /// Decrypts a completed incoming file to `dest` (a new file; an existing
+    /// directory means "in it, under the sanitised name"), verifying its
+    /// SHA-256 on the way. Returns the path written. The encrypted copy is
+    /// deleted afterwards.
+    pub async fn save_file(
+        &self,
+        transfer_id: [u8; 16],
+        dest: &std::path::Path,
+    ) -> Result<std::path::PathBuf, NodeError> {
+        let dest = dest.to_path_buf();
+        self.inner
+            .store
+            .run(move |s| -> Result<std::path::PathBuf, NodeError> {
+                let t = s
+                    .transfer(&transfer_id)?
+                    .filter(|t| t.direction == Direction::Incoming)
+                    .ok_or(NodeError::NotFound { what: "transfer" })?;
+                if t.state != crate::store::TransferState::Completed {
+                    return Err(NodeError::Invalid {
+                        what: "transfer",
+                        reason: "it is not complete",
+                    });
+                }
+                let target = if dest.is_dir() {
+                    crate::files::unused_in(&dest, &crate::files::sanitize(&t.name))
+                } else {
+                    dest
+                };
+                if t.size == 0 {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&target)
+                        .map_err(|e| {
+                            NodeError::File(crate::files::FileError::Io {
+                                what: "creating the destination file",
+                                source: e,
+                            })
+                        })?;
+                } else {
+                    let part = files::open_part(s, &t).map_err(NodeError::File)?.ok_or(
+                        NodeError::Invalid {
+                            what: "transfer",
+                            reason: "its file was already saved and removed from the data dir",
+                        },
+                    )?;
+                    part.export(&target, &t.sha256).map_err(NodeError::File)?;
+                }
+                s.set_saved_path(&transfer_id, &target.to_string_lossy())?;
+                files::drop_part(s, &transfer_id)?;
+                Ok(target)
+            })
+            .await?
     }
 
     /// Sends a connection request to the owner of `to` (its first `@name`)
@@ -1050,6 +1295,9 @@ impl Inner {
                 dead_after: self.config.dead_after,
                 hello_timeout: self.config.hello_timeout,
                 ack_timeout: self.config.ack_timeout,
+            },
+            files: files::FileCtx {
+                policy: self.config.files.clone(),
             },
         };
         let cancel = claim.cancel.clone();

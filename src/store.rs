@@ -62,8 +62,8 @@ pub use err::{Error, ErrorKind};
 pub use inbox::ReceivedRequestRecord;
 pub use kdf::{KdfParams, StoreHeader};
 pub use records::{
-    ChainState, Contact, ContactId, ContactState, DeliveryState, Direction, FileTransfer, Inserted,
-    Message, MessageId, NewContact, NewMessage, NewTransfer, OwnIdentity, PendingRequest,
+    ChainState, Contact, ContactId, ContactState, DeliveryState, Direction, FileKind, FileTransfer,
+    Inserted, Message, MessageId, NewContact, NewMessage, NewTransfer, OwnIdentity, PendingRequest,
     SecretBytes, SessionRecord, TransferState,
 };
 
@@ -868,7 +868,8 @@ mod test {
             size: 10 * 65536 + 1,
             sha256: [4; 32],
             chunk_size: 65536,
-            local_path: Some("/tmp/x".into()),
+            media: FileKind::Image,
+            local_path: None,
         };
         s.add_transfer(&t).unwrap();
         assert_eq!(
@@ -885,7 +886,25 @@ mod test {
         assert_eq!(got.have, have);
         assert_eq!(got.state, TransferState::Paused);
         assert!(!got.is_complete());
+        assert_eq!(got.media, FileKind::Image);
         assert_eq!(s.transfers(a).unwrap().len(), 1);
+        assert_eq!(s.unfinished_transfers(a).unwrap().len(), 1);
+        // Accepting needs an offered incoming transfer.
+        assert!(s.accept_transfer(&[3; 16], "p", &[9; 32]).is_err());
+        s.set_transfer_state(&[3; 16], TransferState::Offered)
+            .unwrap();
+        assert_eq!(s.pending_offers(a).unwrap(), 1);
+        s.accept_transfer(&[3; 16], "part-1", &[9; 32]).unwrap();
+        let (file, key) = s.part_key(&[3; 16]).unwrap().unwrap();
+        assert_eq!((file.as_str(), *key), ("part-1", [9; 32]));
+        s.clear_part(&[3; 16]).unwrap();
+        assert!(s.part_key(&[3; 16]).unwrap().is_none());
+        s.finish_transfer(&[3; 16], TransferState::Cancelled, Some(4))
+            .unwrap();
+        let got = s.transfer(&[3; 16]).unwrap().unwrap();
+        assert_eq!((got.state, got.reason), (TransferState::Cancelled, Some(4)));
+        assert!(s.unfinished_transfers(a).unwrap().is_empty());
+        assert_eq!(s.all_transfers().unwrap().len(), 1);
         assert!(s.delete_transfer(&[3; 16]).unwrap());
         assert!(s.transfer(&[3; 16]).unwrap().is_none());
 

@@ -121,6 +121,9 @@ async fn refresh(cmds: &mut Client, app: &mut App, history: bool) -> Result<(), 
     if let Reply::Requests(r) = cmds.call(Request::Requests).await? {
         app.requests = r;
     }
+    if let Reply::Transfers(t) = cmds.call(Request::Files { username: None }).await? {
+        app.transfers = t;
+    }
     if history && let Some(name) = app.current_name() {
         open(cmds, app, name).await?;
     }
@@ -173,6 +176,21 @@ async fn on_event(cmds: &mut Client, app: &mut App, ev: Event) -> Result<(), Cli
     Ok(())
 }
 
+/// `~` expanded and made absolute against the current directory (the
+/// daemon has its own working directory).
+fn absolute(path: &str) -> String {
+    let p = match path.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(|h| std::path::PathBuf::from(h).join(rest))
+            .unwrap_or_else(|| std::path::PathBuf::from(path)),
+        None => std::path::PathBuf::from(path),
+    };
+    std::path::absolute(&p)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// A desktop notification without message content, if `notify-send` exists.
 fn notify(from: &str) {
     let found = std::env::var_os("PATH")
@@ -221,12 +239,39 @@ async fn perform(cmds: &mut Client, app: &mut App, action: Action) -> Result<(),
         Action::End(n) => Request::End {
             username: n.clone(),
         },
+        Action::SendFile { to, path } => Request::SendFile {
+            username: to.clone(),
+            path: absolute(path),
+            media: None,
+        },
+        Action::AcceptFile(id) => Request::AcceptFile { id: id.clone() },
+        Action::CancelFile(id) => Request::CancelFile { id: id.clone() },
+        Action::SaveFile { id, path } => Request::SaveFile {
+            id: id.clone(),
+            path: absolute(path),
+        },
     };
     match cmds.call(request).await {
         Ok(Reply::Message(m)) => {
             if let Action::Send { to, .. } = &action {
                 app.upsert_message(to, m);
             }
+        }
+        Ok(Reply::Transfer(t)) => {
+            app.notice = Some(match &action {
+                Action::SendFile { to, .. } => format!(
+                    "offered {} ({}) to {to}; Ctrl-T shows progress",
+                    t.name,
+                    model::human_size(t.size)
+                ),
+                Action::AcceptFile(_) => format!("accepted {}", t.name),
+                Action::CancelFile(_) => format!("stopped {}", t.name),
+                Action::SaveFile { .. } => {
+                    format!("saved to {}", t.path.clone().unwrap_or_default())
+                }
+                _ => "done".into(),
+            });
+            app.upsert_transfer(t);
         }
         Ok(Reply::Directory(results)) => {
             if let Overlay::Search { query, .. } = &app.overlay {

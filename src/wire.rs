@@ -276,6 +276,14 @@ pub enum PeerMessage {
     EndSession,
     /// Kind 11.
     Hello(Hello),
+    /// Kind 12: the receiver durably stored every chunk of the transfer it
+    /// got on this connection with `index < next` (PROTOCOL.md §14.1).
+    FileAck {
+        /// The transfer.
+        transfer_id: [u8; 16],
+        /// One past the highest chunk index stored.
+        next: u64,
+    },
     /// A kind this version does not know: ignored, never fatal.
     Unknown {
         /// The kind byte.
@@ -290,6 +298,11 @@ struct Upto {
 #[derive(Serialize, Deserialize)]
 struct PresenceBody {
     state: u8,
+}
+#[derive(Serialize, Deserialize)]
+struct FileAckBody {
+    transfer_id: [u8; 16],
+    next: u64,
 }
 #[derive(Serialize, Deserialize)]
 struct FileOfferBody {
@@ -337,7 +350,7 @@ fn bounded_ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(u64, u64)>, D:
     d.deserialize_seq(V)
 }
 
-const KIND_NAMES: [&str; 12] = [
+const KIND_NAMES: [&str; 13] = [
     "unknown",
     "text",
     "ack",
@@ -350,6 +363,7 @@ const KIND_NAMES: [&str; 12] = [
     "file-cancel",
     "end-session",
     "hello",
+    "file-ack",
 ];
 
 fn malformed(kind: u8, reason: &'static str) -> WireError {
@@ -383,6 +397,7 @@ impl PeerMessage {
             PeerMessage::FileCancel { .. } => 9,
             PeerMessage::EndSession => 10,
             PeerMessage::Hello(_) => 11,
+            PeerMessage::FileAck { .. } => 12,
             PeerMessage::Unknown { kind } => *kind,
         }
     }
@@ -411,13 +426,16 @@ impl PeerMessage {
             PeerMessage::FileAccept(a) if a.have.iter().any(|(s, e)| s >= e) => {
                 Err(malformed(k, "empty or inverted range"))
             }
+            PeerMessage::FileAccept(a) if a.have.windows(2).any(|w| w[0].1 > w[1].0) => {
+                Err(malformed(k, "ranges not sorted or overlapping"))
+            }
             PeerMessage::FileChunk(c) if c.data.len() > MAX_CHUNK => Err(WireError::TooLarge {
                 what: "chunk",
                 len: c.data.len(),
                 limit: MAX_CHUNK,
             }),
             PeerMessage::FileChunk(c) if c.data.is_empty() => Err(malformed(k, "empty chunk")),
-            PeerMessage::Unknown { kind } if (1..=11).contains(kind) => {
+            PeerMessage::Unknown { kind } if (1..=12).contains(kind) => {
                 Err(malformed(k, "known kind sent as unknown"))
             }
             _ => Ok(()),
@@ -467,6 +485,10 @@ impl PeerMessage {
             }),
             PeerMessage::EndSession => postcard::to_stdvec(&Empty {}),
             PeerMessage::Hello(h) => postcard::to_stdvec(h),
+            PeerMessage::FileAck { transfer_id, next } => postcard::to_stdvec(&FileAckBody {
+                transfer_id: *transfer_id,
+                next: *next,
+            }),
             PeerMessage::Unknown { .. } => {
                 return Err(malformed(kind, "cannot send unknown kinds"));
             }
@@ -533,6 +555,13 @@ impl PeerMessage {
                 PeerMessage::EndSession
             }
             11 => PeerMessage::Hello(body(k, rest)?),
+            12 => {
+                let b: FileAckBody = body(k, rest)?;
+                PeerMessage::FileAck {
+                    transfer_id: b.transfer_id,
+                    next: b.next,
+                }
+            }
             _ => PeerMessage::Unknown { kind: k },
         };
         msg.validate()?;
@@ -593,10 +622,21 @@ mod test {
                 id,
                 proptest::collection::vec((0u64..1000, 1u64..1000), 0..20)
             )
-                .prop_map(|(transfer_id, v)| PeerMessage::FileAccept(FileAccept {
-                    transfer_id,
-                    have: v.into_iter().map(|(s, l)| (s, s + l)).collect()
-                })),
+                .prop_map(|(transfer_id, v)| {
+                    // Sorted, non-overlapping ranges: gap then length.
+                    let mut at = 0;
+                    let have = v
+                        .into_iter()
+                        .map(|(gap, len)| {
+                            let r = (at + gap, at + gap + len);
+                            at = r.1;
+                            r
+                        })
+                        .collect();
+                    PeerMessage::FileAccept(FileAccept { transfer_id, have })
+                }),
+            (id, any::<u64>())
+                .prop_map(|(transfer_id, next)| PeerMessage::FileAck { transfer_id, next }),
             (
                 id,
                 any::<u64>(),

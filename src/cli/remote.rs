@@ -58,7 +58,7 @@ fn progress_note(msg: &str) {
     let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -67,7 +67,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Sends one request to the daemon of this data directory.
-fn call(global: &GlobalArgs, request: Request) -> Result<Reply> {
+pub(super) fn call(global: &GlobalArgs, request: Request) -> Result<Reply> {
     let config = load_config(global)?;
     let dir = data_dir(global, &config)?;
     runtime()?.block_on(async {
@@ -76,11 +76,11 @@ fn call(global: &GlobalArgs, request: Request) -> Result<Reply> {
     })
 }
 
-fn unexpected() -> CliError {
+pub(super) fn unexpected() -> CliError {
     CliError::control(ClientError::Protocol("unexpected reply".into()))
 }
 
-fn json(out: &mut dyn Write, v: &impl serde::Serialize) -> Result<()> {
+pub(super) fn json(out: &mut dyn Write, v: &impl serde::Serialize) -> Result<()> {
     serde_json::to_writer_pretty(&mut *out, v)?;
     writeln!(out)?;
     Ok(())
@@ -127,10 +127,14 @@ pub(crate) fn up(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
         .identity()?
         .map(|i| i.username)
         .ok_or(CliError::NoIdentity { dir: dir.clone() })?;
+    let node = NodeConfig {
+        files: config.files.policy(),
+        ..NodeConfig::default()
+    };
     let opts = DaemonOptions {
         config,
         data_dir: dir.clone(),
-        node: NodeConfig::default(),
+        node,
     };
     let json_mode = global.json;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -122,6 +122,40 @@ pub enum Request {
         /// The contact.
         username: String,
     },
+    /// Offer a file to a contact (it waits while they are offline).
+    SendFile {
+        /// The contact.
+        username: String,
+        /// Absolute path of the file, read by the daemon.
+        path: String,
+        /// `file` (default), `image`, `voice` or `video`.
+        #[serde(default)]
+        media: Option<String>,
+    },
+    /// File transfers, oldest first.
+    Files {
+        /// Only those with this contact.
+        #[serde(default)]
+        username: Option<String>,
+    },
+    /// Accept an incoming file offer.
+    AcceptFile {
+        /// Transfer id (hex, or a unique prefix of at least 4 digits).
+        id: String,
+    },
+    /// Decline an incoming offer, or cancel any unfinished transfer.
+    CancelFile {
+        /// Transfer id (hex, or a unique prefix of at least 4 digits).
+        id: String,
+    },
+    /// Decrypt a completed incoming file to `path` (a new file, or into an
+    /// existing directory under its sanitised name).
+    SaveFile {
+        /// Transfer id (hex, or a unique prefix of at least 4 digits).
+        id: String,
+        /// Absolute destination path.
+        path: String,
+    },
     /// Start receiving events on this connection.
     Subscribe,
     /// Stop the daemon gracefully.
@@ -173,6 +207,45 @@ pub enum Reply {
     Message(MessageView),
     /// [`Request::History`].
     History(Vec<MessageView>),
+    /// [`Request::SendFile`], [`Request::AcceptFile`], [`Request::CancelFile`],
+    /// [`Request::SaveFile`].
+    Transfer(TransferView),
+    /// [`Request::Files`].
+    Transfers(Vec<TransferView>),
+}
+
+/// A file transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferView {
+    /// Transfer id, 32 hex digits.
+    pub id: String,
+    /// The contact's `@name`.
+    pub username: String,
+    /// `in` or `out`.
+    pub direction: String,
+    /// File name (sanitised; display only, never a path).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// `file`, `image`, `voice`, `video`.
+    pub media: String,
+    /// `offered`, `active`, `completed`, `cancelled`, `failed`.
+    pub state: String,
+    /// Bytes the receiver holds (verified chunks).
+    pub done: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// Why it was cancelled or failed.
+    pub reason: Option<String>,
+    /// Outgoing: the file sent. Incoming: where it was saved.
+    pub path: Option<String>,
+    /// Incoming and completed, still kept encrypted in the data dir.
+    pub stored: bool,
+    /// Outgoing: chunk frames sent so far (over all connections).
+    pub chunks_sent: u64,
+    /// Unix seconds.
+    pub created_at: u64,
 }
 
 /// Why a command failed.
@@ -405,6 +478,33 @@ pub enum Event {
         /// The contact.
         username: String,
         /// Ended by them.
+        by_peer: bool,
+    },
+    /// A contact offered a file (`state` is `active` if it was accepted
+    /// automatically, `offered` if it waits for a decision).
+    FileOffered(TransferView),
+    /// Progress of a transfer (rate-limited, a few per second).
+    FileProgress {
+        /// Transfer id, hex.
+        id: String,
+        /// The contact.
+        username: String,
+        /// Bytes the receiver holds.
+        done: u64,
+        /// File size.
+        size: u64,
+    },
+    /// A transfer completed (verified by the receiver).
+    FileCompleted(TransferView),
+    /// A transfer was cancelled or failed.
+    FileCancelled {
+        /// Transfer id, hex.
+        id: String,
+        /// The contact.
+        username: String,
+        /// Why.
+        reason: String,
+        /// The other side cancelled it.
         by_peer: bool,
     },
     /// Tor or onion-service state changed.

@@ -18,14 +18,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::proto::{
     ApiError, ClientMessage, ContactView, DirectoryView, ErrorCode, Event, MAX_HISTORY, MAX_LINE,
-    MessageView, Reply, Request, RequestView, ServerMessage, StatusView, TorView, VERSION,
+    MessageView, Reply, Request, RequestView, ServerMessage, StatusView, TorView, TransferView,
+    VERSION,
 };
 use crate::daemon::{Directory, DirectoryError};
 use crate::error::{ErrorKind, HasKind};
+use crate::files;
 use crate::handshaker_client::{DirectoryEntry, HandshakerClient, HandshakerClientError};
 use crate::identity::{Identity, Username};
 use crate::node::{self, NodeError, NodeHandle};
-use crate::store::{Contact, ContactId, Message};
+use crate::store::{Contact, ContactId, FileKind, FileTransfer, Message, TransferState};
 
 /// Most simultaneous control connections.
 pub const MAX_CLIENTS: usize = 32;
@@ -294,6 +296,76 @@ async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
             ctx.node.end(c.id).await.map_err(node_err)?;
             Ok(Reply::Done)
         }
+        Request::SendFile {
+            username,
+            path,
+            media,
+        } => {
+            let c = contact(ctx, &username).await?;
+            let media = FileKind::parse(media.as_deref().unwrap_or("file")).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    "media must be file, image, voice or video",
+                )
+            })?;
+            let p = std::path::PathBuf::from(&path);
+            if !p.is_absolute() {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    "the path must be absolute (the daemon has its own working directory)",
+                ));
+            }
+            let t = ctx
+                .node
+                .send_file(c.id, &p, media)
+                .await
+                .map_err(node_err)?;
+            Ok(Reply::Transfer(transfer_view(&c, &t)))
+        }
+        Request::Files { username } => {
+            let only = match username {
+                Some(u) => Some(contact(ctx, &u).await?.id),
+                None => None,
+            };
+            let all = ctx.node.transfers().await.map_err(node_err)?;
+            let mut out = Vec::new();
+            for t in all.iter().filter(|t| only.is_none_or(|c| c == t.contact)) {
+                let c = contact_by_id(ctx, t.contact).await?;
+                out.push(transfer_view(&c, t));
+            }
+            Ok(Reply::Transfers(out))
+        }
+        Request::AcceptFile { id } => {
+            let t = find_transfer(ctx, &id).await?;
+            ctx.node
+                .accept_file(t.transfer_id)
+                .await
+                .map_err(node_err)?;
+            transfer_reply(ctx, t.transfer_id).await
+        }
+        Request::CancelFile { id } => {
+            let t = find_transfer(ctx, &id).await?;
+            ctx.node
+                .cancel_file(t.transfer_id)
+                .await
+                .map_err(node_err)?;
+            transfer_reply(ctx, t.transfer_id).await
+        }
+        Request::SaveFile { id, path } => {
+            let t = find_transfer(ctx, &id).await?;
+            let p = std::path::PathBuf::from(&path);
+            if !p.is_absolute() {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    "the path must be absolute (the daemon has its own working directory)",
+                ));
+            }
+            ctx.node
+                .save_file(t.transfer_id, &p)
+                .await
+                .map_err(node_err)?;
+            transfer_reply(ctx, t.transfer_id).await
+        }
         Request::Subscribe => Ok(Reply::Done),
         Request::Shutdown => {
             ctx.shutdown.cancel();
@@ -524,6 +596,63 @@ pub fn message_view(m: &Message) -> MessageView {
     }
 }
 
+/// The API view of a transfer.
+pub fn transfer_view(c: &Contact, t: &FileTransfer) -> TransferView {
+    let done = (t.have.len() * u64::from(t.chunk_size)).min(t.size);
+    TransferView {
+        id: hex::encode(t.transfer_id),
+        username: at(&c.username),
+        direction: t.direction.as_str().to_owned(),
+        name: t.name.clone(),
+        size: t.size,
+        media: t.media.as_str().to_owned(),
+        state: t.state.as_str().to_owned(),
+        done: if t.state == TransferState::Completed {
+            t.size
+        } else {
+            done
+        },
+        sha256: hex::encode(t.sha256),
+        reason: t.reason.map(|r| files::reason::describe(r).to_owned()),
+        path: t.local_path.clone(),
+        stored: t.part_file.is_some() && t.state == TransferState::Completed,
+        chunks_sent: t.chunks_sent,
+        created_at: t.created_at,
+    }
+}
+
+/// A transfer by full hex id or unique prefix (≥ 4 hex digits).
+async fn find_transfer(ctx: &Context, id: &str) -> ApiResult<FileTransfer> {
+    let want = id.trim().to_ascii_lowercase();
+    if want.len() < 4 || want.len() > 32 || !want.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "a transfer id is 4 to 32 hex digits (see `umbra files`)",
+        ));
+    }
+    let all = ctx.node.transfers().await.map_err(node_err)?;
+    let mut hits = all
+        .into_iter()
+        .filter(|t| hex::encode(t.transfer_id).starts_with(&want));
+    match (hits.next(), hits.next()) {
+        (Some(t), None) => Ok(t),
+        (None, _) => Err(ApiError::new(ErrorCode::NotFound, "no such transfer")
+            .hint("list them with `umbra files`")),
+        (Some(_), Some(_)) => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "several transfers start with these digits; give more of the id",
+        )),
+    }
+}
+
+async fn transfer_reply(ctx: &Context, id: [u8; 16]) -> ApiResult<Reply> {
+    let t = db(&ctx.node, move |s| s.transfer(&id))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such transfer"))?;
+    let c = contact_by_id(ctx, t.contact).await?;
+    Ok(Reply::Transfer(transfer_view(&c, &t)))
+}
+
 fn parse_name(input: &str) -> ApiResult<Username> {
     Username::parse(input.trim())
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid username: {e}")))
@@ -621,6 +750,7 @@ fn node_err(e: NodeError) -> ApiError {
         NodeError::NotFound { .. } => ErrorCode::NotFound,
         NodeError::Invalid { .. } => ErrorCode::BadRequest,
         NodeError::ShuttingDown => ErrorCode::ShuttingDown,
+        NodeError::File(_) => ErrorCode::BadRequest,
         NodeError::Store(_) => ErrorCode::Store,
         NodeError::Mailbox(_) | NodeError::Transport(_) | NodeError::Stream { .. } => {
             ErrorCode::Network
@@ -729,6 +859,46 @@ async fn map_event(node: &NodeHandle, ev: node::Event) -> ApiResult<Option<Event
         },
         node::Event::SessionEnded { contact, by_peer } => Event::SessionEnded {
             username: at(&name_of(node, contact).await?.username),
+            by_peer,
+        },
+        node::Event::FileOffered {
+            contact, transfer, ..
+        } => {
+            let c = name_of(node, contact).await?;
+            let Some(t) = db(node, move |s| s.transfer(&transfer)).await? else {
+                return Ok(None);
+            };
+            Event::FileOffered(transfer_view(&c, &t))
+        }
+        node::Event::FileProgress {
+            contact,
+            transfer,
+            done,
+            size,
+        } => Event::FileProgress {
+            id: hex::encode(transfer),
+            username: at(&name_of(node, contact).await?.username),
+            done,
+            size,
+        },
+        node::Event::FileCompleted {
+            contact, transfer, ..
+        } => {
+            let c = name_of(node, contact).await?;
+            let Some(t) = db(node, move |s| s.transfer(&transfer)).await? else {
+                return Ok(None);
+            };
+            Event::FileCompleted(transfer_view(&c, &t))
+        }
+        node::Event::FileCancelled {
+            contact,
+            transfer,
+            reason,
+            by_peer,
+        } => Event::FileCancelled {
+            id: hex::encode(transfer),
+            username: at(&name_of(node, contact).await?.username),
+            reason: files::reason::describe(reason).to_owned(),
             by_peer,
         },
     }))

@@ -3,16 +3,18 @@
 //! the store (persist, then write), runs the heartbeat, dead-connection and
 //! Ack timers, and forwards the node's commands.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{FutureExt, SinkExt, StreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
+use super::files::{FileCtx, FileLink};
 use super::peer::{Action, Effect, OutText, Peer, PeerError, PeerState};
 use super::store_handle::StoreHandle;
 use super::{Event, NodeError};
@@ -20,10 +22,19 @@ use crate::store::{
     ChainState, ContactId, DeliveryState, Direction, IncomingEffect, Inserted, MessageId,
     NewMessage,
 };
-use crate::wire::PresenceState;
+use crate::wire::{PeerMessage, PresenceState};
 
 /// Frames handled back to back before the coalesced Ack is sent.
 const BATCH: usize = 64;
+
+/// Chunk frames read from disk per step, and how many such groups may wait in
+/// the writer queue: Texts queue behind at most `CHUNK_GROUP * CHUNK_GROUPS`
+/// chunks (PROTOCOL.md §14.1).
+const CHUNK_GROUP: usize = 4;
+const CHUNK_GROUPS: usize = 2;
+
+/// How long a closing connection may take to flush its last frames.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// Timers of a connection (PROTOCOL.md §10, §13).
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +58,10 @@ pub enum Command {
     End(oneshot::Sender<()>),
     /// Tell the peer we read its messages up to this seq.
     Receipt(u64),
+    /// Transfers changed (new offer, accepted by the user): announce them.
+    Files,
+    /// A transfer was cancelled locally: tell the peer, stop sending it.
+    FileCancel([u8; 16], u8),
 }
 
 /// How a connection ended.
@@ -78,6 +93,42 @@ pub struct ConnCtx {
     pub contact: ContactId,
     /// Timer values.
     pub timers: Timers,
+    /// File-transfer settings.
+    pub files: FileCtx,
+}
+
+/// Frames for the writer, with the permit of a chunk group (released once written).
+struct WriteItem {
+    frames: Vec<Bytes>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Writes queued frames in order and flushes. Runs next to the reading loop so
+/// that a full outgoing stream never stops us from reading (two peers sending
+/// files to each other would otherwise deadlock). Ends when the queue closes.
+async fn write_loop<K>(
+    mut sink: K,
+    mut rx: mpsc::UnboundedReceiver<WriteItem>,
+) -> std::io::Result<()>
+where
+    K: Sink<Bytes, Error = std::io::Error> + Unpin,
+{
+    while let Some(item) = rx.recv().await {
+        let mut held = vec![item];
+        while held.len() < 64 {
+            match rx.try_recv() {
+                Ok(more) => held.push(more),
+                Err(_) => break,
+            }
+        }
+        for item in &mut held {
+            for f in item.frames.drain(..) {
+                sink.feed(f).await?;
+            }
+        }
+        sink.flush().await?;
+    }
+    Ok(())
 }
 
 /// Runs `peer` over `framed` until it closes. `first` is a frame already read
@@ -93,14 +144,46 @@ pub async fn drive<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let (sink, stream) = framed.split();
+    let (wtx, wrx) = mpsc::unbounded_channel();
+    let writer = write_loop(sink, wrx);
+    tokio::pin!(writer);
     let mut run = Run {
-        framed,
+        stream,
+        writer: Some(wtx),
         ctx,
         session_id: peer.session_id(),
         was_ready: false,
         ack_progress: Instant::now(),
+        files: FileLink::new(
+            ctx.store.clone(),
+            ctx.events.clone(),
+            ctx.contact,
+            ctx.files.clone(),
+        ),
+        file_inbox: Vec::new(),
+        announce_due: false,
+        chunk_permits: Arc::new(Semaphore::new(CHUNK_GROUPS)),
     };
-    let result = run.main(&mut peer, first, cmds, cancel).await;
+    let mut writer_done = false;
+    let result = {
+        let main = run.main(&mut peer, first, cmds, cancel);
+        tokio::pin!(main);
+        tokio::select! {
+            r = &mut main => r,
+            w = &mut writer => {
+                writer_done = true;
+                Err(NodeError::Stream {
+                    source: w.err().unwrap_or_else(|| std::io::ErrorKind::BrokenPipe.into()),
+                })
+            }
+        }
+    };
+    // Let the writer flush what is queued (goodbyes, EndSession), bounded.
+    run.writer = None;
+    if !writer_done {
+        let _ = tokio::time::timeout(DRAIN, &mut writer).await;
+    }
     let was_ready = run.was_ready;
     if was_ready {
         let contact = ctx.contact;
@@ -122,15 +205,25 @@ where
     }
 }
 
-struct Run<'a, S> {
-    framed: &'a mut Framed<S, LengthDelimitedCodec>,
+struct Run<'a, R> {
+    stream: R,
+    writer: Option<mpsc::UnboundedSender<WriteItem>>,
     ctx: &'a ConnCtx,
     session_id: [u8; 16],
     was_ready: bool,
     ack_progress: Instant,
+    files: FileLink,
+    /// File messages of the frames being applied, for the engine.
+    file_inbox: Vec<PeerMessage>,
+    /// The connection just became Ready: announce transfers.
+    announce_due: bool,
+    chunk_permits: Arc<Semaphore>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
+impl<R> Run<'_, R>
+where
+    R: Stream<Item = std::io::Result<BytesMut>> + Unpin,
+{
     /// Ok(true) when the session ended, Ok(false) on a clean close.
     async fn main(
         &mut self,
@@ -166,7 +259,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
                 .as_mut()
                 .reset(self.ack_progress + timers.ack_timeout);
             tokio::select! {
-                frame = self.framed.next() => {
+                frame = self.stream.next() => {
                     let frame = match frame {
                         None => return Ok(false),
                         Some(Err(e)) => return Err(NodeError::Stream { source: e }),
@@ -201,6 +294,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
                                     pending_end = Some(done);
                                     break;
                                 }
+                                other => self.on_file_command(peer, other).await?,
                             }
                         }
                         let actions = peer.queue(texts)?;
@@ -219,6 +313,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
                             self.apply(vec![a]).await?;
                         }
                     }
+                    Some(c @ (Command::Files | Command::FileCancel(..))) => {
+                        self.on_file_command(peer, c).await?;
+                    }
                     Some(Command::End(done)) => {
                         let frame = peer.end()?;
                         if let Some(a) = frame {
@@ -231,6 +328,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
                     }
                     None => return Ok(false),
                 },
+                permit = self.chunk_permits.clone().acquire_owned(),
+                    if peer.state() == PeerState::Ready && self.files.wants_to_send() =>
+                {
+                    let permit = permit.map_err(|_| NodeError::Internal { what: "chunk permits closed" })?;
+                    self.send_chunks(peer, permit).await?;
+                }
                 _ = heartbeat.tick() => {
                     if let Some(a) = peer.presence(PresenceState::Online)? {
                         self.apply(vec![a]).await?;
@@ -261,7 +364,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
         let mut actions = peer.on_frame(&frame)?;
         let mut n = 1;
         while n < BATCH && peer.state() == PeerState::Ready {
-            let Some(Some(r)) = self.framed.next().now_or_never() else {
+            let Some(Some(r)) = self.stream.next().now_or_never() else {
                 break;
             };
             let f = r.map_err(|e| NodeError::Stream { source: e })?;
@@ -284,7 +387,88 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
         if let Some(ack) = peer.take_ack()? {
             self.apply(vec![ack]).await?;
         }
+        if std::mem::take(&mut self.announce_due) {
+            let msgs = self.files.announce().await?;
+            self.send_files(peer, msgs).await?;
+        }
+        if !self.file_inbox.is_empty() {
+            let inbox = std::mem::take(&mut self.file_inbox);
+            let msgs = self.files.on_messages(inbox).await?;
+            self.send_files(peer, msgs).await?;
+        }
         Ok(false)
+    }
+
+    async fn on_file_command(&mut self, peer: &mut Peer, cmd: Command) -> Result<(), NodeError> {
+        if peer.state() != PeerState::Ready {
+            return Ok(()); // announced at Ready anyway
+        }
+        let msgs = match cmd {
+            Command::Files => self.files.announce().await?,
+            Command::FileCancel(id, r) => self.files.cancelled_locally(id, r),
+            _ => Vec::new(),
+        };
+        self.send_files(peer, msgs).await
+    }
+
+    /// Seals and writes file messages (not chunks).
+    async fn send_files(
+        &mut self,
+        peer: &mut Peer,
+        msgs: Vec<PeerMessage>,
+    ) -> Result<(), NodeError> {
+        let mut actions = Vec::with_capacity(msgs.len());
+        for m in &msgs {
+            actions.extend(peer.file(m)?);
+        }
+        self.apply(actions).await?;
+        Ok(())
+    }
+
+    /// Reads, seals and queues the next chunks of the transfer being sent.
+    async fn send_chunks(
+        &mut self,
+        peer: &mut Peer,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), NodeError> {
+        let Some((id, msgs, count)) = self.files.next_chunks(CHUNK_GROUP).await? else {
+            return Ok(());
+        };
+        let mut frames = Vec::with_capacity(msgs.len());
+        let mut last = None;
+        for m in &msgs {
+            if let Some(Action::Write { frame, send, .. }) = peer.file(m)? {
+                frames.push(Bytes::from(frame));
+                last = Some(send);
+            }
+        }
+        if let Some(send) = last {
+            let sid = self.session_id;
+            self.ctx
+                .store
+                .run(move |s| s.record_sent_chunks(&sid, &send, &id, count))
+                .await??;
+            self.queue_frames(frames, Some(permit))?;
+        }
+        let more = self.files.after_write().await?;
+        self.send_files(peer, more).await
+    }
+
+    fn queue_frames(
+        &mut self,
+        frames: Vec<Bytes>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), NodeError> {
+        let w = self.writer.as_ref().ok_or(NodeError::Stream {
+            source: std::io::ErrorKind::BrokenPipe.into(),
+        })?;
+        w.send(WriteItem {
+            frames,
+            _permit: permit,
+        })
+        .map_err(|_| NodeError::Stream {
+            source: std::io::ErrorKind::BrokenPipe.into(),
+        })
     }
 
     /// Performs actions in order; consecutive Writes share one store
@@ -321,9 +505,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
                     }
                     self.record(effects, last).await?;
                 }
+                Action::File(m) => self.file_inbox.push(m),
                 Action::Ready { peer_last_received } => {
                     let contact = self.ctx.contact;
                     self.was_ready = true;
+                    self.announce_due = true;
                     if peer_last_received > 0 {
                         let _ = self.ctx.events.send(Event::DeliveryChanged {
                             contact,
@@ -353,7 +539,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
         Ok(false)
     }
 
-    /// Persists the send state, then writes and flushes the frames.
+    /// Persists the send state, then queues the frames for the writer.
     async fn write(
         &mut self,
         frames: Vec<Vec<u8>>,
@@ -365,15 +551,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Run<'_, S> {
             .store
             .run(move |s| s.record_sent_frames(&sid, &send, &sent))
             .await??;
-        for f in frames {
-            self.framed
-                .feed(Bytes::from(f))
-                .await
-                .map_err(|e| NodeError::Stream { source: e })?;
-        }
-        SinkExt::<Bytes>::flush(self.framed)
-            .await
-            .map_err(|e| NodeError::Stream { source: e })
+        self.queue_frames(frames.into_iter().map(Bytes::from).collect(), None)
     }
 
     /// Persists the receive state with the frames' effects, then reports them.

@@ -139,6 +139,9 @@ pub enum Action {
     Presence(PresenceState),
     /// The peer ended the session: erase the keys, then close.
     PeerEnded,
+    /// A file-transfer message (PROTOCOL.md §14), for the driver's file engine
+    /// once the preceding Record is durable.
+    File(PeerMessage),
 }
 
 /// Fixed parameters of a connection.
@@ -350,9 +353,23 @@ impl Peer {
                 self.state = PeerState::Closed;
                 out.push(Action::PeerEnded);
             }
+            (
+                PeerState::Ready,
+                m @ (PeerMessage::FileOffer(_)
+                | PeerMessage::FileAccept(_)
+                | PeerMessage::FileChunk(_)
+                | PeerMessage::FileDone { .. }
+                | PeerMessage::FileCancel { .. }
+                | PeerMessage::FileAck { .. }),
+            ) => {
+                out.push(Action::Record {
+                    recv,
+                    effect: Effect::Nothing,
+                });
+                out.push(Action::File(m));
+            }
             (PeerState::Ready, _) => {
-                // Unknown kinds, and file messages (not handled by this node
-                // yet): ignored, the chain still advances.
+                // Unknown kinds: ignored, the chain still advances.
                 out.push(Action::Record {
                     recv,
                     effect: Effect::Nothing,
@@ -445,6 +462,14 @@ impl Peer {
             return Ok(None);
         }
         Ok(Some(self.seal(&PeerMessage::Receipt { upto }, None)?))
+    }
+
+    /// Seals a file-transfer message, while Ready.
+    pub fn file(&mut self, msg: &PeerMessage) -> Result<Option<Action>, PeerError> {
+        if self.state != PeerState::Ready {
+            return Ok(None);
+        }
+        Ok(Some(self.seal(msg, None)?))
     }
 
     /// A heartbeat (Presence), while Ready.

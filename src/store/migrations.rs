@@ -120,6 +120,17 @@ const MIGRATIONS: &[&str] = &[
         expires_at  INTEGER NOT NULL
     );
     "#,
+    // ---------------------------------------------------------------- v4
+    // File transfers (#7): media kind, cancel reason, the receiver's
+    // encrypted part file and its key, and how many chunk frames were sent.
+    r#"
+    ALTER TABLE file_transfers ADD COLUMN media TEXT NOT NULL DEFAULT 'file'
+        CHECK (media IN ('file', 'image', 'voice', 'video'));
+    ALTER TABLE file_transfers ADD COLUMN reason INTEGER;
+    ALTER TABLE file_transfers ADD COLUMN part_file TEXT;
+    ALTER TABLE file_transfers ADD COLUMN part_key BLOB;
+    ALTER TABLE file_transfers ADD COLUMN chunks_sent INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build creates and reads.

@@ -112,6 +112,20 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// What a transferred file is, for display.
+    pub enum FileKind {
+        /// Any file.
+        File = "file",
+        /// An image.
+        Image = "image",
+        /// A voice message.
+        Voice = "voice",
+        /// A video.
+        Video = "video",
+    }
+}
+
 /// Row id of a contact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContactId(pub(crate) i64);
@@ -325,7 +339,9 @@ pub struct NewTransfer {
     pub sha256: [u8; 32],
     /// Chunk size in bytes.
     pub chunk_size: u32,
-    /// Where the file is (outgoing) or is being written (incoming).
+    /// What the file is.
+    pub media: FileKind,
+    /// Outgoing: the file being sent. Incoming: where it was saved.
     pub local_path: Option<String>,
 }
 
@@ -348,10 +364,18 @@ pub struct FileTransfer {
     pub chunk_size: u32,
     /// Chunks already transferred and verified.
     pub have: ChunkSet,
-    /// Local file path.
+    /// Outgoing: the file being sent. Incoming: where it was saved, once saved.
     pub local_path: Option<String>,
     /// State.
     pub state: TransferState,
+    /// What the file is.
+    pub media: FileKind,
+    /// FileCancel reason (PROTOCOL.md §14.1) once cancelled or failed.
+    pub reason: Option<u8>,
+    /// Incoming: name of the encrypted part file in the data dir's `files/`.
+    pub part_file: Option<String>,
+    /// Outgoing: chunk frames written so far, over all connections.
+    pub chunks_sent: u64,
     /// Unix seconds when recorded.
     pub created_at: u64,
     /// Unix seconds of the last change.

@@ -1,14 +1,23 @@
-//! File transfers: metadata and which chunks are done, so transfers resume after a restart.
+//! File transfers (PROTOCOL.md §14): metadata, state, which chunks the receiver holds
+//! (so transfers resume after a restart), and the key of the receiver's encrypted part
+//! file. The chunk bytes themselves live in that part file, outside the database.
 
 use rusqlite::{OptionalExtension, Row, params};
+use zeroize::Zeroizing;
 
 use super::err::db;
+use super::sessions::save_chain_tx;
 use super::{
-    ChunkSet, ContactId, Error, FileTransfer, NewTransfer, Result, Store, TransferState, now,
+    ChainState, ChunkSet, ContactId, Error, FileTransfer, NewTransfer, Result, Store,
+    TransferState, now,
 };
 
 const COLUMNS: &str = "transfer_id, contact_id, direction, name, size, sha256, chunk_size, \
-                       chunks_have, local_path, state, created_at, updated_at";
+                       chunks_have, local_path, state, created_at, updated_at, media, reason, \
+                       part_file, chunks_sent";
+
+/// States after which nothing more happens to a transfer.
+const FINISHED: &str = "('completed', 'cancelled', 'failed')";
 
 fn row_to_transfer(r: &Row<'_>) -> rusqlite::Result<FileTransfer> {
     let have_bytes = r.get_ref(7)?.as_blob()?;
@@ -32,6 +41,10 @@ fn row_to_transfer(r: &Row<'_>) -> rusqlite::Result<FileTransfer> {
         state: r.get(9)?,
         created_at: r.get(10)?,
         updated_at: r.get(11)?,
+        media: r.get(12)?,
+        reason: r.get(13)?,
+        part_file: r.get(14)?,
+        chunks_sent: r.get(15)?,
     })
 }
 
@@ -46,7 +59,9 @@ impl Store {
         }
         let ts = now();
         let res = self.conn.execute(
-            &format!("INSERT INTO file_transfers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)"),
+            "INSERT INTO file_transfers (transfer_id, contact_id, direction, name, size, sha256, \
+             chunk_size, chunks_have, local_path, state, created_at, updated_at, media) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
             params![
                 t.transfer_id,
                 t.contact.0,
@@ -58,7 +73,8 @@ impl Store {
                 ChunkSet::new().to_bytes(),
                 t.local_path,
                 TransferState::Offered,
-                ts
+                ts,
+                t.media,
             ],
         );
         match res {
@@ -86,19 +102,52 @@ impl Store {
             .map_err(db("reading a transfer"))
     }
 
-    /// All transfers with a contact, oldest first.
-    pub fn transfers(&self, contact: ContactId) -> Result<Vec<FileTransfer>> {
+    fn query_transfers(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<FileTransfer>> {
         let mut st = self
             .conn
             .prepare(&format!(
-                "SELECT {COLUMNS} FROM file_transfers WHERE contact_id = ?1 ORDER BY created_at, rowid"
+                "SELECT {COLUMNS} FROM file_transfers {filter} ORDER BY created_at, rowid"
             ))
             .map_err(db("listing transfers"))?;
         let rows = st
-            .query_map([contact.0], row_to_transfer)
+            .query_map(args, row_to_transfer)
             .map_err(db("listing transfers"))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(db("listing transfers"))
+    }
+
+    /// All transfers with a contact, oldest first.
+    pub fn transfers(&self, contact: ContactId) -> Result<Vec<FileTransfer>> {
+        self.query_transfers("WHERE contact_id = ?1", [contact.0])
+    }
+
+    /// Every transfer, oldest first.
+    pub fn all_transfers(&self) -> Result<Vec<FileTransfer>> {
+        self.query_transfers("", [])
+    }
+
+    /// Transfers with a contact that are not completed, cancelled or failed.
+    pub fn unfinished_transfers(&self, contact: ContactId) -> Result<Vec<FileTransfer>> {
+        self.query_transfers(
+            &format!("WHERE contact_id = ?1 AND state NOT IN {FINISHED}"),
+            [contact.0],
+        )
+    }
+
+    /// Number of incoming transfers of a contact still waiting for a decision.
+    pub fn pending_offers(&self, contact: ContactId) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM file_transfers
+                 WHERE contact_id = ?1 AND direction = 'in' AND state = 'offered'",
+                [contact.0],
+                |r| r.get(0),
+            )
+            .map_err(db("counting offers"))
     }
 
     /// Record verified chunks (one transaction) and return the updated set.
@@ -137,19 +186,122 @@ impl Store {
         Ok(have)
     }
 
-    /// Set a transfer's state.
+    /// Set a transfer's state (and, for cancelled or failed, the reason).
     pub fn set_transfer_state(&self, transfer_id: &[u8; 16], state: TransferState) -> Result<()> {
+        self.finish_transfer(transfer_id, state, None)
+    }
+
+    /// Set a transfer's state with a FileCancel reason.
+    pub fn finish_transfer(
+        &self,
+        transfer_id: &[u8; 16],
+        state: TransferState,
+        reason: Option<u8>,
+    ) -> Result<()> {
         let n = self
             .conn
             .execute(
-                "UPDATE file_transfers SET state = ?2, updated_at = ?3 WHERE transfer_id = ?1",
-                params![transfer_id, state, now()],
+                "UPDATE file_transfers SET state = ?2, reason = coalesce(?3, reason), \
+                 updated_at = ?4 WHERE transfer_id = ?1",
+                params![transfer_id, state, reason, now()],
             )
             .map_err(db("updating a transfer"))?;
         if n == 0 {
             return Err(Error::NotFound { what: "transfer" });
         }
         Ok(())
+    }
+
+    /// Incoming transfer accepted: record its part file and key, state `active`.
+    pub fn accept_transfer(
+        &self,
+        transfer_id: &[u8; 16],
+        part_file: &str,
+        key: &[u8; 32],
+    ) -> Result<()> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE file_transfers SET state = 'active', part_file = ?2, part_key = ?3, \
+                 updated_at = ?4 WHERE transfer_id = ?1 AND direction = 'in' AND state = 'offered'",
+                params![transfer_id, part_file, &key[..], now()],
+            )
+            .map_err(db("accepting a transfer"))?;
+        if n == 0 {
+            return Err(Error::NotFound {
+                what: "transfer waiting for a decision",
+            });
+        }
+        Ok(())
+    }
+
+    /// The part file name and key of an incoming transfer, if it has one.
+    pub fn part_key(
+        &self,
+        transfer_id: &[u8; 16],
+    ) -> Result<Option<(String, Zeroizing<[u8; 32]>)>> {
+        let row: Option<(Option<String>, Option<Vec<u8>>)> = self
+            .conn
+            .query_row(
+                "SELECT part_file, part_key FROM file_transfers WHERE transfer_id = ?1",
+                [transfer_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db("reading a part key"))?;
+        let Some((Some(file), Some(key))) = row else {
+            return Ok(None);
+        };
+        let key = Zeroizing::new(key);
+        let arr: [u8; 32] = key.as_slice().try_into().map_err(|_| Error::Invalid {
+            what: "part key",
+            reason: "not 32 bytes".into(),
+        })?;
+        Ok(Some((file, Zeroizing::new(arr))))
+    }
+
+    /// Forget the part file and its key (after the file was saved or dropped).
+    pub fn clear_part(&self, transfer_id: &[u8; 16]) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE file_transfers SET part_file = NULL, part_key = NULL, updated_at = ?2 \
+                 WHERE transfer_id = ?1",
+                params![transfer_id, now()],
+            )
+            .map_err(db("clearing a part file"))?;
+        Ok(())
+    }
+
+    /// Record where an incoming file was saved.
+    pub fn set_saved_path(&self, transfer_id: &[u8; 16], path: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE file_transfers SET local_path = ?2, updated_at = ?3 WHERE transfer_id = ?1",
+                params![transfer_id, path, now()],
+            )
+            .map_err(db("recording a saved file"))?;
+        Ok(())
+    }
+
+    /// Persist the advanced send chain and count `chunks` chunk frames of
+    /// `transfer_id` as sent, in one transaction (PROTOCOL.md §7.3).
+    pub fn record_sent_chunks(
+        &mut self,
+        session_id: &[u8; 16],
+        send: &ChainState,
+        transfer_id: &[u8; 16],
+        chunks: u64,
+    ) -> Result<()> {
+        let tx = self.conn.transaction().map_err(db("recording chunks"))?;
+        save_chain_tx(&tx, session_id, send, "send")?;
+        tx.execute(
+            "UPDATE file_transfers SET chunks_sent = chunks_sent + ?2, \
+             state = CASE WHEN state = 'offered' THEN 'active' ELSE state END \
+             WHERE transfer_id = ?1",
+            params![transfer_id, chunks],
+        )
+        .map_err(db("recording chunks"))?;
+        tx.commit().map_err(db("recording chunks"))
     }
 
     /// Forget a transfer; returns whether it existed.

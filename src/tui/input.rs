@@ -30,6 +30,24 @@ pub enum Action {
     Verify(String),
     /// End a session.
     End(String),
+    /// Offer the file at `path` to `to`.
+    SendFile {
+        /// `@name`.
+        to: String,
+        /// The path as typed (`~` expanded by the run loop).
+        path: String,
+    },
+    /// Accept an incoming file (transfer id).
+    AcceptFile(String),
+    /// Decline or cancel a transfer (transfer id).
+    CancelFile(String),
+    /// Save a received file (transfer id, path as typed).
+    SaveFile {
+        /// Transfer id.
+        id: String,
+        /// Destination (file or directory).
+        path: String,
+    },
 }
 
 /// The key bindings, for the help overlay.
@@ -42,7 +60,11 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("Ctrl-R", "pending requests: a accept, r reject"),
     ("Ctrl-K", "fingerprint of the contact; v marks it verified"),
     ("Ctrl-E", "end the session (asks first)"),
-    ("Ctrl-O", "send a file (not available yet)"),
+    ("Ctrl-O", "send a file to the contact (asks for the path)"),
+    (
+        "Ctrl-T",
+        "file transfers: a accept, x decline/cancel, s save",
+    ),
     ("F1 or ? (empty input)", "this help"),
     ("Esc", "close a window"),
     ("Ctrl-C / Ctrl-Q", "quit"),
@@ -160,6 +182,93 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
                 _ => Action::None,
             }
         }
+        Overlay::SendFile { mut path } => {
+            match key.code {
+                KeyCode::Esc => app.overlay = Overlay::None,
+                KeyCode::Enter => {
+                    app.overlay = Overlay::None;
+                    return match app.current_name() {
+                        Some(to) if !path.trim().is_empty() => Action::SendFile {
+                            to,
+                            path: path.trim().to_owned(),
+                        },
+                        _ => Action::None,
+                    };
+                }
+                KeyCode::Backspace => {
+                    path.pop();
+                    app.overlay = Overlay::SendFile { path };
+                }
+                KeyCode::Char(c) if !ctrl => {
+                    path.push(c);
+                    app.overlay = Overlay::SendFile { path };
+                }
+                _ => {}
+            }
+            Action::None
+        }
+        Overlay::SaveFile { id, mut path } => {
+            match key.code {
+                KeyCode::Esc => app.overlay = Overlay::Files { sel: 0 },
+                KeyCode::Enter => {
+                    app.overlay = Overlay::None;
+                    if !path.trim().is_empty() {
+                        return Action::SaveFile {
+                            id,
+                            path: path.trim().to_owned(),
+                        };
+                    }
+                }
+                KeyCode::Backspace => {
+                    path.pop();
+                    app.overlay = Overlay::SaveFile { id, path };
+                }
+                KeyCode::Char(c) if !ctrl => {
+                    path.push(c);
+                    app.overlay = Overlay::SaveFile { id, path };
+                }
+                _ => {}
+            }
+            Action::None
+        }
+        Overlay::Files { sel } => {
+            let n = app.transfers.len();
+            // Newest first on screen.
+            let t = app.transfers.iter().rev().nth(sel).cloned();
+            match key.code {
+                KeyCode::Esc => app.overlay = Overlay::None,
+                KeyCode::Down => {
+                    app.overlay = Overlay::Files {
+                        sel: (sel + 1).min(n.saturating_sub(1)),
+                    }
+                }
+                KeyCode::Up => {
+                    app.overlay = Overlay::Files {
+                        sel: sel.saturating_sub(1),
+                    }
+                }
+                KeyCode::Char('a') => {
+                    if let Some(t) = t.filter(|t| t.direction == "in" && t.state == "offered") {
+                        return Action::AcceptFile(t.id);
+                    }
+                }
+                KeyCode::Char('x') => {
+                    if let Some(t) = t.filter(|t| t.state == "offered" || t.state == "active") {
+                        return Action::CancelFile(t.id);
+                    }
+                }
+                KeyCode::Char('s') => {
+                    if let Some(t) = t.filter(|t| t.stored) {
+                        app.overlay = Overlay::SaveFile {
+                            id: t.id,
+                            path: "~/Downloads/".into(),
+                        };
+                    }
+                }
+                _ => {}
+            }
+            Action::None
+        }
         Overlay::ConfirmEnd => {
             app.overlay = Overlay::None;
             match (key.code, app.current_name()) {
@@ -188,9 +297,12 @@ fn main_key(app: &mut App, key: KeyEvent, ctrl: bool) -> Action {
         KeyCode::Char('r') if ctrl => app.overlay = Overlay::Requests { sel: 0 },
         KeyCode::Char('k') if ctrl && app.current().is_some() => app.overlay = Overlay::Fingerprint,
         KeyCode::Char('e') if ctrl && app.current().is_some() => app.overlay = Overlay::ConfirmEnd,
-        KeyCode::Char('o') if ctrl => {
-            app.notice = Some("file transfer is not available yet".into());
+        KeyCode::Char('o') if ctrl && app.current().is_some() => {
+            app.overlay = Overlay::SendFile {
+                path: String::new(),
+            }
         }
+        KeyCode::Char('t') if ctrl => app.overlay = Overlay::Files { sel: 0 },
         KeyCode::Tab => {
             app.select_by(1);
             return app.current_name().map_or(Action::None, Action::Open);

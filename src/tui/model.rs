@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::control::proto::{
-    ContactView, DirectoryView, Event, MessageView, RequestView, StatusView, TorView,
+    ContactView, DirectoryView, Event, MessageView, RequestView, StatusView, TorView, TransferView,
 };
 
 /// Messages kept per conversation in memory (older ones are re-read on demand).
@@ -35,6 +35,23 @@ pub enum Overlay {
     Fingerprint,
     /// "End the session with @x?"
     ConfirmEnd,
+    /// Path prompt for sending a file to the selected contact.
+    SendFile {
+        /// The path typed so far.
+        path: String,
+    },
+    /// File transfers; `sel` is the highlighted one.
+    Files {
+        /// Highlighted row.
+        sel: usize,
+    },
+    /// Path prompt for saving a received file.
+    SaveFile {
+        /// The transfer id.
+        id: String,
+        /// The path typed so far.
+        path: String,
+    },
 }
 
 /// The whole UI state.
@@ -50,6 +67,8 @@ pub struct App {
     pub conversations: HashMap<String, Vec<MessageView>>,
     /// Pending received requests.
     pub requests: Vec<RequestView>,
+    /// File transfers, oldest first.
+    pub transfers: Vec<TransferView>,
     /// The message being typed (may hold newlines).
     pub input: String,
     /// Lines scrolled up from the bottom of the conversation.
@@ -70,6 +89,7 @@ impl Default for App {
             selected: 0,
             conversations: HashMap::new(),
             requests: Vec::new(),
+            transfers: Vec::new(),
             input: String::new(),
             scroll: 0,
             overlay: Overlay::None,
@@ -144,6 +164,22 @@ impl App {
         }
     }
 
+    /// Adds or replaces a transfer (same id).
+    pub fn upsert_transfer(&mut self, t: TransferView) {
+        match self.transfers.iter_mut().find(|x| x.id == t.id) {
+            Some(x) => *x = t,
+            None => self.transfers.push(t),
+        }
+    }
+
+    /// Transfers still waiting for our decision.
+    pub fn offers(&self) -> usize {
+        self.transfers
+            .iter()
+            .filter(|t| t.direction == "in" && t.state == "offered")
+            .count()
+    }
+
     /// Applies a daemon event. Returns the name whose state should be
     /// re-read from the daemon, if the event is not self-contained.
     pub fn apply(&mut self, ev: &Event) -> Option<String> {
@@ -209,6 +245,65 @@ impl App {
                 Some(username.clone())
             }
             Event::MessageFailed { username, .. } => Some(username.clone()),
+            Event::FileOffered(t) => {
+                self.notice = Some(if t.state == "offered" {
+                    format!(
+                        "{} offers {} ({}) — Ctrl-T to answer",
+                        t.username,
+                        t.name,
+                        human_size(t.size)
+                    )
+                } else {
+                    format!("receiving {} from {}", t.name, t.username)
+                });
+                self.upsert_transfer(t.clone());
+                None
+            }
+            Event::FileProgress { id, done, .. } => {
+                if let Some(t) = self.transfers.iter_mut().find(|t| &t.id == id) {
+                    t.done = *done;
+                    if t.state == "offered" {
+                        t.state = "active".into();
+                    }
+                }
+                None
+            }
+            Event::FileCompleted(t) => {
+                self.notice = Some(if t.direction == "in" {
+                    match &t.path {
+                        Some(p) => format!("{} from {} saved to {p}", t.name, t.username),
+                        None => format!(
+                            "{} from {} received — Ctrl-T, s to save it",
+                            t.name, t.username
+                        ),
+                    }
+                } else {
+                    format!("{} delivered to {}", t.name, t.username)
+                });
+                self.upsert_transfer(t.clone());
+                None
+            }
+            Event::FileCancelled {
+                id,
+                username,
+                reason,
+                by_peer,
+            } => {
+                if let Some(t) = self.transfers.iter_mut().find(|t| &t.id == id) {
+                    t.state = "cancelled".into();
+                    t.reason = Some(reason.clone());
+                    self.notice = Some(format!(
+                        "transfer of {} {}: {reason}",
+                        t.name,
+                        if *by_peer {
+                            format!("cancelled by {username}")
+                        } else {
+                            "stopped".to_owned()
+                        }
+                    ));
+                }
+                None
+            }
             Event::Tor(t) => {
                 if let Some(s) = &mut self.status {
                     s.tor = t.clone();
@@ -222,6 +317,22 @@ impl App {
     /// The Tor line for the status bar.
     pub fn tor(&self) -> Option<&TorView> {
         self.status.as_ref().map(|s| &s.tor)
+    }
+}
+
+/// `1.5 MiB` style sizes.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 

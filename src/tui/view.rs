@@ -103,7 +103,90 @@ pub fn render(f: &mut Frame<'_>, app: &App, theme: Theme) {
         } => search(f, theme, query, results, *sel),
         Overlay::Fingerprint => fingerprint(f, app, theme),
         Overlay::ConfirmEnd => confirm_end(f, app, theme),
+        Overlay::SendFile { path } => {
+            let to = app.current_name().unwrap_or_default();
+            prompt(f, &format!("send a file to {}", clean(&to)), path);
+        }
+        Overlay::SaveFile { path, .. } => prompt(f, "save the file to (file or folder)", path),
+        Overlay::Files { sel } => transfers(f, app, theme, *sel),
     }
+}
+
+fn prompt(f: &mut Frame<'_>, title: &str, value: &str) {
+    let inner = popup(f, &format!("{title} (Enter · Esc)"), 70, 4);
+    f.render_widget(Paragraph::new(format!("{}▏", clean(value))), inner);
+}
+
+/// `[#####-----]  42%` for `done` of `size`.
+pub fn bar(done: u64, size: u64, width: usize) -> String {
+    let frac = if size == 0 {
+        1.0
+    } else {
+        (done as f64 / size as f64).clamp(0.0, 1.0)
+    };
+    let full = (frac * width as f64).round() as usize;
+    format!(
+        "[{}{}] {:>3}%",
+        "#".repeat(full),
+        "-".repeat(width - full),
+        (frac * 100.0).floor() as u32
+    )
+}
+
+fn transfers(f: &mut Frame<'_>, app: &App, theme: Theme, sel: usize) {
+    let inner = popup(
+        f,
+        "files (a accept · x decline/cancel · s save · Esc)",
+        76,
+        14,
+    );
+    if app.transfers.is_empty() {
+        f.render_widget(
+            Paragraph::new("no transfers yet; Ctrl-O sends a file to the selected contact"),
+            inner,
+        );
+        return;
+    }
+    let items: Vec<ListItem<'_>> = app
+        .transfers
+        .iter()
+        .rev()
+        .map(|t| {
+            let arrow = if t.direction == "in" { "←" } else { "→" };
+            let state = match (t.direction.as_str(), t.state.as_str()) {
+                ("in", "offered") => "waiting for you (a / x)".to_owned(),
+                ("out", "offered") => "offered".to_owned(),
+                ("in", "completed") if t.stored => "received (s to save)".to_owned(),
+                ("in", "completed") => "saved".to_owned(),
+                (_, "completed") => "delivered".to_owned(),
+                (_, "active") => bar(t.done, t.size, 20),
+                (_, s) => match &t.reason {
+                    Some(r) => format!("{s}: {}", clean(r)),
+                    None => s.to_owned(),
+                },
+            };
+            ListItem::new(vec![
+                Line::from(vec![
+                    Span::raw(format!("{arrow} ")),
+                    Span::styled(clean(&t.name), theme.bold()),
+                    Span::raw(format!(
+                        "  {} · {} · {}",
+                        super::model::human_size(t.size),
+                        clean(&t.username),
+                        t.id.get(..8).unwrap_or("")
+                    )),
+                ]),
+                Line::raw(format!("  {state}")),
+            ])
+        })
+        .collect();
+    let mut state = ListState::default();
+    state.select(Some(sel.min(app.transfers.len() - 1)));
+    f.render_stateful_widget(
+        List::new(items).highlight_style(theme.highlight()),
+        inner,
+        &mut state,
+    );
 }
 
 fn status_bar(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {

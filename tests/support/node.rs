@@ -36,6 +36,7 @@ pub fn fast_config() -> NodeConfig {
         mailbox_poll: Duration::from_millis(50),
         max_inbound: 64,
         event_capacity: 8192,
+        ..NodeConfig::default()
     }
 }
 

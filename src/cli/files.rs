@@ -1,0 +1,277 @@
+//! File commands: `send-file`, `files`, `accept-file`, `reject-file`, `cancel-file`,
+//! `save-file` (all through the running daemon; PROTOCOL.md §14, CONTROL.md).
+//!
+//! `send-file` and `accept-file` wait for the transfer with a progress bar (rate and
+//! ETA) on standard error unless `--detach`; Ctrl-C leaves the transfer running in the
+//! daemon.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::GlobalArgs;
+use super::err::CliError;
+use super::remote::{call, data_dir, json, load_config, runtime, unexpected};
+use crate::control::proto::{Event, Reply, Request, TransferView};
+use crate::control::{Client, ClientError};
+use crate::tui::model::human_size;
+
+type Result<T, E = CliError> = std::result::Result<T, E>;
+
+fn absolute(p: &Path) -> Result<String> {
+    let abs = std::path::absolute(p).map_err(|source| CliError::Input {
+        path: p.to_path_buf(),
+        source,
+    })?;
+    Ok(abs.to_string_lossy().into_owned())
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+fn describe(t: &TransferView) -> String {
+    let state = match (t.direction.as_str(), t.state.as_str()) {
+        ("in", "offered") => "waiting for your decision".to_owned(),
+        ("out", "offered") => "offered, waiting for them".to_owned(),
+        (_, "active") => format!("{} of {}", human_size(t.done), human_size(t.size)),
+        ("in", "completed") if t.stored => "received (save it with save-file)".to_owned(),
+        ("in", "completed") => match &t.path {
+            Some(p) => format!("saved to {p}"),
+            None => "received".to_owned(),
+        },
+        (_, "completed") => "delivered".to_owned(),
+        (_, s) => match &t.reason {
+            Some(r) => format!("{s}: {r}"),
+            None => s.to_owned(),
+        },
+    };
+    let arrow = if t.direction == "in" { "from" } else { "to" };
+    format!(
+        "{}  {} {} {} ({}, {}) — {state}",
+        short(&t.id),
+        t.name,
+        arrow,
+        t.username,
+        t.media,
+        human_size(t.size)
+    )
+}
+
+/// `umbra send-file @user PATH`.
+pub(crate) fn send_file(
+    global: &GlobalArgs,
+    username: String,
+    path: PathBuf,
+    media: Option<String>,
+    detach: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let abs = absolute(&path)?;
+    let Reply::Transfer(t) = call(
+        global,
+        Request::SendFile {
+            username,
+            path: abs,
+            media,
+        },
+    )?
+    else {
+        return Err(unexpected());
+    };
+    if detach {
+        if global.json {
+            return json(out, &t);
+        }
+        writeln!(out, "{}", describe(&t))?;
+        return Ok(());
+    }
+    let done = wait(global, t)?;
+    finish(global, &done, out)
+}
+
+/// `umbra files [@user]`.
+pub(crate) fn files(
+    global: &GlobalArgs,
+    username: Option<String>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let Reply::Transfers(list) = call(global, Request::Files { username })? else {
+        return Err(unexpected());
+    };
+    if global.json {
+        return json(out, &list);
+    }
+    if list.is_empty() {
+        writeln!(out, "no file transfers")?;
+    }
+    for t in &list {
+        writeln!(out, "{}", describe(t))?;
+    }
+    Ok(())
+}
+
+/// `umbra accept-file ID`.
+pub(crate) fn accept_file(
+    global: &GlobalArgs,
+    id: String,
+    detach: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let Reply::Transfer(t) = call(global, Request::AcceptFile { id })? else {
+        return Err(unexpected());
+    };
+    if detach {
+        if global.json {
+            return json(out, &t);
+        }
+        writeln!(out, "accepted: {}", describe(&t))?;
+        return Ok(());
+    }
+    let done = wait(global, t)?;
+    finish(global, &done, out)
+}
+
+/// `umbra reject-file ID` / `umbra cancel-file ID`.
+pub(crate) fn cancel_file(global: &GlobalArgs, id: String, out: &mut dyn Write) -> Result<()> {
+    let Reply::Transfer(t) = call(global, Request::CancelFile { id })? else {
+        return Err(unexpected());
+    };
+    if global.json {
+        return json(out, &t);
+    }
+    writeln!(out, "{}", describe(&t))?;
+    Ok(())
+}
+
+/// `umbra save-file ID PATH`.
+pub(crate) fn save_file(
+    global: &GlobalArgs,
+    id: String,
+    path: PathBuf,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let abs = absolute(&path)?;
+    let Reply::Transfer(t) = call(global, Request::SaveFile { id, path: abs })? else {
+        return Err(unexpected());
+    };
+    if global.json {
+        return json(out, &t);
+    }
+    writeln!(
+        out,
+        "saved {} ({}, SHA-256 verified) to {}",
+        t.name,
+        human_size(t.size),
+        t.path.as_deref().unwrap_or("?")
+    )?;
+    Ok(())
+}
+
+fn finish(global: &GlobalArgs, t: &TransferView, out: &mut dyn Write) -> Result<()> {
+    if global.json {
+        json(out, t)?;
+    } else {
+        writeln!(out, "{}", describe(t))?;
+    }
+    if matches!(t.state.as_str(), "cancelled" | "failed") {
+        return Err(CliError::control(ClientError::Api(
+            crate::control::proto::ApiError::new(
+                crate::control::proto::ErrorCode::BadRequest,
+                format!(
+                    "the transfer did not complete: {}",
+                    t.reason.as_deref().unwrap_or("cancelled")
+                ),
+            ),
+        )));
+    }
+    Ok(())
+}
+
+fn bar(t: &TransferView) -> ProgressBar {
+    let pb = ProgressBar::new(t.size);
+    let style = ProgressStyle::with_template(
+        "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(t.name.clone());
+    pb.set_position(t.done);
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+/// Follows transfer `t` on the event stream until it completes or stops.
+fn wait(global: &GlobalArgs, t: TransferView) -> Result<TransferView> {
+    let config = load_config(global)?;
+    let dir = data_dir(global, &config)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut events = Client::connect(&dir).await?;
+        events.subscribe().await?;
+        let mut cmds = Client::connect(&dir).await?;
+        let pb = bar(&t);
+        let who = t.username.clone();
+        let waiting = |pb: &ProgressBar| {
+            pb.set_message(format!(
+                "{}: waiting for {who} (Ctrl-C leaves it to the daemon)",
+                t.name
+            ))
+        };
+        // The state may have moved before we subscribed.
+        let mut current = t.clone();
+        if let Reply::Transfers(list) = cmds.call(Request::Files { username: None }).await?
+            && let Some(x) = list.into_iter().find(|x| x.id == t.id)
+        {
+            current = x;
+        }
+        loop {
+            match current.state.as_str() {
+                "completed" | "cancelled" | "failed" => {
+                    if current.state == "completed" {
+                        pb.set_position(current.size);
+                    }
+                    pb.finish_and_clear();
+                    return Ok(current);
+                }
+                "offered" => waiting(&pb),
+                _ => pb.set_message(current.name.clone()),
+            }
+            let Some(ev) = events.next_event().await? else {
+                pb.abandon_with_message("the daemon stopped; the transfer resumes when it runs");
+                return Ok(current);
+            };
+            match ev {
+                Event::FileProgress { id, done, .. } if id == t.id => {
+                    pb.set_position(done);
+                    if current.state == "offered" {
+                        current.state = "active".into();
+                    }
+                }
+                Event::FileCompleted(x) if x.id == t.id => current = x,
+                Event::FileCancelled { id, .. } | Event::FileProgress { id, .. } if id == t.id => {
+                    if let Reply::Transfers(list) =
+                        cmds.call(Request::Files { username: None }).await?
+                        && let Some(x) = list.into_iter().find(|x| x.id == t.id)
+                    {
+                        current = x;
+                    }
+                }
+                Event::Lagged { .. } => {
+                    if let Reply::Transfers(list) =
+                        cmds.call(Request::Files { username: None }).await?
+                        && let Some(x) = list.into_iter().find(|x| x.id == t.id)
+                    {
+                        current = x;
+                        pb.set_position(current.done);
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
+    .map_err(CliError::control)
+}
