@@ -316,6 +316,11 @@ impl User {
         assert!(status.success(), "daemon exit: {status:?}");
     }
 
+    /// The running daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.daemon.0.as_ref().expect("daemon running").id()
+    }
+
     /// Kills the daemon with SIGKILL (a crash).
     pub fn kill(&mut self) {
         let mut child = self.daemon.0.take().expect("daemon running");
@@ -344,6 +349,16 @@ pub async fn wait_event(c: &mut Client, what: &str, pred: impl Fn(&Event) -> boo
     })
     .await
     .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+}
+
+/// Peak resident memory (VmHWM) of process `pid`, in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
 }
 
 /// Every file under `dir` (recursively).
