@@ -157,10 +157,23 @@ step "10. alice checks bob's fingerprint (read to her in person) and marks it ve
 BOB_FPR="$(umbra_as bob status --json | sed -n 's/.*"fingerprint": *"\([0-9A-F]*\)".*/\1/p' | head -n1)"
 show alice verify @bob --fingerprint "$BOB_FPR"
 
-step "11. The data directories hold no readable message, name or fingerprint"
-if grep -rlaF -e "This travels only" -e "never saw this message" -e "@alice" -e "@bob" "$WORK/alice/data" "$WORK/bob/data"; then
+step "11. bob sends alice a voice message: a file, in AES-256-GCM chunks, resumable"
+say "alice verified bob, so her policy accepts his files up to 16 MiB without asking"
+{ head -c 1500000 /dev/urandom; printf 'UMBRA-DEMO-VOICE-NOTE %.0s' $(seq 1 2000); head -c 1500000 /dev/urandom; } >"$WORK/voice-note.ogg"
+show bob send-file @alice "$WORK/voice-note.ogg" --as voice
+show alice files
+say "it stays encrypted in alice's data dir until she saves it:"
+FILE_ID="$(umbra_as alice files --json | sed -n 's/.*"id": *"\([0-9a-f]*\)".*/\1/p' | head -n1)"
+mkdir -p "$WORK/alice-downloads"
+show alice save-file "${FILE_ID:0:8}" "$WORK/alice-downloads"
+say "sha256 sent:     $(sha256sum <"$WORK/voice-note.ogg" | cut -c1-64)"
+say "sha256 received: $(sha256sum <"$WORK/alice-downloads/voice-note.ogg" | cut -c1-64)"
+cmp -s "$WORK/voice-note.ogg" "$WORK/alice-downloads/voice-note.ogg" || { echo "error: the file differs" >&2; exit 1; }
+
+step "12. The data directories hold no readable message, name, fingerprint or file content"
+if grep -rlaF -e "This travels only" -e "never saw this message" -e "@alice" -e "@bob" -e "UMBRA-DEMO-VOICE-NOTE" "$WORK/alice/data" "$WORK/bob/data"; then
     echo "error: plaintext found in a data directory" >&2; exit 1
 fi
 say "grep found nothing in $(find "$WORK/alice/data" "$WORK/bob/data" -type f | wc -l) files"
 
-step "12. Done: stopping the daemons, the Handshaker and the Tor network"
+step "13. Done: stopping the daemons, the Handshaker and the Tor network"

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the control API (the `v` field of every client message).
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Largest line either side accepts, in bytes (a 16 KiB text escaped as
 /// JSON fits many times over; history replies are paged by `limit`).
@@ -535,21 +535,21 @@ mod test {
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(
             s,
-            r#"{"v":1,"id":7,"cmd":{"send":{"username":"@bob","text":"hi"}}}"#
+            r#"{"v":2,"id":7,"cmd":{"send":{"username":"@bob","text":"hi"}}}"#
         );
         assert_eq!(serde_json::from_str::<ClientMessage>(&s).unwrap(), m);
-        let unit: ClientMessage = serde_json::from_str(r#"{"v":1,"id":1,"cmd":"status"}"#).unwrap();
+        let unit: ClientMessage = serde_json::from_str(r#"{"v":2,"id":1,"cmd":"status"}"#).unwrap();
         assert_eq!(unit.cmd, Request::Status);
     }
 
     #[test]
     fn strict_decoding() {
         for bad in [
-            r#"{"v":1,"id":1,"cmd":"status","x":1}"#,
-            r#"{"v":1,"id":1,"cmd":"launch_missiles"}"#,
-            r#"{"v":1,"id":1,"cmd":{"send":{"username":"b","text":"t","extra":1}}}"#,
-            r#"{"v":1,"cmd":"status"}"#,
-            r#"{"v":1,"id":-1,"cmd":"status"}"#,
+            r#"{"v":2,"id":1,"cmd":"status","x":1}"#,
+            r#"{"v":2,"id":1,"cmd":"launch_missiles"}"#,
+            r#"{"v":2,"id":1,"cmd":{"send":{"username":"b","text":"t","extra":1}}}"#,
+            r#"{"v":2,"cmd":"status"}"#,
+            r#"{"v":2,"id":-1,"cmd":"status"}"#,
             "",
             "[]",
         ] {
