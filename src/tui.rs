@@ -153,8 +153,13 @@ async fn open(cmds: &mut Client, app: &mut App, name: String) -> Result<(), Clie
 }
 
 async fn on_event(cmds: &mut Client, app: &mut App, ev: Event) -> Result<(), ClientError> {
+    if let Event::FileOffered(t) = &ev
+        && t.state == "offered"
+    {
+        notify(&format!("{} offers you a file", view::clean(&t.username)));
+    }
     if let Event::Message { username, .. } = &ev {
-        notify(username);
+        notify(&format!("New message from {}", view::clean(username)));
         let shown = app.current_name().as_deref() == Some(username.as_str());
         if shown {
             let _ = cmds
@@ -192,13 +197,13 @@ fn absolute(path: &str) -> String {
 }
 
 /// A desktop notification without message content, if `notify-send` exists.
-fn notify(from: &str) {
+fn notify(text: &str) {
     let found = std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("notify-send").is_file()));
     if found {
         let _ = tokio::process::Command::new("notify-send")
             .arg("Umbra")
-            .arg(format!("New message from {}", view::clean(from)))
+            .arg(text)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

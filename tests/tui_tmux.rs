@@ -108,6 +108,50 @@ fn tui_sends_and_shows_messages() {
     bob.json(&["send", "@alice", "shown live in the tui"]);
     tui.wait_for("@bob: shown live in the tui");
 
+    // Ctrl-O: a file to bob through the path prompt; bob accepts; the TUI
+    // reports the delivery.
+    let src = root.path().join("from-the-tui.txt");
+    std::fs::write(&src, "a file sent from the TUI\n".repeat(5000)).unwrap();
+    tui.keys(&["C-o"]);
+    tui.wait_for("send a file to @bob");
+    tui.keys(&["-l", src.to_str().unwrap()]);
+    tui.keys(&["Enter"]);
+    let Event::FileOffered(offer) = rt.block_on(wait_event(
+        &mut b_events,
+        "the TUI's file",
+        |e| matches!(e, Event::FileOffered(t) if t.name == "from-the-tui.txt"),
+    )) else {
+        unreachable!()
+    };
+    bob.json(&["accept-file", &offer.id, "--detach"]);
+    tui.wait_for("from-the-tui.txt delivered to @bob");
+
+    // bob offers one: Ctrl-T lists it, `a` accepts, `s` saves it via the prompt.
+    let from_bob = root.path().join("from-bob.txt");
+    std::fs::write(&from_bob, "bob's file for the TUI\n".repeat(3000)).unwrap();
+    bob.json(&[
+        "send-file",
+        "@alice",
+        from_bob.to_str().unwrap(),
+        "--detach",
+    ]);
+    tui.wait_for("@bob offers from-bob.txt");
+    tui.keys(&["C-t"]);
+    tui.wait_for("waiting for you");
+    tui.keys(&["a"]);
+    tui.wait_for("received (s to save)");
+    tui.keys(&["s"]);
+    tui.wait_for("save the file to");
+    tui.keys(&["C-u"]);
+    let dest = root.path().join("saved-by-tui.txt");
+    tui.keys(&["-l", dest.to_str().unwrap()]);
+    tui.keys(&["Enter"]);
+    tui.wait_for("saved to");
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(&from_bob).unwrap()
+    );
+
     // Help overlay, then quit; the terminal is given back.
     tui.keys(&["F1"]);
     tui.wait_for("Ctrl-E");

@@ -199,6 +199,11 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
                     path.pop();
                     app.overlay = Overlay::SendFile { path };
                 }
+                KeyCode::Char('u') if ctrl => {
+                    app.overlay = Overlay::SendFile {
+                        path: String::new(),
+                    }
+                }
                 KeyCode::Char(c) if !ctrl => {
                     path.push(c);
                     app.overlay = Overlay::SendFile { path };
@@ -222,6 +227,12 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
                 KeyCode::Backspace => {
                     path.pop();
                     app.overlay = Overlay::SaveFile { id, path };
+                }
+                KeyCode::Char('u') if ctrl => {
+                    app.overlay = Overlay::SaveFile {
+                        id,
+                        path: String::new(),
+                    }
                 }
                 KeyCode::Char(c) if !ctrl => {
                     path.push(c);

@@ -86,7 +86,7 @@ pub fn render(f: &mut Frame<'_>, app: &App, theme: Theme) {
     conversation(f, app, theme, right);
     input_box(f, app, theme, input);
     let notice = app.notice.as_deref().map(clean).unwrap_or_else(|| {
-        "Tab switch contact · Ctrl-F find people · Ctrl-R requests · ? help".into()
+        "Tab contact · Ctrl-F find people · Ctrl-R requests · Ctrl-T files · ? help".into()
     });
     f.render_widget(
         Paragraph::new(notice).style(theme.fg(Color::Yellow)),
@@ -500,7 +500,7 @@ fn confirm_end(f: &mut Frame<'_>, app: &App, _theme: Theme) {
 mod test {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::control::proto::{RequestView, StatusView, TorView};
+    use crate::control::proto::{RequestView, StatusView, TorView, TransferView};
     use crate::tui::model::test::{contact, msg};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
@@ -614,7 +614,7 @@ mod test {
         a.overlay = Overlay::Help;
         let (l, _) = draw(&a, 80, 24, true);
         assert!(has(&l, "Ctrl-E"));
-        assert!(has(&l, "not available yet"));
+        assert!(has(&l, "send a file to the contact"));
         a.overlay = Overlay::Requests { sel: 0 };
         let (l, _) = draw(&a, 80, 24, true);
         assert!(has(&l, "@dave"));
@@ -627,6 +627,75 @@ mod test {
         a.overlay = Overlay::ConfirmEnd;
         let (l, _) = draw(&a, 80, 24, true);
         assert!(has(&l, "End the session with @bob?"));
+    }
+
+    fn transfer(id: &str, dir: &str, name: &str, state: &str, done: u64) -> TransferView {
+        TransferView {
+            id: id.repeat(32),
+            username: "@bob".into(),
+            direction: dir.into(),
+            name: name.into(),
+            size: 4 << 20,
+            media: "file".into(),
+            state: state.into(),
+            done,
+            sha256: "0".repeat(64),
+            reason: (state == "cancelled").then(|| "declined by the receiver".into()),
+            path: None,
+            stored: state == "completed" && dir == "in",
+            chunks_sent: 0,
+            created_at: 1,
+        }
+    }
+
+    /// The transfers overlay (Ctrl-T), compared with a reviewed snapshot.
+    #[test]
+    fn files_overlay_snapshot() {
+        let mut a = app();
+        for c in &mut a.contacts {
+            c.last_seen = None;
+        }
+        a.transfers = vec![
+            transfer("1", "out", "report.pdf", "cancelled", 0),
+            transfer("2", "in", "photo\u{1b}[2J.jpg", "completed", 4 << 20),
+            transfer("3", "out", "voice.ogg", "active", 3 << 20),
+            transfer("4", "in", "movie.mp4", "offered", 0),
+        ];
+        a.overlay = Overlay::Files { sel: 0 };
+        let (l, _) = draw(&a, 80, 24, false);
+        assert!(has(&l, "waiting for you (a / x)"));
+        assert!(has(&l, "[###############-----]  75%"), "{l:#?}");
+        assert!(has(&l, "received (s to save)"));
+        assert!(has(&l, "cancelled: declined by the receiver"));
+        assert!(
+            !l.iter().any(|x| x.contains('\u{1b}')),
+            "escapes neutralized"
+        );
+        let got = l.join("\n") + "\n";
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/snapshots/tui_files_80x24.txt"
+        );
+        if std::env::var("UMBRA_SNAPSHOT").as_deref() == Ok("write") {
+            std::fs::write(path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(path).unwrap();
+        assert_eq!(got, want, "the screen changed; compare with {path}");
+        a.overlay = Overlay::SendFile {
+            path: "/tmp/x.png".into(),
+        };
+        let (l, _) = draw(&a, 80, 24, true);
+        assert!(has(&l, "send a file to @bob"));
+        assert!(has(&l, "/tmp/x.png"));
+    }
+
+    #[test]
+    fn progress_bar_text() {
+        assert_eq!(bar(0, 100, 10), "[----------]   0%");
+        assert_eq!(bar(50, 100, 10), "[#####-----]  50%");
+        assert_eq!(bar(100, 100, 10), "[##########] 100%");
+        assert_eq!(bar(0, 0, 4), "[####] 100%");
+        assert_eq!(bar(7, 3, 4), "[####] 100%");
     }
 
     #[test]
