@@ -98,6 +98,10 @@ pub struct FilesConfig {
     /// Save completed files here (decrypted). Default: none: they stay
     /// encrypted in the data directory until `umbra save-file`.
     pub downloads_dir: Option<PathBuf>,
+    /// Onion streams per outgoing transfer: 1 = the session's stream; 2–8 =
+    /// that many extra streams on separate circuits (PROTOCOL.md §14.3).
+    /// Default: 1.
+    pub streams: u8,
 }
 
 impl Default for FilesConfig {
@@ -106,6 +110,7 @@ impl Default for FilesConfig {
             max_size_mib: 4096,
             auto_accept_mib: 16,
             downloads_dir: None,
+            streams: 1,
         }
     }
 }
@@ -117,6 +122,7 @@ impl FilesConfig {
             max_size: self.max_size_mib.saturating_mul(1 << 20),
             auto_accept_max: self.auto_accept_mib.saturating_mul(1 << 20),
             downloads_dir: self.downloads_dir.clone(),
+            streams: usize::from(self.streams.clamp(1, 8)),
             ..crate::files::FilePolicy::default()
         }
     }
@@ -279,6 +285,9 @@ impl Config {
             .is_some_and(|d| !d.is_absolute())
         {
             return invalid("files.downloads_dir", "must be an absolute path");
+        }
+        if !(1..=8).contains(&self.files.streams) {
+            return invalid("files.streams", "must be between 1 and 8");
         }
         Ok(())
     }

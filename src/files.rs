@@ -3,6 +3,7 @@
 //! [`Source`], and the receiver's policy ([`FilePolicy`]). The protocol engine that
 //! moves chunks over a session lives in `node/files.rs`.
 
+mod lane;
 mod name;
 mod part;
 
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use crate::error::{ErrorKind, HasKind};
 
 // ---------- public exports ----------
+pub use lane::{LANE_HEADER_LEN, Lane, LaneError, lane_id};
 pub use name::{sanitize, unused_in};
 pub use part::{Layout, PartFile, SLOT_OVERHEAD, Source, new_part};
 
@@ -67,6 +69,10 @@ pub struct FilePolicy {
     pub downloads_dir: Option<PathBuf>,
     /// Most incoming offers waiting for a decision per contact; more are declined.
     pub max_pending_offers: u64,
+    /// Onion streams a sender uses per transfer: 1 = the session's own stream;
+    /// N > 1 = N extra lane streams on separate circuits (PROTOCOL.md §14.3).
+    /// Default 1.
+    pub streams: usize,
 }
 
 impl Default for FilePolicy {
@@ -76,6 +82,7 @@ impl Default for FilePolicy {
             auto_accept_max: 16 << 20,
             downloads_dir: None,
             max_pending_offers: 64,
+            streams: 1,
         }
     }
 }

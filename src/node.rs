@@ -328,9 +328,14 @@ impl Default for NodeConfig {
     }
 }
 
-/// Type-erased `Transport::connect`.
-trait Dial: Send + Sync {
+/// Type-erased `Transport::connect` (and `connect_isolated`, for file lanes).
+pub(crate) trait Dial: Send + Sync {
     fn dial<'a>(
+        &'a self,
+        addr: &'a PeerAddress,
+    ) -> BoxFuture<'a, Result<BoxedStream, crate::transport::Error>>;
+
+    fn dial_isolated<'a>(
         &'a self,
         addr: &'a PeerAddress,
     ) -> BoxFuture<'a, Result<BoxedStream, crate::transport::Error>>;
@@ -342,6 +347,13 @@ impl<T: Transport> Dial for T {
         addr: &'a PeerAddress,
     ) -> BoxFuture<'a, Result<BoxedStream, crate::transport::Error>> {
         Box::pin(self.connect(addr))
+    }
+
+    fn dial_isolated<'a>(
+        &'a self,
+        addr: &'a PeerAddress,
+    ) -> BoxFuture<'a, Result<BoxedStream, crate::transport::Error>> {
+        Box::pin(self.connect_isolated(addr))
     }
 }
 
@@ -383,7 +395,8 @@ struct Tables {
 
 struct Inner {
     store: StoreHandle,
-    dial: Box<dyn Dial>,
+    dial: Arc<dyn Dial>,
+    lanes: files::LaneRegistry,
     identity: Identity,
     address: PeerAddress,
     config: NodeConfig,
@@ -433,7 +446,8 @@ impl Node {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let inner = Arc::new(Inner {
             store: StoreHandle::new(store),
-            dial: Box::new(transport),
+            dial: Arc::new(transport),
+            lanes: files::LaneRegistry::default(),
             identity,
             address: listener.address().clone(),
             config,
@@ -1235,10 +1249,11 @@ impl Inner {
                 let hi = s.highest_seq(contact, Direction::Incoming)?;
                 let ho = s.highest_seq(contact, Direction::Outgoing)?;
                 let outbox = s.outbox(contact)?;
-                Ok((rec, hi, ho, outbox))
+                let addr = s.contact(contact)?.and_then(|c| c.onion_address);
+                Ok((rec, hi, ho, outbox, addr))
             })
             .await;
-        let (rec, highest_in, highest_out, outbox) = match loaded {
+        let (rec, highest_in, highest_out, outbox, peer_addr) = match loaded {
             Ok(Ok(x)) => x,
             Ok(Err(error)) | Err(error) => {
                 self.release(claim);
@@ -1286,6 +1301,16 @@ impl Inner {
                 error: e.into(),
             };
         }
+        let peer_addr = peer_addr.map(PeerAddress::new);
+        let Some(own_cmds) = self.table(|t| {
+            t.slots
+                .get(&contact)
+                .filter(|s| s.id == claim.slot_id)
+                .map(|s| s.cmds.clone())
+        }) else {
+            self.release(claim);
+            return Outcome::Closed { was_ready: false };
+        };
         let ctx = ConnCtx {
             store: self.store.clone(),
             events: self.events.clone(),
@@ -1298,6 +1323,10 @@ impl Inner {
             },
             files: files::FileCtx {
                 policy: self.config.files.clone(),
+                lanes: self.lanes.clone(),
+                dial: self.dial.clone(),
+                peer: peer_addr,
+                own_cmds: own_cmds.clone(),
             },
         };
         let cancel = claim.cancel.clone();
@@ -1467,6 +1496,18 @@ async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
 async fn handle_inbound(inner: &Arc<Inner>, stream: BoxedStream) -> Result<(), NodeError> {
     let mut framed = Framed::new(stream, wire::codec());
     let mut first = next_frame(inner, &mut framed).await?;
+    if let Frame::Lane(body) = Frame::decode(&first).map_err(PeerError::Wire)? {
+        let id = crate::files::lane_id(body).ok_or(NodeError::Invalid {
+            what: "lane frame",
+            reason: "truncated",
+        })?;
+        let entry = inner
+            .lanes
+            .take(id, inner.config.hello_timeout)
+            .await
+            .ok_or(NodeError::NotFound { what: "lane" })?;
+        return files::receive_lane(entry, first, framed, inner.config.dead_after).await;
+    }
     if let Frame::Envelope(env) = Frame::decode(&first).map_err(PeerError::Wire)? {
         inner.open_envelope(env.to_vec()).await?;
         first = next_frame(inner, &mut framed).await?;

@@ -109,6 +109,15 @@ pub trait Transport: Send + Sync {
         &self,
         addr: &PeerAddress,
     ) -> impl Future<Output = Result<BoxedStream, Error>> + Send;
+
+    /// Like [`Transport::connect`], on a circuit not shared with other streams
+    /// (Arti: a new isolation group). Used for file lanes (PROTOCOL.md §14.3).
+    fn connect_isolated(
+        &self,
+        addr: &PeerAddress,
+    ) -> impl Future<Output = Result<BoxedStream, Error>> + Send {
+        self.connect(addr)
+    }
 }
 
 /// A shared transport is a transport (the daemon shares one Arti client
@@ -129,6 +138,13 @@ impl<T: Transport> Transport for std::sync::Arc<T> {
         addr: &PeerAddress,
     ) -> impl Future<Output = Result<BoxedStream, Error>> + Send {
         (**self).connect(addr)
+    }
+
+    fn connect_isolated(
+        &self,
+        addr: &PeerAddress,
+    ) -> impl Future<Output = Result<BoxedStream, Error>> + Send {
+        (**self).connect_isolated(addr)
     }
 }
 

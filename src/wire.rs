@@ -27,6 +27,8 @@ use crate::session::{FRAME_TYPE_SEALED, FRAME_VERSION};
 
 /// Frame type byte of an OpenPGP envelope frame.
 pub const FRAME_TYPE_ENVELOPE: u8 = 1;
+/// Frame type of a lane frame (PROTOCOL.md §14.3).
+pub const FRAME_TYPE_LANE: u8 = 3;
 /// The peer protocol version announced in [`Hello`].
 pub const PROTOCOL_VERSION: u16 = 1;
 
@@ -94,6 +96,9 @@ pub enum Frame<'a> {
     /// A sealed session frame: the whole body, to be opened by
     /// [`crate::session::Session::open`] (the header is authenticated).
     Sealed(&'a [u8]),
+    /// A lane frame (file chunks on an extra stream): the whole body, to be
+    /// opened by [`crate::files::Lane::open`].
+    Lane(&'a [u8]),
 }
 
 impl<'a> Frame<'a> {
@@ -127,6 +132,7 @@ impl<'a> Frame<'a> {
                 Ok(Frame::Envelope(rest))
             }
             FRAME_TYPE_SEALED => Ok(Frame::Sealed(body)),
+            FRAME_TYPE_LANE => Ok(Frame::Lane(body)),
             other => Err(WireError::UnknownFrameType(other)),
         }
     }
@@ -185,6 +191,28 @@ pub enum Media {
     Voice,
     /// A video.
     Video,
+}
+
+/// A lane key inside a [`PeerMessage::FileLane`]: zeroized on drop, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LaneKey(zeroize::Zeroizing<[u8; 32]>);
+
+impl LaneKey {
+    /// Wraps key bytes.
+    pub fn new(key: [u8; 32]) -> Self {
+        LaneKey(zeroize::Zeroizing::new(key))
+    }
+
+    /// The key bytes.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for LaneKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LaneKey([redacted])")
+    }
 }
 
 /// A file offer.
@@ -284,6 +312,20 @@ pub enum PeerMessage {
         /// One past the highest chunk index stored.
         next: u64,
     },
+    /// Kind 13: a lane stream with this id and key may follow (PROTOCOL.md §14.3).
+    FileLane {
+        /// Random lane id.
+        lane_id: [u8; 16],
+        /// Random AES-256 key of the lane (secret).
+        key: LaneKey,
+    },
+    /// Kind 14: `count` frames of the lane are durably stored (cumulative).
+    FileLaneAck {
+        /// The lane.
+        lane_id: [u8; 16],
+        /// Frames stored so far.
+        count: u64,
+    },
     /// A kind this version does not know: ignored, never fatal.
     Unknown {
         /// The kind byte.
@@ -298,6 +340,16 @@ struct Upto {
 #[derive(Serialize, Deserialize)]
 struct PresenceBody {
     state: u8,
+}
+#[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+struct FileLaneBody {
+    lane_id: [u8; 16],
+    key: [u8; 32],
+}
+#[derive(Serialize, Deserialize)]
+struct FileLaneAckBody {
+    lane_id: [u8; 16],
+    count: u64,
 }
 #[derive(Serialize, Deserialize)]
 struct FileAckBody {
@@ -350,7 +402,7 @@ fn bounded_ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(u64, u64)>, D:
     d.deserialize_seq(V)
 }
 
-const KIND_NAMES: [&str; 13] = [
+const KIND_NAMES: [&str; 15] = [
     "unknown",
     "text",
     "ack",
@@ -364,6 +416,8 @@ const KIND_NAMES: [&str; 13] = [
     "end-session",
     "hello",
     "file-ack",
+    "file-lane",
+    "file-lane-ack",
 ];
 
 fn malformed(kind: u8, reason: &'static str) -> WireError {
@@ -398,6 +452,8 @@ impl PeerMessage {
             PeerMessage::EndSession => 10,
             PeerMessage::Hello(_) => 11,
             PeerMessage::FileAck { .. } => 12,
+            PeerMessage::FileLane { .. } => 13,
+            PeerMessage::FileLaneAck { .. } => 14,
             PeerMessage::Unknown { kind } => *kind,
         }
     }
@@ -435,7 +491,7 @@ impl PeerMessage {
                 limit: MAX_CHUNK,
             }),
             PeerMessage::FileChunk(c) if c.data.is_empty() => Err(malformed(k, "empty chunk")),
-            PeerMessage::Unknown { kind } if (1..=12).contains(kind) => {
+            PeerMessage::Unknown { kind } if (1..=14).contains(kind) => {
                 Err(malformed(k, "known kind sent as unknown"))
             }
             _ => Ok(()),
@@ -488,6 +544,14 @@ impl PeerMessage {
             PeerMessage::FileAck { transfer_id, next } => postcard::to_stdvec(&FileAckBody {
                 transfer_id: *transfer_id,
                 next: *next,
+            }),
+            PeerMessage::FileLane { lane_id, key } => postcard::to_stdvec(&FileLaneBody {
+                lane_id: *lane_id,
+                key: *key.expose(),
+            }),
+            PeerMessage::FileLaneAck { lane_id, count } => postcard::to_stdvec(&FileLaneAckBody {
+                lane_id: *lane_id,
+                count: *count,
             }),
             PeerMessage::Unknown { .. } => {
                 return Err(malformed(kind, "cannot send unknown kinds"));
@@ -560,6 +624,20 @@ impl PeerMessage {
                 PeerMessage::FileAck {
                     transfer_id: b.transfer_id,
                     next: b.next,
+                }
+            }
+            13 => {
+                let b: FileLaneBody = body(k, rest)?;
+                PeerMessage::FileLane {
+                    lane_id: b.lane_id,
+                    key: LaneKey::new(b.key),
+                }
+            }
+            14 => {
+                let b: FileLaneAckBody = body(k, rest)?;
+                PeerMessage::FileLaneAck {
+                    lane_id: b.lane_id,
+                    count: b.count,
                 }
             }
             _ => PeerMessage::Unknown { kind: k },
@@ -637,6 +715,12 @@ mod test {
                 }),
             (id, any::<u64>())
                 .prop_map(|(transfer_id, next)| PeerMessage::FileAck { transfer_id, next }),
+            (id, any::<[u8; 32]>()).prop_map(|(lane_id, key)| PeerMessage::FileLane {
+                lane_id,
+                key: LaneKey::new(key)
+            }),
+            (id, any::<u64>())
+                .prop_map(|(lane_id, count)| PeerMessage::FileLaneAck { lane_id, count }),
             (
                 id,
                 any::<u64>(),

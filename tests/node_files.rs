@@ -76,10 +76,16 @@ struct Pair {
 }
 
 async fn pair(b_config: NodeConfig) -> Pair {
+    pair_with(fast_config(), b_config).await
+}
+
+async fn pair_with(a_config: NodeConfig, b_config: NodeConfig) -> Pair {
     let net = MemoryNetwork::new();
     let mailbox = MemoryMailbox::new();
     let (alice, bob) = (User::new("alice"), User::new("bob"));
-    let a = alice.start(MemoryTransport::new(&net, "a"), &mailbox).await;
+    let a = alice
+        .start_with(a_config, MemoryTransport::new(&net, "a"), &mailbox)
+        .await;
     let b = bob
         .start_with(b_config, MemoryTransport::new(&net, "b"), &mailbox)
         .await;
@@ -318,6 +324,88 @@ async fn receiver_policy_refuses_large_offers_and_cancel_reaches_the_sender() {
     };
     assert_eq!(reason, umbra::files::reason::DECLINED);
     assert_ne!(t.transfer_id, t2.transfer_id);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// alice sends over 3 lane streams (PROTOCOL.md §14.3).
+fn lanes(n: usize) -> NodeConfig {
+    NodeConfig {
+        files: umbra::files::FilePolicy {
+            streams: n,
+            ..Default::default()
+        },
+        ..fast_config()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lanes_carry_a_file_and_resume_after_a_receiver_crash() {
+    let p = pair_with(lanes(3), fast_config()).await;
+    let (a, b, ab) = (p.a.clone(), p.b.clone(), p.ab);
+    let (net, mailbox, bob) = (&p.net, &p.mailbox, &p.bob);
+    let mut a_ev = a.events();
+    let mut b_ev = b.events();
+    let src = tempfile::tempdir().unwrap();
+
+    // A whole file over lanes: each chunk sent once.
+    let data = pattern(40 * CHUNK_SIZE as usize + 99, 21);
+    let path = write(src.path(), "lanes.bin", &data);
+    let t = a.send_file(ab, &path, FileKind::File).await.unwrap();
+    let Event::FileOffered { transfer, .. } =
+        wait_event(&mut b_ev, |e| matches!(e, Event::FileOffered { .. })).await
+    else {
+        unreachable!()
+    };
+    b.accept_file(transfer).await.unwrap();
+    wait_event(
+        &mut a_ev,
+        |e| matches!(e, Event::FileCompleted { transfer: x, .. } if *x == t.transfer_id),
+    )
+    .await;
+    assert_eq!(a.transfers().await.unwrap()[0].chunks_sent, 41);
+    let out = tempfile::tempdir().unwrap();
+    let f = b.save_file(transfer, out.path()).await.unwrap();
+    assert_eq!(std::fs::read(f).unwrap(), data);
+
+    // Lanes and a receiver crash: it resumes and completes.
+    let chunks = 300u64;
+    let data = pattern((chunks * u64::from(CHUNK_SIZE)) as usize, 22);
+    let path = write(src.path(), "lanes2.bin", &data);
+    let t = a.send_file(ab, &path, FileKind::File).await.unwrap();
+    let Event::FileOffered { transfer, .. } = wait_event(
+        &mut b_ev,
+        |e| matches!(e, Event::FileOffered { transfer, .. } if *transfer == t.transfer_id),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    b.accept_file(transfer).await.unwrap();
+    wait_event(
+        &mut b_ev,
+        |e| matches!(e, Event::FileProgress { done, size, .. } if *done * 4 >= *size),
+    )
+    .await;
+    b.abort().await;
+    let b = bob.start(MemoryTransport::new(net, "b"), mailbox).await;
+    wait_event(
+        &mut a_ev,
+        |e| matches!(e, Event::FileCompleted { transfer: x, .. } if *x == t.transfer_id),
+    )
+    .await;
+    let sent = a
+        .transfers()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.transfer_id == t.transfer_id)
+        .unwrap()
+        .chunks_sent;
+    // In flight at the crash: at most a window per lane.
+    assert!(sent - chunks <= 3 * 32 + 8, "re-sent {}", sent - chunks);
+    let f = b.save_file(transfer, &out.path().join("2")).await.unwrap();
+    assert_eq!(std::fs::read(f).unwrap(), data);
     a.shutdown().await;
     b.shutdown().await;
 }

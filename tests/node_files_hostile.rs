@@ -127,6 +127,14 @@ async fn cancelled_with(raw: &mut Raw, id: u8, want: u8) {
     }
 }
 
+/// Whether the node closed the stream without sending anything.
+async fn closed(s: &mut Framed<BoxedStream, LengthDelimitedCodec>) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(20), s.next()).await,
+        Ok(None | Some(Err(_)))
+    )
+}
+
 fn part_files(user: &User) -> usize {
     std::fs::read_dir(user.path().join("files"))
         .map(|d| d.count())
@@ -193,6 +201,40 @@ async fn hostile_file_peer_is_refused_and_nothing_claims_completion() {
     // Transfers 1, 2 and 4 had chunks written: their part files are gone.
     assert_eq!(part_files(&bob), 0, "partial data left behind");
 
+    // 6. Lanes (PROTOCOL.md §14.3): a lane stream nobody announced, a lane
+    //    frame with a bad tag, and a lane carrying something else than chunks
+    //    are all closed without a byte back; nothing is recorded.
+    let mallory = MemoryTransport::new(&net, "mallory-lane");
+    offered_and_accepted(&mut raw, &b, 6, "lane.bin", &data).await;
+    for (n, body) in [
+        ("bad tag", chunk(6, 0, &data[..1000])),
+        ("not a chunk", PeerMessage::EndSession),
+    ] {
+        let (mut lane, key) = umbra::files::Lane::generate();
+        raw.send(&PeerMessage::FileLane {
+            lane_id: lane.id(),
+            key: umbra::wire::LaneKey::new(*key),
+        })
+        .await;
+        let mut s = Framed::new(
+            mallory.connect(&PeerAddress::new("b")).await.unwrap(),
+            LengthDelimitedCodec::new(),
+        );
+        let mut f = lane.seal(&body.encode().unwrap()).unwrap();
+        if n == "bad tag" {
+            let last = f.len() - 1;
+            f[last] ^= 1;
+        }
+        s.send(Bytes::from(f)).await.unwrap();
+        assert!(closed(&mut s).await, "{n}: lane closed");
+    }
+    let t6 = b
+        .store()
+        .run(|s| s.transfer(&[6; 16]).unwrap().unwrap())
+        .await
+        .unwrap();
+    assert!(t6.have.is_empty());
+
     // 5. A chunk frame with a bad tag: the connection is closed, the chunk
     //    is not recorded.
     offered_and_accepted(&mut raw, &b, 5, "tag.bin", &data).await;
@@ -209,11 +251,24 @@ async fn hostile_file_peer_is_refused_and_nothing_claims_completion() {
     assert!(t5.have.is_empty());
     assert_eq!(t5.state, TransferState::Active);
 
-    // Nothing claims to be complete; at most transfer 5 (still active) has a part file.
+    // A lane stream nobody announced (bob waits a moment for the
+    // announcement, then closes it).
+    let (mut stray, _) = umbra::files::Lane::generate();
+    let mut s = Framed::new(
+        mallory.connect(&PeerAddress::new("b")).await.unwrap(),
+        LengthDelimitedCodec::new(),
+    );
+    s.send(Bytes::from(stray.seal(b"\x07hello").unwrap()))
+        .await
+        .unwrap();
+    assert!(closed(&mut s).await, "unknown lane refused");
+
+    // Nothing claims to be complete; at most transfers 5 and 6 (still active)
+    // have a part file.
     for t in b.transfers().await.unwrap() {
         assert_ne!(t.state, TransferState::Completed);
     }
-    assert!(part_files(&bob) <= 1);
+    assert!(part_files(&bob) <= 2);
     b.shutdown().await;
 }
 

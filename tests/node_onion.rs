@@ -1,6 +1,7 @@
 //! Two nodes over real onion services of the local Tor network
 //! (`umbra-testnet`, shared by the tests of this binary): request → accept →
-//! a few messages both ways, with send→ack latency printed.
+//! a few messages both ways, with send→ack latency printed; then a file sent
+//! over three lane streams on their own circuits (PROTOCOL.md §14.3).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
@@ -55,6 +56,10 @@ fn chat_over_local_onion_services() {
     run(async {
         let mailbox = MemoryMailbox::new();
         let config = NodeConfig {
+            files: umbra::files::FilePolicy {
+                streams: 3,
+                ..Default::default()
+            },
             hello_timeout: Duration::from_secs(60),
             dead_after: Duration::from_secs(90),
             heartbeat: Duration::from_secs(30),
@@ -126,6 +131,42 @@ fn chat_over_local_onion_services() {
             latencies[5].as_secs_f64() * 1e3,
             latencies[9].as_secs_f64() * 1e3
         );
+
+        // A 4 MiB file over three lanes (alice's config: streams = 3).
+        let src = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..4u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let path = src.path().join("over-lanes.bin");
+        std::fs::write(&path, &data).unwrap();
+        let t0 = Instant::now();
+        let t = a
+            .send_file(ab, &path, umbra::store::FileKind::File)
+            .await
+            .unwrap();
+        let Event::FileOffered { transfer, .. } = wait_event_for(&mut b_events, LONG, |e| {
+            matches!(e, Event::FileOffered { .. })
+        })
+        .await
+        else {
+            unreachable!()
+        };
+        b.accept_file(transfer).await.unwrap();
+        wait_event_for(
+            &mut a_events,
+            LONG,
+            |e| matches!(e, Event::FileCompleted { transfer, .. } if *transfer == t.transfer_id),
+        )
+        .await;
+        let sent = a.transfers().await.unwrap()[0].chunks_sent;
+        eprintln!(
+            "4 MiB over 3 lanes: {:.1} s, {sent} chunk frames for 64 chunks",
+            t0.elapsed().as_secs_f64()
+        );
+        assert_eq!(sent, 64, "every chunk once, on lanes");
+        let out = src.path().join("copy");
+        b.save_file(transfer, &out).await.unwrap();
+        assert_eq!(std::fs::read(out).unwrap(), data);
         a.shutdown().await;
         b.shutdown().await;
     });

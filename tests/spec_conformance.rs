@@ -143,9 +143,27 @@ fn peer_message_vectors() {
             }),
             [vec![1], vec![9; 16], vec![1, 2, 2, b'h', b'i']].concat(),
         ),
+        // PROTOCOL.md §14.1: FileAck (kind 12) = transfer_id raw || next varint.
+        (
+            PeerMessage::FileAck {
+                transfer_id: [5; 16],
+                next: 300,
+            },
+            [vec![12], vec![5; 16], vec![0xac, 0x02]].concat(),
+        ),
+        (
+            PeerMessage::FileAccept(umbra::wire::FileAccept {
+                transfer_id: [6; 16],
+                have: vec![(0, 2), (5, 7)],
+            }),
+            [vec![6], vec![6; 16], vec![2, 0, 2, 5, 7]].concat(),
+        ),
     ];
     for (msg, bytes) in cases {
         assert_eq!(msg.encode().unwrap(), bytes, "{msg:?}");
         assert_eq!(PeerMessage::decode(&bytes).unwrap(), msg);
     }
+    // FileAccept ranges must be sorted and disjoint (§14.2): overlapping is Malformed.
+    let overlapping = [vec![6], vec![6; 16], vec![2, 0, 3, 2, 7]].concat();
+    assert!(PeerMessage::decode(&overlapping).is_err());
 }

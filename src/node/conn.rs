@@ -62,6 +62,25 @@ pub enum Command {
     Files,
     /// A transfer was cancelled locally: tell the peer, stop sending it.
     FileCancel([u8; 16], u8),
+    /// Chunks read from an incoming lane (PROTOCOL.md §14.3); the permit
+    /// bounds how many batches a lane reader has waiting.
+    LaneChunks {
+        /// The lane.
+        lane_id: [u8; 16],
+        /// Its chunks, in order.
+        chunks: Vec<crate::wire::FileChunk>,
+        /// Released once stored.
+        permit: OwnedSemaphorePermit,
+    },
+    /// An outgoing lane's writer ended.
+    LaneDone {
+        /// The lane.
+        lane_id: [u8; 16],
+        /// Chunks it wrote.
+        sent: u64,
+        /// Whether it ended without an error.
+        ok: bool,
+    },
 }
 
 /// How a connection ended.
@@ -313,7 +332,10 @@ where
                             self.apply(vec![a]).await?;
                         }
                     }
-                    Some(c @ (Command::Files | Command::FileCancel(..))) => {
+                    Some(c @ (Command::Files
+                    | Command::FileCancel(..)
+                    | Command::LaneChunks { .. }
+                    | Command::LaneDone { .. })) => {
                         self.on_file_command(peer, c).await?;
                     }
                     Some(Command::End(done)) => {
@@ -337,6 +359,10 @@ where
                 _ = heartbeat.tick() => {
                     if let Some(a) = peer.presence(PresenceState::Online)? {
                         self.apply(vec![a]).await?;
+                    }
+                    if peer.state() == PeerState::Ready {
+                        let msgs = self.files.tick().await?;
+                        self.send_files(peer, msgs).await?;
                     }
                 }
                 _ = &mut dead => {
@@ -406,6 +432,18 @@ where
         let msgs = match cmd {
             Command::Files => self.files.announce().await?,
             Command::FileCancel(id, r) => self.files.cancelled_locally(id, r),
+            Command::LaneChunks {
+                lane_id,
+                chunks,
+                permit,
+            } => {
+                let out = self.files.on_lane_chunks(lane_id, chunks).await?;
+                drop(permit);
+                out
+            }
+            Command::LaneDone { lane_id, sent, ok } => {
+                self.files.lane_done(lane_id, sent, ok).await?
+            }
             _ => Vec::new(),
         };
         self.send_files(peer, msgs).await

@@ -12,32 +12,256 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::broadcast;
+use bytes::Bytes;
+use futures::{FutureExt, SinkExt, StreamExt};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use zeroize::Zeroizing;
 
+use super::conn::Command;
 use super::store_handle::StoreHandle;
-use super::{Event, NodeError};
+use super::{Dial, Event, NodeError};
 use crate::error::HasKind;
 use crate::files::{
-    FILE_WINDOW, FileError, FilePolicy, Layout, PartFile, Source, new_part, reason, sanitize,
+    FILE_WINDOW, FileError, FilePolicy, Lane, Layout, PartFile, Source, new_part, reason, sanitize,
     unused_in,
 };
 use crate::limits::MAX_RESUME_RANGES;
 use crate::store::{
     ChunkSet, ContactId, Direction, FileKind, FileTransfer, NewTransfer, Store, TransferState,
 };
-use crate::wire::{FileAccept, FileChunk, FileOffer, Media, PeerMessage};
+use crate::transport::{BoxedStream, PeerAddress};
+use crate::wire::{FileAccept, FileChunk, FileOffer, LaneKey, Media, PeerMessage};
 
 /// Progress events are sent at most this often per transfer.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
+/// Incoming lanes a connection may have announced and not yet used.
+const MAX_PENDING_LANES: usize = 16;
+/// Lane chunk batches a lane reader may have waiting at the connection.
+const LANE_BATCHES: usize = 4;
+/// After every lane finished, how long to wait for the receiver's FileDone
+/// (without acknowledgement progress) before re-synchronising.
+const LANE_SETTLE: Duration = Duration::from_secs(30);
+
 /// Shared settings of the file engines.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FileCtx {
-    /// What the receiver accepts.
+    /// What the receiver accepts; `streams` for the sender.
     pub policy: FilePolicy,
+    /// Incoming lanes announced by peers (node-wide).
+    pub(crate) lanes: LaneRegistry,
+    /// To open lane streams.
+    pub(crate) dial: Arc<dyn Dial>,
+    /// The contact's address (lanes need it).
+    pub(crate) peer: Option<PeerAddress>,
+    /// Commands into this connection (lane readers and writers report here).
+    pub(crate) own_cmds: mpsc::UnboundedSender<Command>,
+}
+
+impl std::fmt::Debug for FileCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileCtx")
+    }
+}
+
+/// An announced incoming lane, waiting for its stream.
+pub(crate) struct LaneEntry {
+    key: Zeroizing<[u8; 32]>,
+    id: [u8; 16],
+    cmds: mpsc::UnboundedSender<Command>,
+    owner: u64,
+}
+
+/// Incoming lanes by id (PROTOCOL.md §14.3), shared by the node's connections
+/// and its listener.
+#[derive(Clone, Default)]
+pub(crate) struct LaneRegistry(Arc<(Mutex<LaneMap>, Notify)>);
+
+type LaneMap = HashMap<[u8; 16], LaneEntry>;
+
+impl LaneRegistry {
+    fn map(&self) -> std::sync::MutexGuard<'_, LaneMap> {
+        self.0.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, e: LaneEntry) -> bool {
+        let mut m = self.map();
+        if m.values().filter(|x| x.owner == e.owner).count() >= MAX_PENDING_LANES {
+            return false;
+        }
+        m.insert(e.id, e);
+        drop(m);
+        self.0.1.notify_waiters();
+        true
+    }
+
+    /// Takes the lane `id` (single use), waiting up to `wait` for the
+    /// session message announcing it (it may arrive after the stream).
+    pub(crate) async fn take(&self, id: [u8; 16], wait: Duration) -> Option<LaneEntry> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.0.1.notified();
+            if let Some(e) = self.map().remove(&id) {
+                return Some(e);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    fn remove_owner(&self, owner: u64) {
+        self.map().retain(|_, e| e.owner != owner);
+    }
+}
+
+/// Reads a lane stream (its first frame already read) and hands its chunks,
+/// in batches, to the connection that announced it.
+pub(crate) async fn receive_lane(
+    entry: LaneEntry,
+    first: Bytes,
+    mut framed: Framed<BoxedStream, LengthDelimitedCodec>,
+    idle: Duration,
+) -> Result<(), NodeError> {
+    let mut lane = Lane::new(entry.id, &entry.key);
+    drop(entry.key);
+    let permits = Arc::new(Semaphore::new(LANE_BATCHES));
+    let open = |lane: &mut Lane, body: &[u8]| -> Result<FileChunk, NodeError> {
+        let pt = lane.open(body).map_err(|_| NodeError::Invalid {
+            what: "lane frame",
+            reason: "does not open",
+        })?;
+        match PeerMessage::decode(&pt) {
+            Ok(PeerMessage::FileChunk(c)) => Ok(c),
+            _ => Err(NodeError::Invalid {
+                what: "lane frame",
+                reason: "not a file chunk",
+            }),
+        }
+    };
+    let mut next = Some(first);
+    while let Some(body) = next.take() {
+        let mut chunks = vec![open(&mut lane, &body)?];
+        while chunks.len() < 16 {
+            match framed.next().now_or_never() {
+                Some(Some(Ok(b))) => chunks.push(open(&mut lane, &b)?),
+                Some(Some(Err(e))) => return Err(NodeError::Stream { source: e }),
+                _ => break,
+            }
+        }
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        entry
+            .cmds
+            .send(Command::LaneChunks {
+                lane_id: entry.id,
+                chunks,
+                permit,
+            })
+            .map_err(|_| NodeError::ShuttingDown)?;
+        next = match tokio::time::timeout(idle, framed.next()).await {
+            Err(_) => return Err(NodeError::Timeout { what: "lane frame" }),
+            Ok(None) => None,
+            Ok(Some(Err(e))) => return Err(NodeError::Stream { source: e }),
+            Ok(Some(Ok(b))) => Some(b.freeze()),
+        };
+    }
+    Ok(())
+}
+
+/// Next chunk indexes for the lanes of one transfer (work shared by all lanes).
+struct LaneWork {
+    next: u64,
+    n: u64,
+    have: ChunkSet,
+}
+
+impl LaneWork {
+    fn take(&mut self) -> Option<u64> {
+        while self.next < self.n && self.have.contains(self.next) {
+            self.next += 1;
+        }
+        (self.next < self.n).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+}
+
+/// One outgoing lane of the transfer being sent.
+struct LaneOut {
+    permits: Arc<Semaphore>,
+    acked: u64,
+    finished: Option<bool>,
+    task: tokio::task::JoinHandle<()>,
+    /// Chunks the writer wrote (it counts), and how many are in the store.
+    sent: Arc<AtomicU64>,
+    recorded: u64,
+}
+
+/// Writes chunks taken from `work` to a new isolated stream, within the
+/// window of `permits`; reports how many it sent.
+#[allow(clippy::too_many_arguments)]
+async fn lane_writer(
+    dial: Arc<dyn Dial>,
+    addr: PeerAddress,
+    mut lane: Lane,
+    transfer_id: [u8; 16],
+    work: Arc<Mutex<LaneWork>>,
+    source: Arc<Source>,
+    permits: Arc<Semaphore>,
+    report: mpsc::UnboundedSender<Command>,
+    sent: Arc<AtomicU64>,
+) {
+    let lane_id = lane.id();
+    let count = sent.clone();
+    let result = async move {
+        let stream = dial.dial_isolated(&addr).await.map_err(|_| ())?;
+        let mut framed = Framed::new(stream, crate::wire::codec());
+        loop {
+            let permit = permits.acquire().await.map_err(|_| ())?;
+            permit.forget();
+            let Some(index) = work.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+                break;
+            };
+            let src = source.clone();
+            let data = tokio::task::spawn_blocking(move || src.read_chunk(index))
+                .await
+                .map_err(|_| ())?
+                .map_err(|_| ())?;
+            let pt = PeerMessage::FileChunk(FileChunk {
+                transfer_id,
+                index,
+                data,
+            })
+            .encode()
+            .map_err(|_| ())?;
+            let frame = lane.seal(&pt).map_err(|_| ())?;
+            framed.send(Bytes::from(frame)).await.map_err(|_| ())?;
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        // Keep the stream until the receiver acknowledged every frame (all
+        // permits back): closing earlier can lose the last frames in flight.
+        let window = FILE_WINDOW as u32;
+        match tokio::time::timeout(LANE_SETTLE, permits.acquire_many(window)).await {
+            Ok(Ok(_)) => SinkExt::<Bytes>::close(&mut framed).await.map_err(|_| ()),
+            _ => Err(()),
+        }
+    }
+    .await;
+    let _ = report.send(Command::LaneDone {
+        lane_id,
+        sent: sent.load(Ordering::Relaxed),
+        ok: result.is_ok(),
+    });
 }
 
 /// The transfer being sent on this connection.
@@ -54,6 +278,10 @@ struct Sending {
     confirmed: u64,
     done_sent: bool,
     last_progress: Option<Instant>,
+    /// Lanes carrying this transfer's chunks (empty: the session stream does).
+    lanes: HashMap<[u8; 16], LaneOut>,
+    /// All lanes finished at this instant; waiting for the receiver's FileDone.
+    settling: Option<Instant>,
 }
 
 /// One connection's file engine.
@@ -68,6 +296,21 @@ pub struct FileLink {
     /// Announced on this connection (offers sent, accepts sent).
     announced: HashSet<[u8; 16]>,
     progress_at: HashMap<[u8; 16], Instant>,
+    /// Identifies this link's incoming lanes in the registry.
+    link_id: u64,
+    /// Incoming lanes announced on this connection: frames stored so far.
+    lanes_in: HashMap<[u8; 16], u64>,
+    /// Lanes could not be opened on this connection: use the session stream.
+    lanes_broken: bool,
+}
+
+impl Drop for FileLink {
+    fn drop(&mut self) {
+        if let Some(s) = self.sending.take() {
+            self.abort_lanes(s);
+        }
+        self.ctx.lanes.remove_owner(self.link_id);
+    }
 }
 
 pub(crate) fn media_to_wire(m: FileKind) -> Media {
@@ -226,6 +469,12 @@ impl FileLink {
             queue: VecDeque::new(),
             announced: HashSet::new(),
             progress_at: HashMap::new(),
+            link_id: {
+                static NEXT: AtomicU64 = AtomicU64::new(1);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
+            lanes_in: HashMap::new(),
+            lanes_broken: false,
         }
     }
 
@@ -328,8 +577,10 @@ impl FileLink {
     }
 
     fn stop(&mut self, id: &[u8; 16]) {
-        if self.sending.as_ref().is_some_and(|s| &s.id == id) {
-            self.sending = None;
+        if self.sending.as_ref().is_some_and(|s| &s.id == id)
+            && let Some(s) = self.sending.take()
+        {
+            self.abort_lanes(s);
         }
         self.queue.retain(|(q, _)| q != id);
     }
@@ -357,7 +608,11 @@ impl FileLink {
                 PeerMessage::FileAck { transfer_id, next } => {
                     out.extend(self.on_ack(transfer_id, next).await?)
                 }
-                PeerMessage::FileDone { transfer_id } => self.on_done(transfer_id).await?,
+                PeerMessage::FileDone { transfer_id } => {
+                    out.extend(self.on_done(transfer_id).await?)
+                }
+                PeerMessage::FileLane { lane_id, key } => self.on_lane(lane_id, key),
+                PeerMessage::FileLaneAck { lane_id, count } => self.on_lane_ack(lane_id, count),
                 PeerMessage::FileCancel {
                     transfer_id,
                     reason: r,
@@ -526,9 +781,56 @@ impl FileLink {
             match src {
                 Ok(source) => {
                     let confirmed = have.len();
+                    let source = Arc::new(source);
+                    let missing = lay.chunks() - confirmed;
+                    let streams = self.ctx.policy.streams as u64;
+                    let mut lanes = HashMap::new();
+                    if streams > 1
+                        && !self.lanes_broken
+                        && missing >= 2 * streams
+                        && let Some(addr) = self.ctx.peer.clone()
+                    {
+                        let work = Arc::new(Mutex::new(LaneWork {
+                            next: 0,
+                            n: lay.chunks(),
+                            have: have.clone(),
+                        }));
+                        for _ in 0..streams {
+                            let (lane, key) = Lane::generate();
+                            let lane_id = lane.id();
+                            out.push(PeerMessage::FileLane {
+                                lane_id,
+                                key: LaneKey::new(*key),
+                            });
+                            let permits = Arc::new(Semaphore::new(FILE_WINDOW as usize));
+                            let sent = Arc::new(AtomicU64::new(0));
+                            let task = tokio::spawn(lane_writer(
+                                self.ctx.dial.clone(),
+                                addr.clone(),
+                                lane,
+                                id,
+                                work.clone(),
+                                source.clone(),
+                                permits.clone(),
+                                self.ctx.own_cmds.clone(),
+                                sent.clone(),
+                            ));
+                            lanes.insert(
+                                lane_id,
+                                LaneOut {
+                                    permits,
+                                    acked: 0,
+                                    finished: None,
+                                    task,
+                                    sent,
+                                    recorded: 0,
+                                },
+                            );
+                        }
+                    }
                     self.sending = Some(Sending {
                         id,
-                        source: Arc::new(source),
+                        source,
                         layout: lay,
                         have,
                         next: 0,
@@ -536,6 +838,8 @@ impl FileLink {
                         confirmed,
                         done_sent: false,
                         last_progress: None,
+                        lanes,
+                        settling: None,
                     });
                 }
                 Err(_) => out.extend(self.fail_outgoing(id, reason::SOURCE_CHANGED).await?),
@@ -586,24 +890,25 @@ impl FileLink {
         Ok(Vec::new())
     }
 
-    async fn on_done(&mut self, id: [u8; 16]) -> Result<(), NodeError> {
+    async fn on_done(&mut self, id: [u8; 16]) -> Result<Vec<PeerMessage>, NodeError> {
         // Only the receiver's FileDone (for our outgoing transfer) means anything.
         let Some(t) = self.lookup(id, Direction::Outgoing).await? else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        if matches!(t.state, TransferState::Offered | TransferState::Active) {
-            self.stop(&id);
-            self.store
-                .run(move |s| s.set_transfer_state(&id, TransferState::Completed))
-                .await??;
-            self.progress(id, t.size, t.size, true);
-            self.emit(Event::FileCompleted {
-                contact: self.contact,
-                transfer: id,
-                saved: None,
-            });
+        if !matches!(t.state, TransferState::Offered | TransferState::Active) {
+            return Ok(Vec::new());
         }
-        Ok(())
+        self.stop(&id);
+        self.store
+            .run(move |s| s.set_transfer_state(&id, TransferState::Completed))
+            .await??;
+        self.progress(id, t.size, t.size, true);
+        self.emit(Event::FileCompleted {
+            contact: self.contact,
+            transfer: id,
+            saved: None,
+        });
+        self.start_next().await
     }
 
     async fn on_cancel(&mut self, id: [u8; 16], r: u8) -> Result<(), NodeError> {
@@ -709,9 +1014,181 @@ impl FileLink {
     /// Whether a chunk could be sent now (a transfer is being sent and the
     /// window has room).
     pub fn wants_to_send(&self) -> bool {
-        self.sending
+        self.sending.as_ref().is_some_and(|s| {
+            s.lanes.is_empty() && !s.done_sent && (s.inflight.len() as u64) < FILE_WINDOW
+        })
+    }
+
+    /// Stops a transfer's lane writers and records the chunks they wrote
+    /// (in the background: this also runs when the connection is dropped).
+    fn abort_lanes(&self, s: Sending) {
+        let mut unrecorded = 0;
+        for l in s.lanes.values() {
+            l.task.abort();
+            unrecorded += l.sent.load(Ordering::Relaxed).saturating_sub(l.recorded);
+        }
+        if unrecorded > 0
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let store = self.store.clone();
+            let id = s.id;
+            rt.spawn(async move {
+                let _ = store
+                    .run(move |st| st.add_chunks_sent(&id, unrecorded))
+                    .await;
+            });
+        }
+    }
+
+    /// Receiver: a lane was announced; its stream may come.
+    fn on_lane(&mut self, lane_id: [u8; 16], key: LaneKey) {
+        if self.lanes_in.len() >= MAX_PENDING_LANES * 4 {
+            return; // a peer opening lanes without end
+        }
+        let ok = self.ctx.lanes.insert(LaneEntry {
+            key: Zeroizing::new(*key.expose()),
+            id: lane_id,
+            cmds: self.ctx.own_cmds.clone(),
+            owner: self.link_id,
+        });
+        if ok {
+            self.lanes_in.insert(lane_id, 0);
+        }
+    }
+
+    /// Sender: the receiver stored `count` frames of a lane.
+    fn on_lane_ack(&mut self, lane_id: [u8; 16], count: u64) {
+        let contact = self.contact;
+        let Some(s) = self.sending.as_mut() else {
+            return;
+        };
+        let Some(l) = s.lanes.get_mut(&lane_id) else {
+            return;
+        };
+        if count <= l.acked {
+            return;
+        }
+        let delta = count - l.acked;
+        l.acked = count;
+        l.permits.add_permits(delta as usize);
+        s.confirmed += delta;
+        if s.settling.is_some() {
+            s.settling = Some(Instant::now());
+        }
+        let now = Instant::now();
+        if s.last_progress
+            .is_none_or(|t| now.duration_since(t) >= PROGRESS_EVERY)
+        {
+            s.last_progress = Some(now);
+            let done = (s.confirmed * u64::from(s.layout.chunk_size)).min(s.layout.size);
+            let _ = self.events.send(Event::FileProgress {
+                contact,
+                transfer: s.id,
+                done,
+                size: s.layout.size,
+            });
+        }
+    }
+
+    /// Sender: a lane writer ended after writing `sent` chunks.
+    pub async fn lane_done(
+        &mut self,
+        lane_id: [u8; 16],
+        sent: u64,
+        ok: bool,
+    ) -> Result<Vec<PeerMessage>, NodeError> {
+        let Some(s) = self.sending.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let Some(l) = s.lanes.get_mut(&lane_id) else {
+            return Ok(Vec::new());
+        };
+        l.finished = Some(ok);
+        let delta = sent.saturating_sub(l.recorded);
+        l.recorded = sent;
+        let id = s.id;
+        self.store
+            .run(move |st| st.add_chunks_sent(&id, delta))
+            .await??;
+        let Some(s) = self.sending.as_mut() else {
+            return Ok(Vec::new());
+        };
+        if s.lanes.values().any(|l| l.finished.is_none()) {
+            return Ok(Vec::new());
+        }
+        if s.lanes.values().all(|l| l.finished == Some(false)) {
+            // No lane got through: the session stream carries the rest.
+            self.lanes_broken = true;
+        }
+        if s.lanes.values().any(|l| l.finished == Some(false)) {
+            self.resync();
+            return self.announce().await;
+        }
+        s.settling = Some(Instant::now());
+        Ok(Vec::new())
+    }
+
+    /// Sender: forget the transfer on this connection so that the next
+    /// [`FileLink::announce`] offers it again; the receiver's FileAccept then
+    /// restarts it with the missing chunks.
+    fn resync(&mut self) {
+        let Some(s) = self.sending.take() else {
+            return;
+        };
+        self.announced.remove(&s.id);
+        self.abort_lanes(s);
+    }
+
+    /// Called on the heartbeat: lanes that finished long ago without the
+    /// receiver's FileDone are re-synchronised (offers to send follow).
+    pub async fn tick(&mut self) -> Result<Vec<PeerMessage>, NodeError> {
+        if self
+            .sending
             .as_ref()
-            .is_some_and(|s| !s.done_sent && (s.inflight.len() as u64) < FILE_WINDOW)
+            .and_then(|s| s.settling)
+            .is_some_and(|t| t.elapsed() >= LANE_SETTLE)
+        {
+            self.resync();
+            return self.announce().await;
+        }
+        Ok(Vec::new())
+    }
+
+    /// Receiver: chunks that arrived on a lane.
+    pub async fn on_lane_chunks(
+        &mut self,
+        lane_id: [u8; 16],
+        chunks: Vec<FileChunk>,
+    ) -> Result<Vec<PeerMessage>, NodeError> {
+        let Some(count) = self.lanes_in.get(&lane_id).copied() else {
+            return Ok(Vec::new());
+        };
+        let n = chunks.len() as u64;
+        let mut out = Vec::new();
+        let mut by_id: Vec<([u8; 16], Vec<FileChunk>)> = Vec::new();
+        for c in chunks {
+            match by_id.iter_mut().find(|(id, _)| *id == c.transfer_id) {
+                Some((_, v)) => v.push(c),
+                None => by_id.push((c.transfer_id, vec![c])),
+            }
+        }
+        for (id, chunks) in by_id {
+            for m in self.store_chunks(id, chunks).await? {
+                // Lane chunks are acknowledged per lane, not with FileAck.
+                if !matches!(m, PeerMessage::FileAck { .. }) {
+                    out.push(m);
+                }
+            }
+        }
+        self.lanes_in.insert(lane_id, count + n);
+        out.insert(
+            0,
+            PeerMessage::FileLaneAck {
+                lane_id,
+                count: count + n,
+            },
+        );
+        Ok(out)
     }
 
     /// Reads up to `max` next chunks of the transfer being sent (within the

@@ -274,6 +274,12 @@ impl Peer {
                     state: self.state,
                 });
             }
+            Frame::Lane(_) => {
+                return Err(PeerError::Unexpected {
+                    what: "lane frame on a session stream",
+                    state: self.state,
+                });
+            }
         };
         // On any error below the machine fails and is discarded: no action is
         // returned, nothing is stored, the next connection reloads the session.
@@ -360,7 +366,9 @@ impl Peer {
                 | PeerMessage::FileChunk(_)
                 | PeerMessage::FileDone { .. }
                 | PeerMessage::FileCancel { .. }
-                | PeerMessage::FileAck { .. }),
+                | PeerMessage::FileAck { .. }
+                | PeerMessage::FileLane { .. }
+                | PeerMessage::FileLaneAck { .. }),
             ) => {
                 out.push(Action::Record {
                     recv,

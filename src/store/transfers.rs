@@ -304,6 +304,18 @@ impl Store {
         tx.commit().map_err(db("recording chunks"))
     }
 
+    /// Count `chunks` chunk frames of `transfer_id` as sent on lane streams
+    /// (they do not advance the session chain).
+    pub fn add_chunks_sent(&self, transfer_id: &[u8; 16], chunks: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE file_transfers SET chunks_sent = chunks_sent + ?2 WHERE transfer_id = ?1",
+                params![transfer_id, chunks],
+            )
+            .map_err(db("recording chunks"))?;
+        Ok(())
+    }
+
     /// Forget a transfer; returns whether it existed.
     pub fn delete_transfer(&self, transfer_id: &[u8; 16]) -> Result<bool> {
         let n = self

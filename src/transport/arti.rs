@@ -460,6 +460,17 @@ impl Transport for ArtiTransport {
     }
 
     async fn connect(&self, addr: &PeerAddress) -> Result<BoxedStream, Error> {
+        self.connect_with(addr, self.opts.isolate_every_connection)
+            .await
+    }
+
+    async fn connect_isolated(&self, addr: &PeerAddress) -> Result<BoxedStream, Error> {
+        self.connect_with(addr, true).await
+    }
+}
+
+impl ArtiTransport {
+    async fn connect_with(&self, addr: &PeerAddress, isolate: bool) -> Result<BoxedStream, Error> {
         let bad = |reason| Error::BadAddress {
             transport: "Tor",
             reason,
@@ -475,7 +486,7 @@ impl Transport for ArtiTransport {
         let port = self.opts.virtual_port;
         let client = &self.client;
         let mut prefs = arti_client::StreamPrefs::new();
-        if self.opts.isolate_every_connection {
+        if isolate {
             prefs.new_isolation_group();
         }
         let prefs = &prefs;
