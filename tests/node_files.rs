@@ -409,3 +409,109 @@ async fn lanes_carry_a_file_and_resume_after_a_receiver_crash() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_mid_transfer_from_either_side_drops_partial_data() {
+    let p = pair(fast_config()).await;
+    let (a, b, ab) = (p.a.clone(), p.b.clone(), p.ab);
+    let mut a_ev = a.events();
+    let mut b_ev = b.events();
+    let src = tempfile::tempdir().unwrap();
+    let files_dir = p.bob.path().join("files");
+    for (n, receiver_cancels) in [(1u64, true), (2, false)] {
+        let data = pattern(200 * CHUNK_SIZE as usize, 30 + n);
+        let path = write(src.path(), &format!("c{n}.bin"), &data);
+        let t = a.send_file(ab, &path, FileKind::File).await.unwrap();
+        let id = t.transfer_id;
+        wait_event(
+            &mut b_ev,
+            |e| matches!(e, Event::FileOffered { transfer, .. } if *transfer == id),
+        )
+        .await;
+        b.accept_file(id).await.unwrap();
+        wait_event(&mut b_ev, |e| {
+            matches!(e, Event::FileProgress { transfer, done, .. } if *transfer == id && *done > 0)
+        })
+        .await;
+        let (canceller, other_ev) = if receiver_cancels {
+            (&b, &mut a_ev)
+        } else {
+            (&a, &mut b_ev)
+        };
+        canceller.cancel_file(id).await.unwrap();
+        let Event::FileCancelled { by_peer, .. } = wait_event(
+            other_ev,
+            |e| matches!(e, Event::FileCancelled { transfer, .. } if *transfer == id),
+        )
+        .await
+        else {
+            unreachable!()
+        };
+        assert!(by_peer);
+        for node in [&a, &b] {
+            let t = node
+                .transfers()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|x| x.transfer_id == id)
+                .unwrap();
+            assert_eq!(t.state, TransferState::Cancelled);
+            assert_eq!(t.part_file, None);
+        }
+        let left = std::fs::read_dir(&files_dir)
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(left, 0, "partial data left after cancel {n}");
+        // Cancelling twice is refused, and nothing can be saved.
+        assert!(canceller.cancel_file(id).await.is_err());
+        assert!(b.save_file(id, src.path()).await.is_err());
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_folder_receives_completed_files() {
+    let downloads = tempfile::tempdir().unwrap();
+    let cfg = NodeConfig {
+        files: umbra::files::FilePolicy {
+            downloads_dir: Some(downloads.path().to_path_buf()),
+            ..Default::default()
+        },
+        ..fast_config()
+    };
+    let p = pair(cfg).await;
+    let (a, b, ab) = (p.a.clone(), p.b.clone(), p.ab);
+    let mut b_ev = b.events();
+    let src = tempfile::tempdir().unwrap();
+    // Same name twice: the second is saved as "note (1).txt".
+    for i in 0..2u64 {
+        let data = pattern(70_000, 40 + i);
+        let path = write(src.path(), "note.txt", &data);
+        let t = a.send_file(ab, &path, FileKind::File).await.unwrap();
+        wait_event(
+            &mut b_ev,
+            |e| matches!(e, Event::FileOffered { transfer, .. } if *transfer == t.transfer_id),
+        )
+        .await;
+        b.accept_file(t.transfer_id).await.unwrap();
+        let Event::FileCompleted { saved, .. } = wait_event(
+            &mut b_ev,
+            |e| matches!(e, Event::FileCompleted { transfer, .. } if *transfer == t.transfer_id),
+        )
+        .await
+        else {
+            unreachable!()
+        };
+        let want = if i == 0 { "note.txt" } else { "note (1).txt" };
+        assert_eq!(saved.as_deref(), Some(&*downloads.path().join(want)));
+        assert_eq!(std::fs::read(downloads.path().join(want)).unwrap(), data);
+    }
+    let left = std::fs::read_dir(p.bob.path().join("files"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "no encrypted copy kept once saved");
+    a.shutdown().await;
+    b.shutdown().await;
+}
