@@ -30,6 +30,7 @@ pub struct CTorClient {
     control_port: u16,
     data_dir: PathBuf,
     log: PathBuf,
+    owner_pid: u32,
     bootstrap: Duration,
 }
 
@@ -116,6 +117,7 @@ impl CTorClient {
             control_port: plan.control_port,
             data_dir: plan.data_dir,
             log,
+            owner_pid: plan.owner_pid,
             bootstrap: Duration::ZERO,
         };
         // On error, `client` is dropped and kills tor.
@@ -192,6 +194,11 @@ impl CTorClient {
         let mut out = tail_lines(&self.log, lines).join("\n");
         out.push('\n');
         out
+    }
+
+    /// The pid whose death makes this client (and what runs on it) exit.
+    pub(crate) fn owner_pid(&self) -> u32 {
+        self.owner_pid
     }
 
     /// [`CTorClient::fetch_within`] with a deadline of [`FETCH_TIMEOUT`].

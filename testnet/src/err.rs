@@ -19,8 +19,8 @@ pub enum ErrorKind {
     Transfer,
 }
 
-/// An error starting or running a [`crate::TestNet`] or a
-/// [`crate::CTorClient`].
+/// An error starting or running a [`crate::TestNet`], a [`crate::CTorClient`]
+/// or an [`crate::OnionShare`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -111,6 +111,14 @@ pub enum Error {
         /// curl's exit status and error message of the last attempt.
         detail: String,
     },
+    /// OnionShare did not publish a share.
+    #[error("OnionShare did not start: {detail}; end of its output:\n{output_tail}")]
+    OnionShare {
+        /// What went wrong.
+        detail: String,
+        /// The last lines of its output.
+        output_tail: String,
+    },
 }
 
 impl Error {
@@ -118,9 +126,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::BadOptions(_) => ErrorKind::BadOptions,
-            Error::Spawn { .. } | Error::ToolFailed { .. } | Error::NotInstalled { .. } => {
-                ErrorKind::Tool
-            }
+            Error::Spawn { .. }
+            | Error::ToolFailed { .. }
+            | Error::NotInstalled { .. }
+            | Error::OnionShare { .. } => ErrorKind::Tool,
             Error::Io { .. } | Error::Ports(_) => ErrorKind::Io,
             Error::NodeDied { .. } | Error::NotReady { .. } | Error::ClientNotReady { .. } => {
                 ErrorKind::NotReady

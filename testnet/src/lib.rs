@@ -13,6 +13,8 @@ mod err;
 mod http;
 mod keys;
 mod node;
+mod onionshare;
+mod owned;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use crate::node::Node;
 pub use crate::client::{CLIENT_BOOTSTRAP_TIMEOUT, CTorClient, FETCH_TIMEOUT, Fetch};
 pub use crate::err::{Error, ErrorKind};
 pub use crate::node::{NodeInfo, Role};
+pub use crate::onionshare::{ONIONSHARE_START_TIMEOUT, OnionShare};
 
 /// How a [`TestNet`] is laid out and how long it may take to become ready.
 #[derive(Debug, Clone)]
