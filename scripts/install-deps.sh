@@ -5,8 +5,10 @@
 #  - gnupg: the GnuPG interoperability tests
 #  - tor: the C tor relays of the local test network (tests, demo, benchmarks)
 #  - tmux: the terminal UI end-to-end test
+#  - onionshare-cli, curl: the OnionShare comparison (umbra-testnet's OnionShare and
+#    CTorClient::fetch: OnionShare shares a file over the local network, curl downloads it)
 set -euo pipefail
-PKGS=(libclang-dev libssl-dev pkg-config gnupg tor tmux ca-certificates)
+PKGS=(libclang-dev libssl-dev pkg-config gnupg tor tmux onionshare-cli curl ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

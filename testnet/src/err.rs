@@ -15,9 +15,12 @@ pub enum ErrorKind {
     Io,
     /// The network did not become usable in time, or a tor died.
     NotReady,
+    /// A download over the network failed.
+    Transfer,
 }
 
-/// An error starting or running a [`crate::TestNet`].
+/// An error starting or running a [`crate::TestNet`], a [`crate::CTorClient`]
+/// or an [`crate::OnionShare`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -78,6 +81,44 @@ pub enum Error {
         /// The last lines of every node's log.
         log_tail: String,
     },
+    /// A program the harness needs is not installed.
+    #[error("`{program}` is not installed (install it: apt-get install {package})")]
+    NotInstalled {
+        /// The program that was not found.
+        program: &'static str,
+        /// The Debian package that provides it.
+        package: &'static str,
+    },
+    /// A C tor client did not finish bootstrapping in time, or exited.
+    #[error("C tor client {name} is not bootstrapped ({last}); end of its log:\n{log_tail}")]
+    ClientNotReady {
+        /// The client's name.
+        name: String,
+        /// Why it is not ready: the last bootstrap line, a timeout or an exit.
+        last: String,
+        /// The last lines of its log.
+        log_tail: String,
+    },
+    /// A download over a C tor client failed.
+    #[error("cannot fetch {url} ({attempts} attempt(s) in {waited:?}): {detail}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// How many times curl was run.
+        attempts: u32,
+        /// How long we tried.
+        waited: Duration,
+        /// curl's exit status and error message of the last attempt.
+        detail: String,
+    },
+    /// OnionShare did not publish a share.
+    #[error("OnionShare did not start: {detail}; end of its output:\n{output_tail}")]
+    OnionShare {
+        /// What went wrong.
+        detail: String,
+        /// The last lines of its output.
+        output_tail: String,
+    },
 }
 
 impl Error {
@@ -85,9 +126,15 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::BadOptions(_) => ErrorKind::BadOptions,
-            Error::Spawn { .. } | Error::ToolFailed { .. } => ErrorKind::Tool,
+            Error::Spawn { .. }
+            | Error::ToolFailed { .. }
+            | Error::NotInstalled { .. }
+            | Error::OnionShare { .. } => ErrorKind::Tool,
             Error::Io { .. } | Error::Ports(_) => ErrorKind::Io,
-            Error::NodeDied { .. } | Error::NotReady { .. } => ErrorKind::NotReady,
+            Error::NodeDied { .. } | Error::NotReady { .. } | Error::ClientNotReady { .. } => {
+                ErrorKind::NotReady
+            }
+            Error::Fetch { .. } => ErrorKind::Transfer,
         }
     }
 }

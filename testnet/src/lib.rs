@@ -8,10 +8,13 @@
     deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
 )]
 
+mod client;
 mod err;
 mod http;
 mod keys;
 mod node;
+mod onionshare;
+mod owned;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -21,8 +24,10 @@ use std::time::{Duration, Instant};
 use crate::node::Node;
 
 // ---------- public exports ----------
+pub use crate::client::{CLIENT_BOOTSTRAP_TIMEOUT, CTorClient, FETCH_TIMEOUT, Fetch};
 pub use crate::err::{Error, ErrorKind};
 pub use crate::node::{NodeInfo, Role};
+pub use crate::onionshare::{ONIONSHARE_START_TIMEOUT, OnionShare};
 
 /// How a [`TestNet`] is laid out and how long it may take to become ready.
 #[derive(Debug, Clone)]
@@ -80,6 +85,12 @@ pub struct TestNet {
     dir: tempfile::TempDir,
     /// How long [`TestNet::start`] took.
     startup: Duration,
+    /// One `DirAuthority` line per authority, for every torrc.
+    dirauth_lines: Vec<String>,
+    /// The process whose death makes every tor exit.
+    owner_pid: u32,
+    /// The `tor` binary, for client nodes.
+    tor_binary: PathBuf,
 }
 
 /// One directory authority as Arti needs to know it.
@@ -250,6 +261,9 @@ impl TestNet {
             },
             dir,
             startup: Duration::ZERO,
+            dirauth_lines: dirauth_lines.clone(),
+            owner_pid: opts.owner_pid,
+            tor_binary: opts.tor_binary.clone(),
         };
         for plan in plans {
             // On error, `net` is dropped here and kills what was started.
@@ -333,6 +347,44 @@ impl TestNet {
     /// How long [`TestNet::start`] took (keys, processes, consensus).
     pub fn startup_time(&self) -> Duration {
         self.startup
+    }
+
+    /// [`TestNet::c_client_within`] with [`CLIENT_BOOTSTRAP_TIMEOUT`].
+    pub fn c_client(&self, name: &str) -> Result<CTorClient, Error> {
+        self.c_client_within(name, CLIENT_BOOTSTRAP_TIMEOUT)
+    }
+
+    /// Start a C tor client node (not a relay) for this network and wait
+    /// until it has bootstrapped to 100%, for at most `timeout`.
+    ///
+    /// `name` (letters, digits, `-`, `_`; unique per network) names its data
+    /// directory `client-NAME` inside [`TestNet::dir`]. The client gets a
+    /// SocksPort and a ControlPort (cookie authentication) on free ports of
+    /// 127.0.0.1. Call it once the network is ready (the default of
+    /// [`TestNet::start`]); it bootstraps in a few seconds then.
+    pub fn c_client_within(&self, name: &str, timeout: Duration) -> Result<CTorClient, Error> {
+        if !client::valid_name(name) {
+            return Err(Error::BadOptions(
+                "a client name is 1-32 letters, digits, '-' or '_'",
+            ));
+        }
+        let data_dir = self.dir.path().join(format!("client-{name}"));
+        if data_dir.exists() {
+            return Err(Error::BadOptions("a client of that name already exists"));
+        }
+        let ports = free_ports(2)?;
+        CTorClient::spawn(
+            client::ClientPlan {
+                name,
+                data_dir,
+                socks_port: ports[0],
+                control_port: ports[1],
+                owner_pid: self.owner_pid,
+                tor_binary: &self.tor_binary,
+                dirauth_lines: &self.dirauth_lines,
+            },
+            timeout,
+        )
     }
 
     /// The last `lines` lines of every node's log, each prefixed by its

@@ -133,12 +133,7 @@ impl Node {
 
     /// The last `n` lines of this node's log (empty if unreadable).
     pub(crate) fn log_tail(&self, n: usize) -> Vec<String> {
-        let text = std::fs::read_to_string(&self.info.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..]
-            .iter()
-            .map(|l| (*l).to_owned())
-            .collect()
+        tail_lines(&self.info.log, n)
     }
 
     /// Send SIGKILL without waiting.
@@ -156,6 +151,17 @@ impl Drop for Node {
             let _ = child.wait();
         }
     }
+}
+
+/// The last `n` lines of a text file (empty if unreadable).
+pub(crate) fn tail_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect()
 }
 
 /// The torrc of one node (options from TESTNET.md).
