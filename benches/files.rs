@@ -198,8 +198,26 @@ async fn umbra_transfer(net: &umbra_testnet::TestNet, file: &Path, streams: usiz
 
 /// OnionShare over C tor serving `file`, fetched by a second C tor client.
 /// Returns (seconds, bytes) of the download on a fresh circuit, or why not.
-fn onionshare(_net: &umbra_testnet::TestNet, _file: &Path) -> Result<(Duration, u64), String> {
-    Err("harness pending".into())
+fn onionshare(net: &umbra_testnet::TestNet, file: &Path) -> Result<(Duration, u64), String> {
+    let host = net.c_client("oshost").map_err(|e| e.to_string())?;
+    let client = net.c_client("osclient").map_err(|e| e.to_string())?;
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let share = umbra_testnet::OnionShare::start(&host, file, scratch.path())
+        .map_err(|e| e.to_string())?;
+    // A first fetch of the page waits for the descriptor; the measured
+    // download then runs on a fresh circuit (another SOCKS isolation token).
+    client
+        .fetch(share.url(), &scratch.path().join("page"), "warmup")
+        .map_err(|e| e.to_string())?;
+    let out = scratch.path().join("download");
+    let f = client
+        .fetch(&share.download_url(), &out, "bench")
+        .map_err(|e| e.to_string())?;
+    let same = std::fs::read(&out).map_err(|e| e.to_string())? == std::fs::read(file).unwrap();
+    if !same {
+        return Err("the OnionShare download differs from the file".into());
+    }
+    Ok((f.elapsed, f.bytes))
 }
 
 /// MB/s (10^6) that `openssl speed` reports for AES-256-GCM on 64 KiB blocks.
