@@ -202,8 +202,8 @@ fn onionshare(net: &umbra_testnet::TestNet, file: &Path) -> Result<(Duration, u6
     let host = net.c_client("oshost").map_err(|e| e.to_string())?;
     let client = net.c_client("osclient").map_err(|e| e.to_string())?;
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let share = umbra_testnet::OnionShare::start(&host, file, scratch.path())
-        .map_err(|e| e.to_string())?;
+    let share =
+        umbra_testnet::OnionShare::start(&host, file, scratch.path()).map_err(|e| e.to_string())?;
     // A first fetch of the page waits for the descriptor; the measured
     // download then runs on a fresh circuit (another SOCKS isolation token).
     client
