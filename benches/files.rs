@@ -158,22 +158,7 @@ async fn umbra_transfer(net: &umbra_testnet::TestNet, file: &Path, streams: usiz
         .start_with(config, bootstrap(net, tb.path()).await, &mailbox)
         .await;
     let (mut a_events, mut b_events) = (a.events(), b.events());
-    let ab = a.request(&bob.cert, "bench").await.unwrap();
-    b.poll_mailbox().await.unwrap();
-    let Event::RequestReceived { request_id, .. } = wait_event_for(&mut b_events, LONG, |e| {
-        matches!(e, Event::RequestReceived { .. })
-    })
-    .await
-    else {
-        unreachable!()
-    };
-    b.accept(request_id.expose()).await.unwrap();
-    wait_event_for(
-        &mut a_events,
-        LONG,
-        |e| matches!(e, Event::PresenceChanged { contact, online: true, .. } if *contact == ab),
-    )
-    .await;
+    let (ab, _) = support::connect_pair(&a, &b, &bob.cert).await;
     let t = a.send_file(ab, file, FileKind::File).await.unwrap();
     let Event::FileOffered { transfer, .. } = wait_event_for(&mut b_events, LONG, |e| {
         matches!(e, Event::FileOffered { .. })

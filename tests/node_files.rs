@@ -61,6 +61,24 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Waits for the offer of transfer `id`.
+async fn offered(ev: &mut tokio::sync::broadcast::Receiver<Event>, id: [u8; 16]) {
+    wait_event(
+        ev,
+        |e| matches!(e, Event::FileOffered { transfer, .. } if *transfer == id),
+    )
+    .await;
+}
+
+/// Waits for transfer `id` to complete; returns the event.
+async fn completed(ev: &mut tokio::sync::broadcast::Receiver<Event>, id: [u8; 16]) -> Event {
+    wait_event(
+        ev,
+        |e| matches!(e, Event::FileCompleted { transfer, .. } if *transfer == id),
+    )
+    .await
+}
+
 /// Two connected nodes over the memory transport (bob with `b_config`).
 #[allow(dead_code)]
 struct Pair {
@@ -133,11 +151,7 @@ async fn file_arrives_verified_and_encrypted_at_rest_then_saved() {
     b.accept_file(transfer).await.unwrap();
 
     wait_event(&mut b_ev, |e| matches!(e, Event::FileCompleted { .. })).await;
-    wait_event(
-        &mut a_ev,
-        |e| matches!(e, Event::FileCompleted { transfer: x, .. } if *x == transfer),
-    )
-    .await;
+    completed(&mut a_ev, transfer).await;
     let sent = a.transfers().await.unwrap();
     assert_eq!(sent[0].state, TransferState::Completed);
     assert_eq!(sent[0].chunks_sent, 4, "each chunk once");
@@ -197,16 +211,8 @@ async fn offer_waits_for_an_offline_receiver_and_crossing_transfers_complete() {
         unreachable!()
     };
     a.accept_file(transfer).await.unwrap();
-    wait_event(
-        &mut b_ev,
-        |e| matches!(e, Event::FileCompleted { transfer, .. } if *transfer == t1.transfer_id),
-    )
-    .await;
-    wait_event(
-        &mut a_ev,
-        |e| matches!(e, Event::FileCompleted { transfer, .. } if *transfer == t2.transfer_id),
-    )
-    .await;
+    completed(&mut b_ev, t1.transfer_id).await;
+    completed(&mut a_ev, t2.transfer_id).await;
     let out = tempfile::tempdir().unwrap();
     let f1 = b
         .save_file(t1.transfer_id, &out.path().join("1"))
@@ -252,11 +258,7 @@ async fn receiver_crash_mid_transfer_resumes_without_starting_over() {
 
     let b = bob.start(MemoryTransport::new(net, "b"), mailbox).await;
     let mut a_ev = a.events();
-    wait_event(
-        &mut a_ev,
-        |e| matches!(e, Event::FileCompleted { transfer: x, .. } if *x == t.transfer_id),
-    )
-    .await;
+    completed(&mut a_ev, t.transfer_id).await;
     let sent = a.transfers().await.unwrap()[0].chunks_sent;
     let resent = sent - chunks;
     // Only what was in flight when bob crashed is sent twice: at most the
@@ -308,11 +310,7 @@ async fn receiver_policy_refuses_large_offers_and_cancel_reaches_the_sender() {
     // Declining an offer reaches the sender too.
     let ok = write(src.path(), "ok", &pattern(50_000, 4));
     let t2 = a.send_file(ab, &ok, FileKind::File).await.unwrap();
-    wait_event(
-        &mut b_ev,
-        |e| matches!(e, Event::FileOffered { transfer, .. } if *transfer == t2.transfer_id),
-    )
-    .await;
+    offered(&mut b_ev, t2.transfer_id).await;
     b.cancel_file(t2.transfer_id).await.unwrap();
     let Event::FileCancelled { reason, .. } = wait_event(
         &mut a_ev,
@@ -358,11 +356,7 @@ async fn lanes_carry_a_file_and_resume_after_a_receiver_crash() {
         unreachable!()
     };
     b.accept_file(transfer).await.unwrap();
-    wait_event(
-        &mut a_ev,
-        |e| matches!(e, Event::FileCompleted { transfer: x, .. } if *x == t.transfer_id),
-    )
-    .await;
+    completed(&mut a_ev, t.transfer_id).await;
     assert_eq!(a.transfers().await.unwrap()[0].chunks_sent, 41);
     let out = tempfile::tempdir().unwrap();
     let f = b.save_file(transfer, out.path()).await.unwrap();
@@ -389,11 +383,7 @@ async fn lanes_carry_a_file_and_resume_after_a_receiver_crash() {
     .await;
     b.abort().await;
     let b = bob.start(MemoryTransport::new(net, "b"), mailbox).await;
-    wait_event(
-        &mut a_ev,
-        |e| matches!(e, Event::FileCompleted { transfer: x, .. } if *x == t.transfer_id),
-    )
-    .await;
+    completed(&mut a_ev, t.transfer_id).await;
     let sent = a
         .transfers()
         .await
@@ -423,11 +413,7 @@ async fn cancel_mid_transfer_from_either_side_drops_partial_data() {
         let path = write(src.path(), &format!("c{n}.bin"), &data);
         let t = a.send_file(ab, &path, FileKind::File).await.unwrap();
         let id = t.transfer_id;
-        wait_event(
-            &mut b_ev,
-            |e| matches!(e, Event::FileOffered { transfer, .. } if *transfer == id),
-        )
-        .await;
+        offered(&mut b_ev, id).await;
         b.accept_file(id).await.unwrap();
         wait_event(&mut b_ev, |e| {
             matches!(e, Event::FileProgress { transfer, done, .. } if *transfer == id && *done > 0)
@@ -490,18 +476,9 @@ async fn downloads_folder_receives_completed_files() {
         let data = pattern(70_000, 40 + i);
         let path = write(src.path(), "note.txt", &data);
         let t = a.send_file(ab, &path, FileKind::File).await.unwrap();
-        wait_event(
-            &mut b_ev,
-            |e| matches!(e, Event::FileOffered { transfer, .. } if *transfer == t.transfer_id),
-        )
-        .await;
+        offered(&mut b_ev, t.transfer_id).await;
         b.accept_file(t.transfer_id).await.unwrap();
-        let Event::FileCompleted { saved, .. } = wait_event(
-            &mut b_ev,
-            |e| matches!(e, Event::FileCompleted { transfer, .. } if *transfer == t.transfer_id),
-        )
-        .await
-        else {
+        let Event::FileCompleted { saved, .. } = completed(&mut b_ev, t.transfer_id).await else {
             unreachable!()
         };
         let want = if i == 0 { "note.txt" } else { "note (1).txt" };
