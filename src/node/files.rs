@@ -944,13 +944,7 @@ impl FileLink {
     /// Stores a run of chunks: per transfer, write + sync the part file, then
     /// record the indexes; FileAck; verify and FileDone when complete.
     async fn on_chunks(&mut self, chunks: Vec<FileChunk>) -> Result<Vec<PeerMessage>, NodeError> {
-        let mut by_id: Vec<([u8; 16], Vec<FileChunk>)> = Vec::new();
-        for c in chunks {
-            match by_id.iter_mut().find(|(id, _)| *id == c.transfer_id) {
-                Some((_, v)) => v.push(c),
-                None => by_id.push((c.transfer_id, vec![c])),
-            }
-        }
+        let by_id = by_transfer(chunks);
         let mut out = Vec::new();
         for (id, chunks) in by_id {
             out.extend(self.store_chunks(id, chunks).await?);
@@ -1165,13 +1159,7 @@ impl FileLink {
         };
         let n = chunks.len() as u64;
         let mut out = Vec::new();
-        let mut by_id: Vec<([u8; 16], Vec<FileChunk>)> = Vec::new();
-        for c in chunks {
-            match by_id.iter_mut().find(|(id, _)| *id == c.transfer_id) {
-                Some((_, v)) => v.push(c),
-                None => by_id.push((c.transfer_id, vec![c])),
-            }
-        }
+        let by_id = by_transfer(chunks);
         for (id, chunks) in by_id {
             for m in self.store_chunks(id, chunks).await? {
                 // Lane chunks are acknowledged per lane, not with FileAck.
@@ -1264,6 +1252,18 @@ impl FileLink {
         }
         Ok(Vec::new())
     }
+}
+
+/// Chunks grouped by transfer, in order of first appearance (order kept within each).
+fn by_transfer(chunks: Vec<FileChunk>) -> Vec<([u8; 16], Vec<FileChunk>)> {
+    let mut by_id: Vec<([u8; 16], Vec<FileChunk>)> = Vec::new();
+    for c in chunks {
+        match by_id.iter_mut().find(|(id, _)| *id == c.transfer_id) {
+            Some((_, v)) => v.push(c),
+            None => by_id.push((c.transfer_id, vec![c])),
+        }
+    }
+    by_id
 }
 
 enum Decision {
