@@ -96,20 +96,12 @@ impl CTorClient {
             path: torrc_path.clone(),
             source,
         })?;
-        let child = Command::new(plan.tor_binary)
-            .arg("-f")
-            .arg(&torrc_path)
-            .arg("--defaults-torrc")
-            .arg(plan.data_dir.join("nonexistent-defaults-torrc"))
-            .arg("--ignore-missing-torrc")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                action: "start a tor client",
-                source,
-            })?;
+        let child = crate::node::spawn_tor(
+            plan.tor_binary,
+            &torrc_path,
+            &plan.data_dir,
+            "start a tor client",
+        )?;
         let mut client = CTorClient {
             name: plan.name.to_owned(),
             child: Some(child),
@@ -191,7 +183,9 @@ impl CTorClient {
 
     /// The last `lines` lines of the client's log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let mut out = tail_lines(&self.log, lines).join("\n");
+        let mut all = tail_lines(&self.log, lines);
+        all.extend(crate::node::output_tail(&self.data_dir, lines));
+        let mut out = all.join("\n");
         out.push('\n');
         out
     }

@@ -122,6 +122,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a tor exited because one of its ports was taken between
+    /// choosing it and binding it (a race worth one more attempt).
+    pub fn is_port_conflict(&self) -> bool {
+        match self {
+            Error::NodeDied { log_tail, .. } | Error::ClientNotReady { log_tail, .. } => {
+                crate::node::port_conflict(log_tail)
+            }
+            _ => false,
+        }
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {

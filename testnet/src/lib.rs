@@ -194,11 +194,43 @@ impl ArtiNetworkConfig {
 impl TestNet {
     /// Generate keys, start every tor and (unless disabled) wait until a
     /// consensus usable by Arti exists.
+    ///
+    /// Ports are chosen free but are only bound by tor a moment later; if
+    /// another process takes one in between, the tor that needed it exits
+    /// at once saying so. That attempt is then thrown away and the whole
+    /// network is started again on fresh ports and in a fresh directory (at
+    /// most [`START_ATTEMPTS`] times; the reason is printed on stderr). Any
+    /// other failure is returned as it is.
     pub fn start(opts: TestNetOptions) -> Result<TestNet, Error> {
         let started = Instant::now();
         if opts.authorities == 0 {
             return Err(Error::BadOptions("at least one authority is needed"));
         }
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(&opts) {
+                Ok(mut net) => {
+                    net.startup = started.elapsed();
+                    return Ok(net);
+                }
+                Err(e) if attempt < START_ATTEMPTS && e.is_port_conflict() => {
+                    tracing::warn!(attempt, error = %e, "test network lost a port race; restarting it");
+                    #[allow(clippy::print_stderr)]
+                    {
+                        eprintln!(
+                            "umbra-testnet: attempt {attempt} lost a port race, starting again on \
+                             fresh ports: {e}"
+                        );
+                    }
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt of [`TestNet::start`].
+    fn start_once(opts: &TestNetOptions) -> Result<TestNet, Error> {
         let dir = tempfile::Builder::new()
             .prefix("umbra-testnet-")
             .tempdir()
@@ -224,7 +256,7 @@ impl TestNet {
             });
         }
 
-        let identities = keys::generate_all(&opts, &plans)?;
+        let identities = keys::generate_all(opts, &plans)?;
         let authorities: Vec<AuthorityEntry> = plans
             .iter()
             .zip(&identities)
@@ -267,13 +299,17 @@ impl TestNet {
         };
         for plan in plans {
             // On error, `net` is dropped here and kills what was started.
-            let node = Node::spawn(&opts, plan, &dirauth_lines)?;
+            let node = Node::spawn(opts, plan, &dirauth_lines)?;
             net.nodes.push(node);
         }
         if opts.wait_ready {
             net.wait_ready(opts.ready_timeout)?;
+        } else {
+            // Without the wait, still catch a tor that could not bind its ports.
+            for node in &mut net.nodes {
+                node.check_alive()?;
+            }
         }
-        net.startup = started.elapsed();
         Ok(net)
     }
 
@@ -372,19 +408,34 @@ impl TestNet {
         if data_dir.exists() {
             return Err(Error::BadOptions("a client of that name already exists"));
         }
-        let ports = free_ports(2)?;
-        CTorClient::spawn(
-            client::ClientPlan {
-                name,
-                data_dir,
-                socks_port: ports[0],
-                control_port: ports[1],
-                owner_pid: self.owner_pid,
-                tor_binary: &self.tor_binary,
-                dirauth_lines: &self.dirauth_lines,
-            },
-            timeout,
-        )
+        let mut attempt = 1;
+        loop {
+            let data_dir = if attempt == 1 {
+                data_dir.clone()
+            } else {
+                data_dir.with_file_name(format!("client-{name}-retry{attempt}"))
+            };
+            let ports = free_ports(2)?;
+            let r = CTorClient::spawn(
+                client::ClientPlan {
+                    name,
+                    data_dir,
+                    socks_port: ports[0],
+                    control_port: ports[1],
+                    owner_pid: self.owner_pid,
+                    tor_binary: &self.tor_binary,
+                    dirauth_lines: &self.dirauth_lines,
+                },
+                timeout,
+            );
+            match r {
+                Err(e) if attempt < START_ATTEMPTS && e.is_port_conflict() => {
+                    tracing::warn!(attempt, error = %e, "C tor client lost a port race; retrying");
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// The last `lines` lines of every node's log, each prefixed by its
@@ -453,19 +504,68 @@ fn consensus_ready(body: &str, nicknames: &[String], n_auth: usize) -> Result<()
     }
 }
 
+/// How many times [`TestNet::start`] (and [`TestNet::c_client`]) start over
+/// after losing a port race.
+pub const START_ATTEMPTS: u32 = 3;
+
 /// Reserve `n` distinct free TCP ports on 127.0.0.1.
 ///
-/// The listeners are held until all ports are chosen so that no port is
-/// handed out twice; tor binds them a moment later (a small, accepted race).
+/// Ports are drawn at random *below* the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`): the ephemeral range is where
+/// every outgoing connection of every process (Arti's circuits, curl, other
+/// test networks' relays) gets its local port, so a port chosen there can be
+/// taken by an outgoing connection before tor binds it. Below it, only
+/// another listener choosing the same number can collide, which
+/// [`TestNet::start`] detects and recovers from. Each candidate is bound
+/// (and held until all are chosen) to make sure it is free now.
 fn free_ports(n: usize) -> Result<Vec<u16>, Error> {
-    let mut held = Vec::with_capacity(n);
-    for _ in 0..n {
-        let l = TcpListener::bind("127.0.0.1:0").map_err(Error::Ports)?;
-        held.push(l);
+    let (low, high) = listener_port_range();
+    let mut held: Vec<TcpListener> = Vec::with_capacity(n);
+    let mut tries = 0usize;
+    while held.len() < n {
+        tries += 1;
+        if tries > 64 * n + 64 {
+            // The range is crowded: fall back to kernel-chosen ports.
+            let l = TcpListener::bind("127.0.0.1:0").map_err(Error::Ports)?;
+            held.push(l);
+            continue;
+        }
+        let port = random_port(low, high);
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
     }
     held.iter()
         .map(|l| l.local_addr().map(|a| a.port()).map_err(Error::Ports))
         .collect()
+}
+
+/// The range test listeners draw from: from 10000 up to just below the
+/// kernel's ephemeral range (Linux default 32768), never below 1024.
+fn listener_port_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let high = ephemeral_low.saturating_sub(1).max(2048);
+    let low = 10_000u16.min(high / 2).max(1024);
+    (low, high)
+}
+
+/// A port in `low..=high`, uniformly enough for picking test ports.
+fn random_port(low: u16, high: u16) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded randomly per process; mixing a counter gives a
+    // fresh value per call. Not cryptographic, and need not be.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    let span = u64::from(high.saturating_sub(low)) + 1;
+    // `h.finish() % span` < span <= 65536, so it fits after adding `low`.
+    low.saturating_add(u16::try_from(h.finish() % span).unwrap_or(0))
 }
 
 /// The network shared by every test of one test binary, started on first
@@ -527,5 +627,63 @@ mod test {
         ] {
             assert!(t.contains(needle), "{needle} missing in {t}");
         }
+    }
+
+    #[test]
+    fn free_ports_are_distinct_and_below_the_ephemeral_range() {
+        let (low, high) = listener_port_range();
+        assert!(1024 <= low && low < high, "{low}..{high}");
+        let ports = free_ports(40).unwrap();
+        let mut sorted = ports.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 40, "a port was handed out twice: {ports:?}");
+        for p in ports {
+            assert!((low..=high).contains(&p), "{p} outside {low}..={high}");
+        }
+    }
+
+    /// A tor whose ORPort is taken exits at once; the error says why (tor
+    /// prints it on stdout before its log file exists) and is recognised as
+    /// a port race that `TestNet::start` recovers from.
+    #[test]
+    fn a_taken_port_is_reported_with_tor_own_words() {
+        if std::process::Command::new("tor")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            panic!("tor is not installed (apt-get install tor)");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ports = free_ports(2).unwrap();
+        let datadir = dir.path().join("node00");
+        keys::create_private_dir(&datadir).unwrap();
+        let plan = node::Plan {
+            nickname: "mid00".into(),
+            role: Role::Middle,
+            orport: taken.local_addr().unwrap().port(),
+            dirport: ports[0],
+            controlport: ports[1],
+            datadir,
+        };
+        let line = "DirAuthority x orport=1 no-v2 v3ident=\
+                    FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF 127.0.0.1:1 \
+                    FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+            .to_owned();
+        let mut n = Node::spawn(&TestNetOptions::default(), plan, &[line]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let err = loop {
+            if let Err(e) = n.check_alive() {
+                break e;
+            }
+            assert!(Instant::now() < deadline, "tor did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let text = err.to_string();
+        assert!(text.contains("Address already in use"), "{text}");
+        assert!(err.is_port_conflict(), "{text}");
+        assert!(!Error::BadOptions("x").is_port_conflict());
     }
 }

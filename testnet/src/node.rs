@@ -84,20 +84,7 @@ impl Node {
             path: torrc_path.clone(),
             source,
         })?;
-        let child = Command::new(&opts.tor_binary)
-            .arg("-f")
-            .arg(&torrc_path)
-            .arg("--defaults-torrc")
-            .arg(plan.datadir.join("nonexistent-defaults-torrc"))
-            .arg("--ignore-missing-torrc")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                action: "start tor",
-                source,
-            })?;
+        let child = spawn_tor(&opts.tor_binary, &torrc_path, &plan.datadir, "start tor")?;
         Ok(Node {
             info: NodeInfo {
                 nickname: plan.nickname,
@@ -131,9 +118,12 @@ impl Node {
         }
     }
 
-    /// The last `n` lines of this node's log (empty if unreadable).
+    /// The last `n` lines of this node's log, followed by what tor printed
+    /// before its log file was open (empty if unreadable).
     pub(crate) fn log_tail(&self, n: usize) -> Vec<String> {
-        tail_lines(&self.info.log, n)
+        let mut lines = tail_lines(&self.info.log, n);
+        lines.extend(output_tail(&self.info.datadir, n));
+        lines
     }
 
     /// Send SIGKILL without waiting.
@@ -151,6 +141,67 @@ impl Drop for Node {
             let _ = child.wait();
         }
     }
+}
+
+/// File in a data directory that receives tor's standard output and error.
+///
+/// Tor reports problems found while it parses its configuration and binds
+/// its ports (e.g. "Could not bind to 127.0.0.1:P: Address already in use")
+/// on stdout, before the `Log … file` of the torrc is open; without this file
+/// such a failure leaves no trace.
+pub(crate) const OUTPUT_FILE: &str = "tor-output.log";
+
+/// Start `tor -f torrc` in the foreground with its output in
+/// [`OUTPUT_FILE`] inside `datadir`.
+pub(crate) fn spawn_tor(
+    tor_binary: &std::path::Path,
+    torrc_path: &std::path::Path,
+    datadir: &std::path::Path,
+    action: &'static str,
+) -> Result<Child, Error> {
+    let (output, errors) = output_file(&datadir.join(OUTPUT_FILE), "create tor's output file")?;
+    Command::new(tor_binary)
+        .arg("-f")
+        .arg(torrc_path)
+        .arg("--defaults-torrc")
+        .arg(datadir.join("nonexistent-defaults-torrc"))
+        .arg("--ignore-missing-torrc")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(output))
+        .stderr(Stdio::from(errors))
+        .spawn()
+        .map_err(|source| Error::Spawn { action, source })
+}
+
+/// A new file at `path` and a second handle to it, for a child's stdout and
+/// stderr.
+pub(crate) fn output_file(
+    path: &std::path::Path,
+    action: &'static str,
+) -> Result<(std::fs::File, std::fs::File), Error> {
+    let io = |source| Error::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(io)?;
+    let second = file.try_clone().map_err(io)?;
+    Ok((file, second))
+}
+
+/// The last `n` lines tor printed on stdout/stderr, each marked as such
+/// (empty if it printed nothing).
+pub(crate) fn output_tail(datadir: &std::path::Path, n: usize) -> Vec<String> {
+    tail_lines(&datadir.join(OUTPUT_FILE), n)
+        .into_iter()
+        .map(|l| format!("(stdout) {l}"))
+        .collect()
+}
+
+/// Whether a tor's log tail says one of its ports was taken by someone else
+/// between choosing it and binding it.
+pub(crate) fn port_conflict(log_tail: &str) -> bool {
+    log_tail.contains("Address already in use") || log_tail.contains("Could not bind")
 }
 
 /// The last `n` lines of a text file (empty if unreadable).

@@ -69,16 +69,7 @@ impl OnionShare {
         let config = scratch.join("onionshare.json");
         write(&config, &settings(host.control_port(), host.socks_port()))?;
         let output = scratch.join("onionshare.log");
-        let log = std::fs::File::create(&output).map_err(|source| Error::Io {
-            action: "create OnionShare's output file",
-            path: output.clone(),
-            source,
-        })?;
-        let log2 = log.try_clone().map_err(|source| Error::Io {
-            action: "create OnionShare's output file",
-            path: output.clone(),
-            source,
-        })?;
+        let (log, log2) = crate::node::output_file(&output, "create OnionShare's output file")?;
         let child = owned::command(host.owner_pid(), &program)
             .arg("--config")
             .arg(&config)
