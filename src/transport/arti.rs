@@ -384,6 +384,38 @@ fn judge(e: &arti_client::Error) -> Failure {
     }
 }
 
+/// How long [`Transport::listen`] waits for a previous instance of the same
+/// onion service (same state directory and nickname) to release its lock.
+pub const SERVICE_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs `attempt` until it succeeds or fails with something else than
+/// `is_locked`, or until `wait` has passed. Nothing announces the release of
+/// Arti's state locks, so this polls, backing off from 50 ms to 1 s.
+async fn wait_for_lock<T, E>(
+    mut attempt: impl FnMut() -> Result<T, E>,
+    is_locked: impl Fn(&E) -> bool,
+    wait: Duration,
+) -> Result<T, E> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(50);
+    let mut logged = false;
+    loop {
+        match attempt() {
+            Err(e) if is_locked(&e) && tokio::time::Instant::now() + pause < deadline => {
+                if !logged {
+                    tracing::info!(
+                        "the onion service's state is still locked by a previous instance; waiting"
+                    );
+                    logged = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Incoming streams of our onion service.
 pub struct ArtiListener {
     /// Keeps the onion service running; dropping it stops the service.
@@ -429,9 +461,16 @@ impl Transport for ArtiTransport {
             .map_err(|e| Error::Launch {
                 source: Box::new(e),
             })?;
-        let (service, rend_requests) = self
-            .client
-            .launch_onion_service(config)
+        // A previous onion service of the same nickname (e.g. of a Tor
+        // client dropped a moment ago, in this process) keeps its state
+        // directory locked until its background tasks have wound down.
+        let launched = wait_for_lock(
+            || self.client.launch_onion_service(config.clone()),
+            |e| e.kind() == ArtiKind::LocalResourceAlreadyInUse,
+            SERVICE_LOCK_WAIT,
+        )
+        .await;
+        let (service, rend_requests) = launched
             .map_err(|e| arti_err("launch the onion service", e))?
             .ok_or_else(|| Error::Config {
                 reason: "the onion service is disabled in the configuration".into(),
@@ -528,5 +567,71 @@ impl Listener for ArtiListener {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod lock_wait_test {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    enum Fail {
+        Locked,
+        Other,
+    }
+
+    /// Locked three times, then free: the fourth attempt succeeds.
+    #[tokio::test(start_paused = true)]
+    async fn waits_while_locked_then_succeeds() {
+        let mut calls = 0;
+        let r = wait_for_lock(
+            || {
+                calls += 1;
+                if calls <= 3 {
+                    Err(Fail::Locked)
+                } else {
+                    Ok(calls)
+                }
+            },
+            |e| *e == Fail::Locked,
+            SERVICE_LOCK_WAIT,
+        )
+        .await;
+        assert_eq!(r, Ok(4));
+    }
+
+    /// Locked for ever: gives up within the bound, with the lock error.
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_after_the_bound() {
+        let start = tokio::time::Instant::now();
+        let mut calls = 0u32;
+        let r: Result<(), Fail> = wait_for_lock(
+            || {
+                calls += 1;
+                Err(Fail::Locked)
+            },
+            |e| *e == Fail::Locked,
+            SERVICE_LOCK_WAIT,
+        )
+        .await;
+        assert_eq!(r, Err(Fail::Locked));
+        assert!(start.elapsed() <= SERVICE_LOCK_WAIT);
+        assert!(calls > 10, "polled {calls} times");
+    }
+
+    /// Any other error is returned at once.
+    #[tokio::test(start_paused = true)]
+    async fn other_errors_are_not_retried() {
+        let mut calls = 0;
+        let r: Result<(), Fail> = wait_for_lock(
+            || {
+                calls += 1;
+                Err(Fail::Other)
+            },
+            |e| *e == Fail::Locked,
+            SERVICE_LOCK_WAIT,
+        )
+        .await;
+        assert_eq!((r, calls), (Err(Fail::Other), 1));
     }
 }
