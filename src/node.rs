@@ -366,6 +366,10 @@ struct Slot {
     cancel: CancellationToken,
     /// A stream exists (false while a connector is still dialing).
     connected: Arc<std::sync::atomic::AtomicBool>,
+    /// The connection is going away: the peer announced it is going offline,
+    /// or the connection has stopped. It no longer wins a tie-break
+    /// (PROTOCOL.md §10).
+    leaving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An exclusive claim on a contact's session: at most one per contact.
@@ -375,6 +379,7 @@ struct Claim {
     cancel: CancellationToken,
     cmds: mpsc::UnboundedReceiver<Command>,
     connected: Arc<std::sync::atomic::AtomicBool>,
+    leaving: Arc<std::sync::atomic::AtomicBool>,
     _guard: OwnedMutexGuard<()>,
 }
 
@@ -1007,9 +1012,10 @@ impl NodeHandle {
     /// Whether a connection to `contact` is currently open.
     pub fn is_connected(&self, contact: ContactId) -> bool {
         self.inner.table(|t| {
-            t.slots
-                .get(&contact)
-                .is_some_and(|s| s.connected.load(std::sync::atomic::Ordering::Acquire))
+            t.slots.get(&contact).is_some_and(|s| {
+                s.connected.load(std::sync::atomic::Ordering::Acquire)
+                    && !s.leaving.load(std::sync::atomic::Ordering::Acquire)
+            })
         })
     }
 
@@ -1165,6 +1171,7 @@ impl Inner {
         let cancel = self.shutdown.child_token();
         // A listener's stream exists already; a connector's once dialed.
         let connected = Arc::new(std::sync::atomic::AtomicBool::new(side == Side::Listener));
+        let leaving = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let slot_id = self.table(|t| {
             t.next_slot += 1;
             let id = t.next_slot;
@@ -1176,6 +1183,7 @@ impl Inner {
                     cmds: tx,
                     cancel: cancel.clone(),
                     connected: connected.clone(),
+                    leaving: leaving.clone(),
                 },
             );
             id
@@ -1186,6 +1194,7 @@ impl Inner {
             cancel,
             cmds: rx,
             connected,
+            leaving,
             _guard: guard,
         }
     }
@@ -1216,8 +1225,12 @@ impl Inner {
             // Our dialed connection wins the tie-break only once it exists:
             // a dial still in progress (perhaps retrying towards a stale
             // descriptor) yields to a connection that already proved itself.
+            // So does a connection that is going away (the peer said goodbye
+            // on it, or it stopped and is being released): refusing a
+            // reconnect for its sake would leave the contact unreachable.
             let dialed = h.connected.load(std::sync::atomic::Ordering::Acquire);
-            if h.side == Side::Connector && dialed && mine.as_str() < peer_fpr {
+            let leaving = h.leaving.load(std::sync::atomic::Ordering::Acquire);
+            if h.side == Side::Connector && dialed && !leaving && mine.as_str() < peer_fpr {
                 return None;
             }
             h.cancel.cancel();
@@ -1315,6 +1328,7 @@ impl Inner {
             store: self.store.clone(),
             events: self.events.clone(),
             contact,
+            leaving: claim.leaving.clone(),
             timers: Timers {
                 heartbeat: self.config.heartbeat,
                 dead_after: self.config.dead_after,

@@ -110,6 +110,10 @@ pub struct ConnCtx {
     pub events: broadcast::Sender<Event>,
     /// The contact this session belongs to.
     pub contact: ContactId,
+    /// Set once this connection is going away (the peer announced it is
+    /// going offline, or the connection stopped), so that the registry lets
+    /// a reconnect replace it instead of refusing it by the tie-break.
+    pub leaving: Arc<std::sync::atomic::AtomicBool>,
     /// Timer values.
     pub timers: Timers,
     /// File-transfer settings.
@@ -203,6 +207,9 @@ where
     if !writer_done {
         let _ = tokio::time::timeout(DRAIN, &mut writer).await;
     }
+    // Mark the connection as gone before anyone hears it is offline.
+    ctx.leaving
+        .store(true, std::sync::atomic::Ordering::Release);
     let was_ready = run.was_ready;
     if was_ready {
         let contact = ctx.contact;
@@ -562,6 +569,11 @@ where
                     });
                 }
                 Action::Presence(p) => {
+                    if p == PresenceState::GoingOffline {
+                        self.ctx
+                            .leaving
+                            .store(true, std::sync::atomic::Ordering::Release);
+                    }
                     let _ = self.ctx.events.send(Event::PresenceChanged {
                         contact: self.ctx.contact,
                         online: p != PresenceState::GoingOffline,
