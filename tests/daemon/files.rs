@@ -9,8 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-#[path = "support/daemon.rs"]
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -7,8 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-#[path = "support/daemon.rs"]
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::{Handshaker, Net, User, assert_no_plaintext, connected_pair, wait_event};
@@ -374,7 +373,7 @@ fn interactive_chat_sends_lines_and_shows_incoming_messages() {
 }
 
 /// Crash safety over onion services of the local Tor network (the
-/// 1,000-message version over direct TCP is in tests/node_crash.rs): the
+/// 1,000-message version over direct TCP is in tests/offline/crash.rs): the
 /// receiver's daemon is killed with SIGKILL in the middle of a burst of
 /// 100 messages and restarted: nothing lost, nothing duplicated, in order.
 #[test]

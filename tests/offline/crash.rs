@@ -5,8 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-#[path = "support/node.rs"]
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -166,7 +165,7 @@ async fn receiver_process_killed_with_sigkill_mid_burst() {
     // Bob comes back as a separate process.
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "child_receiver",
+            "crash::child_receiver",
             "--exact",
             "--nocapture",
             "--test-threads=1",

@@ -2,12 +2,11 @@
 //! a transfer arrives hash-identical and stays encrypted at rest until saved; an
 //! offer made while the receiver is offline waits; a receiver crash mid-transfer
 //! resumes without starting over; two files cross in both directions at once.
-//! The same flows run over real onion services in tests/daemon_files.rs.
+//! The same flows run over real onion services in tests/daemon/files.rs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/node.rs"]
-mod support;
+use crate::support;
 
 use std::path::Path;
 

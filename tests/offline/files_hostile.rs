@@ -7,68 +7,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/node.rs"]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
-use support::{User, connect_pair, wait_event};
+use support::{Raw, User, wait_event};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use umbra::files::reason;
 use umbra::node::{Event, MemoryMailbox, NodeHandle};
-use umbra::session::Session;
 use umbra::store::{ContactId, TransferState};
 use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
 use umbra::transport::{BoxedStream, PeerAddress, Transport};
-use umbra::wire::{FileChunk, FileOffer, Frame, Hello, Media, PeerMessage};
-
-/// Alice's session, driven by hand.
-struct Raw {
-    io: Framed<BoxedStream, LengthDelimitedCodec>,
-    session: Session,
-}
-
-impl Raw {
-    fn seal(&mut self, m: &PeerMessage) -> Vec<u8> {
-        self.session.seal(&m.encode().unwrap()).unwrap()
-    }
-
-    async fn send(&mut self, m: &PeerMessage) {
-        let f = self.seal(m);
-        self.io.send(Bytes::from(f)).await.unwrap();
-    }
-
-    /// The next message from the node, skipping presence; `None` on close.
-    async fn recv(&mut self) -> Option<PeerMessage> {
-        loop {
-            let f = tokio::time::timeout(Duration::from_secs(20), self.io.next())
-                .await
-                .expect("the node answers or closes")?
-                .ok()?;
-            let Frame::Sealed(_) = Frame::decode(&f).unwrap() else {
-                panic!("unexpected envelope")
-            };
-            let pt = self.session.open(&f).unwrap();
-            match PeerMessage::decode(&pt).unwrap() {
-                PeerMessage::Presence(_) | PeerMessage::Hello(_) => continue,
-                m => return Some(m),
-            }
-        }
-    }
-
-    /// The next message that is not a FileAck.
-    async fn answer(&mut self) -> Option<PeerMessage> {
-        loop {
-            match self.recv().await? {
-                PeerMessage::FileAck { .. } => continue,
-                m => return Some(m),
-            }
-        }
-    }
-}
+use umbra::wire::{FileChunk, FileOffer, Media, PeerMessage};
 
 fn offer(id: u8, name: &str, data: &[u8]) -> PeerMessage {
     PeerMessage::FileOffer(FileOffer {
@@ -146,17 +99,8 @@ async fn hostile_file_peer_is_refused_and_nothing_claims_completion() {
     let net = MemoryNetwork::new();
     let mailbox = MemoryMailbox::new();
     let (alice, bob) = (User::new("alice"), User::new("bob"));
-    let a = alice.start(MemoryTransport::new(&net, "a"), &mailbox).await;
-    let b = bob.start(MemoryTransport::new(&net, "b"), &mailbox).await;
-    let (ab, ba) = connect_pair(&a, &b, &bob.cert).await;
-    let mut b_ev = b.events();
-    let a_store = a.store();
-    a.shutdown().await;
-    wait_event(
-        &mut b_ev,
-        |e| matches!(e, Event::PresenceChanged { contact, online: false, .. } if *contact == ba),
-    )
-    .await;
+    let support::AliceLeft { b, a_store, ab, .. } =
+        support::pair_then_alice_leaves(&net, &mailbox, &alice, &bob).await;
     let a = NodeHandleStore(a_store);
     let mut raw = a.connect(&net, ab).await;
 
@@ -277,28 +221,10 @@ struct NodeHandleStore(umbra::node::store_handle::StoreHandle);
 
 impl NodeHandleStore {
     async fn connect(&self, net: &MemoryNetwork, ab: ContactId) -> Raw {
-        let rec = self
-            .0
-            .run(move |s| s.session_for_contact(ab).unwrap().unwrap())
-            .await
-            .unwrap();
-        let session = Session::from_chains(
-            rec.session_id,
-            (&rec.send.chain_key, rec.send.seq),
-            (&rec.recv.chain_key, rec.recv.seq),
-        )
-        .unwrap();
         let mallory = MemoryTransport::new(net, "mallory");
         let stream = mallory.connect(&PeerAddress::new("b")).await.unwrap();
-        let mut raw = Raw {
-            io: Framed::new(stream, LengthDelimitedCodec::new()),
-            session,
-        };
-        raw.send(&PeerMessage::Hello(Hello {
-            protocol: 1,
-            last_received: 0,
-        }))
-        .await;
+        let mut raw = Raw::from_store(&self.0, ab, stream).await;
+        raw.hello().await;
         raw
     }
 }

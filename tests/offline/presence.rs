@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/node.rs"]
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

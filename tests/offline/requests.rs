@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/node.rs"]
-mod support;
+use crate::support;
 
 use support::{User, connect_pair, wait_event, wait_store};
 use umbra::node::{Event, MemoryMailbox, NodeError};

@@ -413,7 +413,12 @@ fn killed_mid_write(batch: u64, kill_after: u64) {
     store.close().unwrap();
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "store::crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_DIR, &dir)
         .env(CHILD_BATCH, batch.to_string())
         .stdout(Stdio::piped())

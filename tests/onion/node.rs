@@ -5,8 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-#[path = "support/node.rs"]
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -7,13 +7,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use secrecy::SecretString;
 use tempfile::TempDir;
 use tokio::sync::broadcast;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use umbra::identity::{Identity, PublicCert, Username};
+use umbra::node::store_handle::StoreHandle;
 use umbra::node::{Event, Mailbox, MemoryMailbox, Node, NodeConfig, NodeHandle};
+use umbra::session::Session;
 use umbra::store::{ContactId, Direction, KdfParams, Message, OwnIdentity, Store};
-use umbra::transport::Transport;
+use umbra::transport::{BoxedStream, Transport};
+use umbra::wire::{Frame, Hello, PeerMessage};
 use zeroize::Zeroizing;
 
 /// Generous bound for any single wait (the suite runs on 2 shared cores).
@@ -209,4 +215,131 @@ pub async fn connect_pair(
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// A peer driven by hand: a real session's keys (taken from a stopped
+/// node's store) over a raw stream, to send what a well-behaved node never
+/// would, or to hold a connection open at a chosen moment.
+pub struct Raw {
+    pub io: Framed<BoxedStream, LengthDelimitedCodec>,
+    pub session: Session,
+}
+
+impl Raw {
+    /// The session of `contact` as stored in `store` (its node stopped),
+    /// over `stream`.
+    pub async fn from_store(store: &StoreHandle, contact: ContactId, stream: BoxedStream) -> Raw {
+        let rec = store
+            .run(move |s| s.session_for_contact(contact).unwrap().unwrap())
+            .await
+            .unwrap();
+        let session = Session::from_chains(
+            rec.session_id,
+            (&rec.send.chain_key, rec.send.seq),
+            (&rec.recv.chain_key, rec.recv.seq),
+        )
+        .unwrap();
+        Raw::new(stream, session)
+    }
+
+    /// `session` over `stream`.
+    pub fn new(stream: BoxedStream, session: Session) -> Raw {
+        Raw {
+            io: Framed::new(stream, LengthDelimitedCodec::new()),
+            session,
+        }
+    }
+
+    pub fn seal(&mut self, m: &PeerMessage) -> Vec<u8> {
+        self.session.seal(&m.encode().unwrap()).unwrap()
+    }
+
+    pub async fn send(&mut self, m: &PeerMessage) {
+        let f = self.seal(m);
+        self.io.send(Bytes::from(f)).await.unwrap();
+    }
+
+    /// Sends the protocol-1 Hello.
+    pub async fn hello(&mut self) {
+        self.send(&PeerMessage::Hello(Hello {
+            protocol: 1,
+            last_received: 0,
+        }))
+        .await;
+    }
+
+    /// The next message from the node, whatever it is; `None` on close.
+    pub async fn next_any(&mut self) -> Option<PeerMessage> {
+        let f = tokio::time::timeout(Duration::from_secs(20), self.io.next())
+            .await
+            .expect("the node answers or closes")?
+            .ok()?;
+        let Frame::Sealed(_) = Frame::decode(&f).unwrap() else {
+            panic!("unexpected envelope")
+        };
+        let pt = self.session.open(&f).unwrap();
+        Some(PeerMessage::decode(&pt).unwrap())
+    }
+
+    /// The next message from the node, skipping presence; `None` on close.
+    pub async fn recv(&mut self) -> Option<PeerMessage> {
+        loop {
+            match self.next_any().await? {
+                PeerMessage::Presence(_) | PeerMessage::Hello(_) => continue,
+                m => return Some(m),
+            }
+        }
+    }
+
+    /// The next message that is not a FileAck.
+    pub async fn answer(&mut self) -> Option<PeerMessage> {
+        loop {
+            match self.recv().await? {
+                PeerMessage::FileAck { .. } => continue,
+                m => return Some(m),
+            }
+        }
+    }
+}
+
+/// alice ("a") and bob ("b") connected over `net`, then alice's node
+/// stopped with a goodbye, and bob has seen her go offline.
+pub struct AliceLeft {
+    /// bob's node, still running.
+    pub b: NodeHandle,
+    /// alice's store (kept open by the handle), for [`Raw::from_store`].
+    pub a_store: StoreHandle,
+    /// alice's contact id for bob.
+    pub ab: ContactId,
+    /// bob's contact id for alice.
+    pub ba: ContactId,
+    /// bob's events, subscribed before alice left.
+    pub b_events: broadcast::Receiver<Event>,
+}
+
+pub async fn pair_then_alice_leaves(
+    net: &umbra::transport::memory::MemoryNetwork,
+    mailbox: &MemoryMailbox,
+    alice: &User,
+    bob: &User,
+) -> AliceLeft {
+    use umbra::transport::memory::MemoryTransport;
+    let a = alice.start(MemoryTransport::new(net, "a"), mailbox).await;
+    let b = bob.start(MemoryTransport::new(net, "b"), mailbox).await;
+    let (ab, ba) = connect_pair(&a, &b, &bob.cert).await;
+    let mut b_events = b.events();
+    let a_store = a.store();
+    a.shutdown().await;
+    wait_event(
+        &mut b_events,
+        |e| matches!(e, Event::PresenceChanged { contact, online: false, .. } if *contact == ba),
+    )
+    .await;
+    AliceLeft {
+        b,
+        a_store,
+        ab,
+        ba,
+        b_events,
+    }
 }
