@@ -4,18 +4,20 @@
 //! Ack timers, and forwards the node's commands.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
+use super::command::Command;
 use super::files::{FileCtx, FileLink};
-use super::peer::{Action, Effect, OutText, Peer, PeerError, PeerState};
+use super::peer::{Action, Effect, Peer, PeerState};
 use super::store_handle::StoreHandle;
 use super::{Event, NodeError};
 use crate::store::{
@@ -33,6 +35,13 @@ const BATCH: usize = 64;
 const CHUNK_GROUP: usize = 4;
 const CHUNK_GROUPS: usize = 2;
 
+/// Most frames without a chunk permit (Texts, acks, replies) that may wait
+/// in the writer queue. Texts are bounded by the send window (256) and
+/// replies are small; more than this means the peer keeps sending while it
+/// does not read our answers, and the connection is closed
+/// (SECURITY-2026-11 L3): memory stays bounded whatever the peer sends.
+pub const MAX_WRITE_BACKLOG: usize = 4096;
+
 /// How long a closing connection may take to flush its last frames.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -47,40 +56,6 @@ pub struct Timers {
     pub hello_timeout: Duration,
     /// Unacknowledged Texts are re-sent after this long without Ack progress.
     pub ack_timeout: Duration,
-}
-
-/// A command from the node to a running connection.
-#[derive(Debug)]
-pub enum Command {
-    /// New outbox Texts to send.
-    Queue(Vec<OutText>),
-    /// End the session: send EndSession if Ready, erase the keys, close.
-    End(oneshot::Sender<()>),
-    /// Tell the peer we read its messages up to this seq.
-    Receipt(u64),
-    /// Transfers changed (new offer, accepted by the user): announce them.
-    Files,
-    /// A transfer was cancelled locally: tell the peer, stop sending it.
-    FileCancel([u8; 16], u8),
-    /// Chunks read from an incoming lane (PROTOCOL.md §14.3); the permit
-    /// bounds how many batches a lane reader has waiting.
-    LaneChunks {
-        /// The lane.
-        lane_id: [u8; 16],
-        /// Its chunks, in order.
-        chunks: Vec<crate::wire::FileChunk>,
-        /// Released once stored.
-        permit: OwnedSemaphorePermit,
-    },
-    /// An outgoing lane's writer ended.
-    LaneDone {
-        /// The lane.
-        lane_id: [u8; 16],
-        /// Chunks it wrote.
-        sent: u64,
-        /// Whether it ended without an error.
-        ok: bool,
-    },
 }
 
 /// How a connection ended.
@@ -110,10 +85,10 @@ pub struct ConnCtx {
     pub events: broadcast::Sender<Event>,
     /// The contact this session belongs to.
     pub contact: ContactId,
-    /// Set once this connection is going away (the peer announced it is
-    /// going offline, or the connection stopped), so that the registry lets
-    /// a reconnect replace it instead of refusing it by the tie-break.
-    pub leaving: Arc<std::sync::atomic::AtomicBool>,
+    /// Called once this connection is going away (the peer announced it
+    /// is going offline, or the connection stopped), so that the registry
+    /// lets a reconnect replace it instead of refusing it by the tie-break.
+    pub on_leaving: Arc<dyn Fn() + Send + Sync>,
     /// Timer values.
     pub timers: Timers,
     /// File-transfer settings.
@@ -124,6 +99,8 @@ pub struct ConnCtx {
 struct WriteItem {
     frames: Vec<Bytes>,
     _permit: Option<OwnedSemaphorePermit>,
+    /// Frames counted in the backlog (those without a permit).
+    counted: usize,
 }
 
 /// Writes queued frames in order and flushes. Runs next to the reading loop so
@@ -132,6 +109,7 @@ struct WriteItem {
 async fn write_loop<K>(
     mut sink: K,
     mut rx: mpsc::UnboundedReceiver<WriteItem>,
+    backlog: Arc<AtomicUsize>,
 ) -> std::io::Result<()>
 where
     K: Sink<Bytes, Error = std::io::Error> + Unpin,
@@ -150,6 +128,8 @@ where
             }
         }
         sink.flush().await?;
+        let written: usize = held.iter().map(|i| i.counted).sum();
+        backlog.fetch_sub(written, Ordering::AcqRel);
     }
     Ok(())
 }
@@ -169,11 +149,13 @@ where
 {
     let (sink, stream) = framed.split();
     let (wtx, wrx) = mpsc::unbounded_channel();
-    let writer = write_loop(sink, wrx);
+    let backlog = Arc::new(AtomicUsize::new(0));
+    let writer = write_loop(sink, wrx, backlog.clone());
     tokio::pin!(writer);
     let mut run = Run {
         stream,
         writer: Some(wtx),
+        backlog,
         ctx,
         session_id: peer.session_id(),
         was_ready: false,
@@ -208,8 +190,7 @@ where
         let _ = tokio::time::timeout(DRAIN, &mut writer).await;
     }
     // Mark the connection as gone before anyone hears it is offline.
-    ctx.leaving
-        .store(true, std::sync::atomic::Ordering::Release);
+    (ctx.on_leaving)();
     let was_ready = run.was_ready;
     if was_ready {
         let contact = ctx.contact;
@@ -234,6 +215,8 @@ where
 struct Run<'a, R> {
     stream: R,
     writer: Option<mpsc::UnboundedSender<WriteItem>>,
+    /// Frames without a permit queued for the writer, not yet written.
+    backlog: Arc<AtomicUsize>,
     ctx: &'a ConnCtx,
     session_id: [u8; 16],
     was_ready: bool,
@@ -507,9 +490,15 @@ where
         let w = self.writer.as_ref().ok_or(NodeError::Stream {
             source: std::io::ErrorKind::BrokenPipe.into(),
         })?;
+        let counted = if permit.is_some() { 0 } else { frames.len() };
+        let before = self.backlog.fetch_add(counted, Ordering::AcqRel);
+        if before.saturating_add(counted) > MAX_WRITE_BACKLOG {
+            return Err(NodeError::PeerNotReading);
+        }
         w.send(WriteItem {
             frames,
             _permit: permit,
+            counted,
         })
         .map_err(|_| NodeError::Stream {
             source: std::io::ErrorKind::BrokenPipe.into(),
@@ -570,9 +559,7 @@ where
                 }
                 Action::Presence(p) => {
                     if p == PresenceState::GoingOffline {
-                        self.ctx
-                            .leaving
-                            .store(true, std::sync::atomic::Ordering::Release);
+                        (self.ctx.on_leaving)();
                     }
                     let _ = self.ctx.events.send(Event::PresenceChanged {
                         contact: self.ctx.contact,
@@ -692,11 +679,5 @@ where
             .events
             .send(Event::SessionEnded { contact, by_peer });
         Ok(())
-    }
-}
-
-impl From<PeerError> for NodeError {
-    fn from(e: PeerError) -> Self {
-        NodeError::Peer(e)
     }
 }

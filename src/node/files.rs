@@ -22,13 +22,14 @@ use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use zeroize::Zeroizing;
 
-use super::conn::Command;
+use super::command::Command;
+use super::peer::PeerError;
 use super::store_handle::StoreHandle;
 use super::{Dial, Event, NodeError};
 use crate::error::HasKind;
 use crate::files::{
-    FILE_WINDOW, FileError, FilePolicy, Lane, Layout, PartFile, Source, new_part, reason, sanitize,
-    unused_in,
+    CHUNK_SIZE, FILE_WINDOW, FileError, FilePolicy, Lane, Layout, PartFile, Source, new_part,
+    reason, sanitize, unused_in,
 };
 use crate::limits::MAX_RESUME_RANGES;
 use crate::store::{
@@ -612,7 +613,7 @@ impl FileLink {
                     out.extend(self.on_done(transfer_id).await?)
                 }
                 PeerMessage::FileLane { lane_id, key } => self.on_lane(lane_id, key),
-                PeerMessage::FileLaneAck { lane_id, count } => self.on_lane_ack(lane_id, count),
+                PeerMessage::FileLaneAck { lane_id, count } => self.on_lane_ack(lane_id, count)?,
                 PeerMessage::FileCancel {
                     transfer_id,
                     reason: r,
@@ -640,6 +641,12 @@ impl FileLink {
     async fn on_offer(&mut self, o: FileOffer) -> Result<Vec<PeerMessage>, NodeError> {
         let id = o.transfer_id;
         let contact = self.contact;
+        if o.chunk_size != CHUNK_SIZE {
+            // PROTOCOL.md §14.1: one chunk size. A smaller one would multiply
+            // our per-chunk costs (part-file slots, bookkeeping) for the
+            // same offered size. Refused before anything is stored.
+            return Ok(vec![cancel(id, reason::PROTOCOL)]);
+        }
         let policy = self.ctx.policy.clone();
         let existing = self.store.run(move |s| s.transfer(&id)).await??;
         if let Some(t) = existing {
@@ -1051,21 +1058,27 @@ impl FileLink {
     }
 
     /// Sender: the receiver stored `count` frames of a lane.
-    fn on_lane_ack(&mut self, lane_id: [u8; 16], count: u64) {
+    fn on_lane_ack(&mut self, lane_id: [u8; 16], count: u64) -> Result<(), NodeError> {
         let contact = self.contact;
         let Some(s) = self.sending.as_mut() else {
-            return;
+            return Ok(());
         };
         let Some(l) = s.lanes.get_mut(&lane_id) else {
-            return;
+            return Ok(());
         };
         if count <= l.acked {
-            return;
+            return Ok(());
+        }
+        // A count is the peer's word: never above what the lane wrote
+        // (PROTOCOL.md §14.3), so the permits and totals below stay bounded.
+        if count > l.sent.load(Ordering::Relaxed) {
+            return Err(PeerError::AckBeyondSent.into());
         }
         let delta = count - l.acked;
         l.acked = count;
-        l.permits.add_permits(delta as usize);
-        s.confirmed += delta;
+        l.permits
+            .add_permits(usize::try_from(delta).map_err(|_| PeerError::AckBeyondSent)?);
+        s.confirmed = s.confirmed.saturating_add(delta);
         if s.settling.is_some() {
             s.settling = Some(Instant::now());
         }
@@ -1074,7 +1087,10 @@ impl FileLink {
             .is_none_or(|t| now.duration_since(t) >= PROGRESS_EVERY)
         {
             s.last_progress = Some(now);
-            let done = (s.confirmed * u64::from(s.layout.chunk_size)).min(s.layout.size);
+            let done = s
+                .confirmed
+                .saturating_mul(u64::from(s.layout.chunk_size))
+                .min(s.layout.size);
             let _ = self.events.send(Event::FileProgress {
                 contact,
                 transfer: s.id,
@@ -1082,6 +1098,7 @@ impl FileLink {
                 size: s.layout.size,
             });
         }
+        Ok(())
     }
 
     /// Sender: a lane writer ended after writing `sent` chunks.

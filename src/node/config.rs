@@ -1,0 +1,56 @@
+//! Node settings.
+
+use std::time::Duration;
+
+/// Node settings. Defaults are PROTOCOL.md §10/§13's values.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Presence heartbeat while Ready. Default 30 s.
+    pub heartbeat: Duration,
+    /// A connection with no valid frame for this long is dead. Default 90 s.
+    pub dead_after: Duration,
+    /// First frame / Hello timeout. Default 30 s.
+    pub hello_timeout: Duration,
+    /// Re-send unacknowledged Texts after this long. Default 60 s.
+    pub ack_timeout: Duration,
+    /// First reconnect delay. Default 5 s.
+    pub backoff_initial: Duration,
+    /// Largest reconnect delay. Default 300 s.
+    pub backoff_max: Duration,
+    /// Most unacknowledged Texts in flight. Default 256 (well under MAX_SKIP).
+    pub window: u64,
+    /// Mailbox poll interval. Default 60 s.
+    pub mailbox_poll: Duration,
+    /// Concurrent inbound connections (`limits.max_connections`). Default 64.
+    pub max_inbound: usize,
+    /// Largest frame accepted from a peer (`limits.max_frame_bytes`),
+    /// within `wire::MIN_FRAME_LIMIT..=MAX_FRAME`. Default MAX_FRAME.
+    pub max_frame: usize,
+    /// Event bus capacity. Default 4096.
+    pub event_capacity: usize,
+    /// What this node accepts as a file receiver.
+    pub files: crate::files::FilePolicy,
+    /// Interval of the expiry sweep (PROTOCOL.md §11 lifetimes; it also runs
+    /// at start). Default 1 h.
+    pub housekeeping: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            heartbeat: Duration::from_secs(30),
+            dead_after: Duration::from_secs(90),
+            hello_timeout: Duration::from_secs(30),
+            ack_timeout: Duration::from_secs(60),
+            backoff_initial: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+            window: 256,
+            mailbox_poll: Duration::from_secs(60),
+            max_inbound: 64,
+            max_frame: crate::limits::MAX_FRAME,
+            event_capacity: 4096,
+            files: crate::files::FilePolicy::default(),
+            housekeeping: Duration::from_secs(3600),
+        }
+    }
+}
