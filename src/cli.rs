@@ -215,6 +215,12 @@ pub enum Command {
         #[arg(long)]
         allow_key_change: bool,
     },
+    /// Cancel your unanswered connection request to a user (its keys are erased).
+    CancelRequest {
+        /// The user you asked, e.g. @bob
+        #[arg(value_name = "@USER")]
+        user: String,
+    },
     /// Reject the connection request of a user (silently, unless --notify).
     Reject {
         /// The requester, e.g. @alice
@@ -376,6 +382,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             allow_key_change,
         } => remote::accept(&cli.global, user.clone(), *allow_key_change, out),
         Command::Reject { user, notify } => remote::reject(&cli.global, user.clone(), *notify, out),
+        Command::CancelRequest { user } => remote::cancel_request(&cli.global, user.clone(), out),
         Command::Contacts => remote::contacts(&cli.global, out),
         Command::Send { user, text } => remote::send(&cli.global, user.clone(), text.clone(), out),
         Command::Chat { user } => remote::chat(&cli.global, user.clone(), out),

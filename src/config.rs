@@ -115,6 +115,19 @@ impl Default for FilesConfig {
     }
 }
 
+impl Config {
+    /// The node's settings from this configuration (PROTOCOL.md defaults
+    /// for everything the configuration does not set).
+    pub fn node_config(&self) -> crate::node::NodeConfig {
+        crate::node::NodeConfig {
+            files: self.files.policy(),
+            max_inbound: usize::try_from(self.limits.max_connections).unwrap_or(usize::MAX),
+            max_frame: usize::try_from(self.limits.max_frame_bytes).unwrap_or(usize::MAX),
+            ..crate::node::NodeConfig::default()
+        }
+    }
+}
+
 impl FilesConfig {
     /// The node's receiver policy.
     pub fn policy(&self) -> crate::files::FilePolicy {
@@ -275,8 +288,13 @@ impl Config {
         if l.max_connections == 0 {
             return invalid("limits.max_connections", "must be at least 1");
         }
-        if !(1024..=131_072).contains(&l.max_frame_bytes) {
-            return invalid("limits.max_frame_bytes", "must be between 1024 and 131072");
+        if !(crate::wire::MIN_FRAME_LIMIT..=crate::limits::MAX_FRAME)
+            .contains(&(l.max_frame_bytes as usize))
+        {
+            return invalid(
+                "limits.max_frame_bytes",
+                "must be between 66560 (a file chunk must fit) and 131072",
+            );
         }
         if self
             .files
@@ -347,6 +365,22 @@ mod test {
     use super::*;
 
     #[test]
+    fn limits_reach_the_node() {
+        let cfg: Config = toml::from_str(
+            "[limits]\nmax_connections = 3\nmax_frame_bytes = 70000\n[files]\nstreams = 4\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let node = cfg.node_config();
+        assert_eq!(node.max_inbound, 3);
+        assert_eq!(node.max_frame, 70_000);
+        assert_eq!(node.files.streams, 4);
+        let default = Config::default().node_config();
+        assert_eq!(default.max_frame, crate::limits::MAX_FRAME);
+        assert_eq!(default.max_inbound, 64);
+    }
+
+    #[test]
     fn example_parses_and_equals_defaults() {
         let cfg = Config::from_toml(EXAMPLE_CONFIG).unwrap();
         assert_eq!(cfg, Config::default());
@@ -396,6 +430,7 @@ mod test {
     fn limits_are_checked() {
         for bad in [
             "[limits]\nmax_frame_bytes = 200000\n",
+            "[limits]\nmax_frame_bytes = 1024\n",
             "[limits]\nconnect_timeout_secs = 0\n",
             "[limits]\nmax_connections = 0\n",
             "[network]\nvirtual_port = 0\n",

@@ -1,6 +1,6 @@
 //! The local control API: the daemon's Unix socket (docs/CONTROL.md).
 //!
-//! * [`proto`]: the JSON-lines message types (v1).
+//! * [`proto`]: the JSON-lines message types ([`proto::VERSION`]).
 //! * [`client`]: a client, used by the CLI, the terminal UI and tests.
 //! * [`server`]: the daemon side (command handlers, event stream).
 //!

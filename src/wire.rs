@@ -80,10 +80,22 @@ impl HasKind for WireError {
 /// The length-delimited codec for peer streams: `u32` big-endian length
 /// prefix, bodies of at most [`MAX_FRAME`] bytes.
 pub fn codec() -> LengthDelimitedCodec {
+    codec_with(MAX_FRAME)
+}
+
+/// The smallest frame limit a node may configure: the largest frame a
+/// well-behaved peer sends (a sealed FileChunk of MAX_CHUNK bytes) with
+/// room to spare.
+pub const MIN_FRAME_LIMIT: usize = crate::limits::MAX_CHUNK + 1024;
+
+/// [`codec`] with a lower limit (`limits.max_frame_bytes`), clamped to
+/// `MIN_FRAME_LIMIT..=MAX_FRAME`: a longer length prefix closes the stream
+/// before any of the frame is buffered.
+pub fn codec_with(max_frame: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .big_endian()
         .length_field_type::<u32>()
-        .max_frame_length(MAX_FRAME)
+        .max_frame_length(max_frame.clamp(MIN_FRAME_LIMIT, MAX_FRAME))
         .new_codec()
 }
 

@@ -17,7 +17,6 @@ use crate::control::proto::{
 };
 use crate::control::{Client, ClientError};
 use crate::daemon::{self, DaemonLock, DaemonOptions, Progress};
-use crate::node::NodeConfig;
 use crate::store::{self, Store, datadir};
 
 type Result<T, E = CliError> = std::result::Result<T, E>;
@@ -127,10 +126,7 @@ pub(crate) fn up(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
         .identity()?
         .map(|i| i.username)
         .ok_or(CliError::NoIdentity { dir: dir.clone() })?;
-    let node = NodeConfig {
-        files: config.files.policy(),
-        ..NodeConfig::default()
-    };
+    let node = config.node_config();
     let opts = DaemonOptions {
         config,
         data_dir: dir.clone(),
@@ -425,6 +421,24 @@ pub(crate) fn accept(
     writeln!(
         out,
         "The answer goes directly to their onion service; messages can be sent now."
+    )?;
+    Ok(())
+}
+
+/// `umbra cancel-request @user`.
+pub(crate) fn cancel_request(
+    global: &GlobalArgs,
+    username: String,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let name = username.clone();
+    call(global, Request::CancelRequest { username })?;
+    if global.json {
+        return json(out, &serde_json::json!({"cancelled": name}));
+    }
+    writeln!(
+        out,
+        "Cancelled your request to {name}: its keys are erased, so it can no longer be accepted"
     )?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Control API v1 message types (docs/CONTROL.md).
+//! Control API message types (docs/CONTROL.md; version [`VERSION`]).
 //!
 //! One JSON object per line (`\n`-terminated, at most [`MAX_LINE`] bytes) in
 //! each direction over the owner-only Unix socket `<data_dir>/control.sock`.
@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the control API (the `v` field of every client message).
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Largest line either side accepts, in bytes (a 16 KiB text escaped as
 /// JSON fits many times over; history replies are paged by `limit`).
@@ -77,6 +77,12 @@ pub enum Request {
         /// Accept although their key differs from the one pinned for them.
         #[serde(default)]
         allow_key_change: bool,
+    },
+    /// Cancel our unanswered request(s) to `username` (their secrets are
+    /// erased; a late Accept fails).
+    CancelRequest {
+        /// The user we asked.
+        username: String,
     },
     /// Reject the pending request from `username`.
     Reject {
@@ -535,21 +541,21 @@ mod test {
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(
             s,
-            r#"{"v":2,"id":7,"cmd":{"send":{"username":"@bob","text":"hi"}}}"#
+            r#"{"v":3,"id":7,"cmd":{"send":{"username":"@bob","text":"hi"}}}"#
         );
         assert_eq!(serde_json::from_str::<ClientMessage>(&s).unwrap(), m);
-        let unit: ClientMessage = serde_json::from_str(r#"{"v":2,"id":1,"cmd":"status"}"#).unwrap();
+        let unit: ClientMessage = serde_json::from_str(r#"{"v":3,"id":1,"cmd":"status"}"#).unwrap();
         assert_eq!(unit.cmd, Request::Status);
     }
 
     #[test]
     fn strict_decoding() {
         for bad in [
-            r#"{"v":2,"id":1,"cmd":"status","x":1}"#,
-            r#"{"v":2,"id":1,"cmd":"launch_missiles"}"#,
-            r#"{"v":2,"id":1,"cmd":{"send":{"username":"b","text":"t","extra":1}}}"#,
-            r#"{"v":2,"cmd":"status"}"#,
-            r#"{"v":2,"id":-1,"cmd":"status"}"#,
+            r#"{"v":3,"id":1,"cmd":"status","x":1}"#,
+            r#"{"v":3,"id":1,"cmd":"launch_missiles"}"#,
+            r#"{"v":3,"id":1,"cmd":{"send":{"username":"b","text":"t","extra":1}}}"#,
+            r#"{"v":3,"cmd":"status"}"#,
+            r#"{"v":3,"id":-1,"cmd":"status"}"#,
             "",
             "[]",
         ] {

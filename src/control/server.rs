@@ -232,6 +232,14 @@ async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
             username,
             allow_key_change,
         } => accept(ctx, &username, allow_key_change).await,
+        Request::CancelRequest { username } => {
+            let name = parse_name(&username)?;
+            ctx.node
+                .cancel_request(name.as_str())
+                .await
+                .map_err(node_err)?;
+            Ok(Reply::Done)
+        }
         Request::Reject { username, notify } => {
             let name = parse_name(&username)?;
             let req = pending_from(ctx, &name).await?;

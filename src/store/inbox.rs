@@ -191,6 +191,22 @@ impl Store {
             .map_err(db("listing accepts"))
     }
 
+    /// Contacts whose undelivered Accept expired before `now` (the
+    /// request's window elapsed without the requester's Hello).
+    pub fn expired_pending_accepts(&self, now: u64) -> Result<Vec<ContactId>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT contact_id FROM pending_accepts WHERE expires_at < ?1 ORDER BY contact_id",
+            )
+            .map_err(db("listing expired accepts"))?;
+        let rows = st
+            .query_map([now], |r| Ok(ContactId(r.get(0)?)))
+            .map_err(db("listing expired accepts"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(db("listing expired accepts"))
+    }
+
     /// Forgets the Accept for `contact` (delivered, or the session ended).
     pub fn delete_pending_accept(&self, contact: ContactId) -> Result<bool> {
         self.conn

@@ -296,6 +296,21 @@ impl Store {
         Ok(self.take_pending_request(request_id)?.is_some())
     }
 
+    /// Delete (wiping) every pending request to `to_username`; returns how many
+    /// (`umbra cancel-request`).
+    pub fn cancel_pending_requests_to(&mut self, to_username: &str) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db("cancelling pending requests"))?;
+        let n = wipe_pending(&tx, "to_username = ?1", &to_username)?;
+        tx.commit().map_err(db("cancelling pending requests"))?;
+        if n > 0 {
+            self.checkpoint()?;
+        }
+        Ok(n)
+    }
+
     /// Delete (wiping) pending requests created before `created_before`; returns how many.
     pub fn expire_pending_requests(&mut self, created_before: u64) -> Result<usize> {
         let tx = self

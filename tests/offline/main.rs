@@ -11,6 +11,7 @@ mod support;
 
 mod crash;
 mod delivery;
+mod dial;
 mod files;
 mod files_hostile;
 mod gpg_interop;

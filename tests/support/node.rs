@@ -323,9 +323,22 @@ pub async fn pair_then_alice_leaves(
     alice: &User,
     bob: &User,
 ) -> AliceLeft {
+    pair_then_alice_leaves_with(net, mailbox, alice, bob, fast_config()).await
+}
+
+/// [`pair_then_alice_leaves`] with bob's node running `bob_config`.
+pub async fn pair_then_alice_leaves_with(
+    net: &umbra::transport::memory::MemoryNetwork,
+    mailbox: &MemoryMailbox,
+    alice: &User,
+    bob: &User,
+    bob_config: NodeConfig,
+) -> AliceLeft {
     use umbra::transport::memory::MemoryTransport;
     let a = alice.start(MemoryTransport::new(net, "a"), mailbox).await;
-    let b = bob.start(MemoryTransport::new(net, "b"), mailbox).await;
+    let b = bob
+        .start_with(bob_config, MemoryTransport::new(net, "b"), mailbox)
+        .await;
     let (ab, ba) = connect_pair(&a, &b, &bob.cert).await;
     let mut b_events = b.events();
     let a_store = a.store();
@@ -342,4 +355,54 @@ pub async fn pair_then_alice_leaves(
         ba,
         b_events,
     }
+}
+
+/// A transport that counts its dials (both `connect` and `connect_isolated`).
+#[derive(Clone)]
+pub struct Counting<T> {
+    pub inner: T,
+    pub dials: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<T> Counting<T> {
+    pub fn new(inner: T) -> Self {
+        Counting {
+            inner,
+            dials: Arc::default(),
+        }
+    }
+
+    pub fn dials(&self) -> usize {
+        self.dials.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl<T: Transport> Transport for Counting<T> {
+    type Listener = T::Listener;
+
+    fn kind(&self) -> umbra::transport::TransportKind {
+        self.inner.kind()
+    }
+
+    async fn listen(&self) -> Result<T::Listener, umbra::transport::Error> {
+        self.inner.listen().await
+    }
+
+    async fn connect(
+        &self,
+        addr: &umbra::transport::PeerAddress,
+    ) -> Result<BoxedStream, umbra::transport::Error> {
+        self.dials.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.connect(addr).await
+    }
+}
+
+/// Sets the stored address of `contact` (to simulate a contact whose
+/// address cannot be dialled, or points at a hostile listener).
+pub fn set_address(user: &User, contact: ContactId, address: &str) {
+    let s = user.open();
+    let mut c = s.contact(contact).unwrap().unwrap();
+    c.onion_address = Some(address.to_owned());
+    s.update_contact(&c).unwrap();
+    s.close().unwrap();
 }
