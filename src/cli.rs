@@ -203,6 +203,10 @@ pub enum Command {
         /// Proceed although their key differs from the one you pinned
         #[arg(long)]
         allow_key_change: bool,
+        /// Replace your existing conversation's keys (a re-key): once they
+        /// accept, the old session ends on both sides
+        #[arg(long)]
+        rekey: bool,
     },
     /// List received connection requests with their verified fingerprints.
     Requests,
@@ -369,11 +373,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             user,
             note,
             allow_key_change,
+            rekey,
         } => remote::request(
             &cli.global,
             user.clone(),
             note.clone(),
             *allow_key_change,
+            *rekey,
             out,
         ),
         Command::Requests => remote::requests(&cli.global, out),

@@ -76,6 +76,7 @@ use store_handle::StoreHandle;
 
 // ---------- public exports ----------
 pub use config::NodeConfig;
+pub use dial::Trouble;
 pub use error::NodeError;
 pub use event::{Event, ReceivedRequest};
 pub use housekeeping::Swept;
@@ -135,7 +136,20 @@ impl Node {
         // Expired requests and accepts go before anything is dialed.
         housekeeping::sweep(&inner, crate::time::now_secs()).await?;
         inner.spawn(inbound::accept_loop(inner.clone(), listener));
-        let accepts = inner.store.run(|s| s.pending_accepts()).await??;
+        // Each Accept belongs to the contact's current session (accepting
+        // stores both at once; a re-key replaces both).
+        let accepts = inner
+            .store
+            .run(|s| -> Result<Vec<_>, crate::store::Error> {
+                let mut out = Vec::new();
+                for (contact, env) in s.pending_accepts()? {
+                    if let Some(rec) = s.session_for_contact(contact)? {
+                        out.push((contact, (rec.session_id, env)));
+                    }
+                }
+                Ok(out)
+            })
+            .await??;
         inner.table(|t| t.accepts.extend(accepts));
         let contacts = inner
             .store

@@ -228,6 +228,7 @@ async fn perform(cmds: &mut Client, app: &mut App, action: Action) -> Result<(),
             username: n.clone(),
             note: String::new(),
             allow_key_change: false,
+            rekey: false,
         },
         Action::Accept(n) => Request::Accept {
             username: n.clone(),

@@ -60,6 +60,12 @@ impl PassphraseRole {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CliError {
+    /// The command needs the store to itself, and a daemon holds it.
+    #[error("the Umbra daemon is running for this data directory; stop it before you {action}")]
+    DaemonHoldsStore {
+        /// What the user wanted to do.
+        action: &'static str,
+    },
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -162,6 +168,7 @@ impl CliError {
             CliError::Daemon(e) if matches!(**e, crate::daemon::DaemonError::AlreadyRunning) => {
                 return EXIT_DAEMON;
             }
+            CliError::DaemonHoldsStore { .. } => return EXIT_DAEMON,
             _ => return EXIT_FAILURE,
         };
         match kind {
@@ -223,6 +230,10 @@ impl CliError {
             },
             CliError::Daemon(e) if matches!(**e, crate::daemon::DaemonError::AlreadyRunning) => {
                 "use the running daemon (`umbra status`), or stop it first".into()
+            }
+            CliError::DaemonHoldsStore { .. } => {
+                "stop it (Ctrl-C where `umbra up` runs, or send it SIGTERM), run this again, then start it with `umbra up`"
+                    .into()
             }
             CliError::Config(_) => {
                 "fix the configuration file (config/umbra.example.toml documents every key)".into()

@@ -335,6 +335,7 @@ pub(crate) fn request(
     username: String,
     note: Option<String>,
     allow_key_change: bool,
+    rekey: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
     if !global.json {
@@ -348,6 +349,7 @@ pub(crate) fn request(
             username,
             note: note.unwrap_or_default(),
             allow_key_change,
+            rekey,
         },
     )?
     else {
@@ -392,6 +394,12 @@ fn print_request(out: &mut dyn Write, r: &RequestView) -> Result<()> {
             out,
             "  WARNING      this key differs from the one you pinned for {}",
             r.username
+        )?;
+    }
+    if r.rekey {
+        writeln!(
+            out,
+            "  re-key       already your contact: accepting replaces your conversation's keys"
         )?;
     }
     Ok(())
@@ -501,6 +509,19 @@ pub(crate) fn contacts(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
             c.state,
             if c.verified { "verified" } else { "" },
         )?;
+        match c.problem.as_deref() {
+            Some("session_mismatch") => writeln!(
+                out,
+                "  session mismatch: {} keeps refusing your session (they ended it, or you both \
+                 changed it). Run `umbra end {}`, then `umbra request {}`",
+                c.username, c.username, c.username
+            )?,
+            Some(_) => writeln!(
+                out,
+                "  unreachable for a while; retrying automatically (messages stay queued)"
+            )?,
+            None => {}
+        }
     }
     Ok(())
 }

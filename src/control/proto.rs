@@ -67,6 +67,10 @@ pub enum Request {
         /// Accept that their key differs from the one pinned for them.
         #[serde(default)]
         allow_key_change: bool,
+        /// Replace an established session with this contact (a re-key);
+        /// without it such a request is refused (`already_connected`).
+        #[serde(default)]
+        rekey: bool,
     },
     /// Received connection requests awaiting a decision.
     Requests,
@@ -308,6 +312,8 @@ pub enum ErrorCode {
     NoSession,
     /// The contact's key differs from the pinned one.
     KeyChanged,
+    /// A session with this contact exists; a new request needs `rekey`.
+    AlreadyConnected,
     /// No Handshaker is configured, or it refused the command.
     Handshaker,
     /// A network operation failed (it may work later).
@@ -394,6 +400,10 @@ pub struct ContactView {
     pub unread: u64,
     /// Outgoing messages not yet delivered.
     pub queued: u64,
+    /// What keeps failing with this contact's connection:
+    /// `session_mismatch` (they do not hold our session: `end`, then
+    /// request again) or `unreachable`; `None` when all is well.
+    pub problem: Option<String>,
 }
 
 /// A received connection request.
@@ -411,6 +421,9 @@ pub struct RequestView {
     /// Their key differs from the one pinned for this name (accept needs
     /// `allow_key_change`).
     pub key_changed: bool,
+    /// They are already a contact with a session: accepting replaces it
+    /// (a re-key, PROTOCOL.md §12.2).
+    pub rekey: bool,
 }
 
 /// A stored message.

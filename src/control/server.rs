@@ -210,7 +210,8 @@ async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
             username,
             note,
             allow_key_change,
-        } => request(ctx, &username, &note, allow_key_change).await,
+            rekey,
+        } => request(ctx, &username, &note, allow_key_change, rekey).await,
         Request::Requests => {
             if ctx.directory.current().is_some() {
                 // Fresh results; a failure here still lists what is stored.
@@ -495,6 +496,7 @@ async fn request(
     username: &str,
     note: &str,
     allow_key_change: bool,
+    rekey: bool,
 ) -> ApiResult<Reply> {
     let name = parse_name(username)?;
     if name == *ctx.identity.username() {
@@ -508,7 +510,7 @@ async fn request(
     // store or network side effect).
     let id = ctx
         .node
-        .request_with(&entry.cert, note, allow_key_change)
+        .request_opts(&entry.cert, note, allow_key_change, rekey)
         .await
         .map_err(node_err_for(&name))?;
     let c = contact_by_id(ctx, id).await?;
@@ -573,6 +575,13 @@ async fn contact_view(ctx: &Context, c: &Contact) -> ApiResult<ContactView> {
         last_seen: c.last_seen,
         unread,
         queued,
+        problem: ctx.node.trouble(id).map(|t| {
+            match t {
+                node::Trouble::SessionMismatch => "session_mismatch",
+                _ => "unreachable",
+            }
+            .to_owned()
+        }),
     })
 }
 
@@ -583,6 +592,7 @@ fn request_view(r: node::ReceivedRequest) -> RequestView {
         note: r.note,
         received_at: r.received_at,
         key_changed: r.key_changed,
+        rekey: r.rekey,
     }
 }
 
@@ -745,9 +755,21 @@ fn hs_err(e: HandshakerClientError) -> ApiError {
 
 /// [`node_err`], naming `name` (with the out-of-band hint) on a key change.
 fn node_err_for(name: &Username) -> impl FnOnce(NodeError) -> ApiError + '_ {
-    move |e| match e {
+    move |e| {
+        match e {
         NodeError::KeyChanged => key_changed(name),
+        NodeError::AlreadyConnected => ApiError::new(
+            ErrorCode::AlreadyConnected,
+            format!("you already have a conversation with {name}"),
+        )
+        .hint(format!(
+            "a new request would replace it with new keys; if that is what you want: umbra request {name} --rekey"
+        )),
+        NodeError::NoSession => node_err(NodeError::NoSession).hint(format!(
+            "there is no conversation with {name} yet: umbra request {name}"
+        )),
         e => node_err(e),
+    }
     }
 }
 
@@ -755,6 +777,7 @@ fn node_err(e: NodeError) -> ApiError {
     let code = match &e {
         NodeError::NoSession => ErrorCode::NoSession,
         NodeError::KeyChanged => ErrorCode::KeyChanged,
+        NodeError::AlreadyConnected => ErrorCode::AlreadyConnected,
         NodeError::NotFound { .. } => ErrorCode::NotFound,
         NodeError::Invalid { .. } => ErrorCode::BadRequest,
         NodeError::ShuttingDown => ErrorCode::ShuttingDown,
@@ -771,7 +794,7 @@ fn node_err(e: NodeError) -> ApiError {
     };
     let err = ApiError::new(code, e.to_string());
     match code {
-        ErrorCode::NoSession => err.hint("send a new connection request: umbra request @NAME"),
+        ErrorCode::NoSession => err.hint("send a connection request first: umbra request @USER"),
         ErrorCode::Network => err.hint("it is retried automatically; check `umbra status`"),
         _ => err,
     }

@@ -118,6 +118,12 @@ impl NodeHandle {
         Ok(())
     }
 
+    /// What keeps failing with `contact`'s connection, if anything (for a
+    /// hint to the user: PROTOCOL.md §12.2).
+    pub fn trouble(&self, contact: ContactId) -> Option<super::Trouble> {
+        self.inner.trouble(contact)
+    }
+
     /// Whether a connection to `contact` is currently open.
     pub fn is_connected(&self, contact: ContactId) -> bool {
         self.inner.table(|t| t.registry.is_connected(contact))

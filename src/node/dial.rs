@@ -31,6 +31,11 @@ use super::peer::Side;
 /// unreachable: a warning is logged (once, without identifiers).
 pub(super) const UNREACHABLE_AFTER: u32 = 5;
 
+/// After this many connections in a row that the peer closed before its
+/// Hello (it does not hold our session), the contact is shown as a
+/// session mismatch (PROTOCOL.md §12.2).
+pub(super) const MISMATCH_AFTER: u32 = 3;
+
 /// Reconnect pacing of one dial loop (sans-IO: the caller sleeps).
 #[derive(Debug, Clone)]
 pub(super) struct Backoff {
@@ -105,6 +110,7 @@ pub(super) async fn dial_loop(inner: Arc<Inner>, contact: ContactId) {
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
     let wake = inner.wake_for(contact);
     let mut warned = false;
+    let mut refused = 0u32;
     loop {
         if inner.shutdown.is_cancelled() {
             break;
@@ -128,7 +134,23 @@ pub(super) async fn dial_loop(inner: Arc<Inner>, contact: ContactId) {
                 _ = inner.shutdown.cancelled() => break,
             }
         };
-        let wait = match attempt(&inner, contact, &addr, claim, &mut backoff).await {
+        let (outcome, reached) = attempt(&inner, contact, &addr, claim, &mut backoff).await;
+        refused = match reached {
+            Reached::Refused => refused.saturating_add(1),
+            Reached::Ready => 0,
+            Reached::Nothing => refused,
+        };
+        let trouble = if refused >= MISMATCH_AFTER {
+            Some(Trouble::SessionMismatch)
+        } else if reached == Reached::Ready {
+            None
+        } else if backoff.failures() >= UNREACHABLE_AFTER && reached == Reached::Nothing {
+            Some(Trouble::Unreachable)
+        } else {
+            inner.trouble(contact)
+        };
+        inner.set_trouble(contact, trouble);
+        let wait = match outcome {
             Attempt::Ended => break,
             Attempt::Now => continue,
             Attempt::Wait(d) => d,
@@ -154,6 +176,31 @@ pub(super) async fn dial_loop(inner: Arc<Inner>, contact: ContactId) {
     inner.table(|t| t.dialers.remove(&contact));
 }
 
+/// How far an attempt got with the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reached {
+    /// No stream, or preempted: says nothing about the peer.
+    Nothing,
+    /// The stream opened, but the peer closed it before Ready: it does not
+    /// hold the session we offered.
+    Refused,
+    /// The connection became Ready.
+    Ready,
+}
+
+/// What is wrong with a contact's connection, for front ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Trouble {
+    /// Several attempts in a row found nobody (offline, or the address is
+    /// unusable).
+    Unreachable,
+    /// The peer keeps closing our connections before its Hello: it does
+    /// not hold our session (it ended it, or the two sides disagree). The
+    /// remedy is `end`, then a new request.
+    SessionMismatch,
+}
+
 /// One dial: open the stream (cancelled if an inbound connection preempts
 /// it), deliver a pending Accept, run the connection.
 async fn attempt(
@@ -162,7 +209,7 @@ async fn attempt(
     addr: &PeerAddress,
     claim: super::inner::Claim,
     backoff: &mut Backoff,
-) -> Attempt {
+) -> (Attempt, Reached) {
     let dialed = tokio::select! {
         r = inner.dial.dial(addr) => Some(r),
         _ = claim.cancel.cancelled() => None,
@@ -171,28 +218,28 @@ async fn attempt(
         None => {
             // Preempted by an inbound connection: it holds the session now.
             inner.release(claim);
-            return Attempt::Now;
+            return (Attempt::Now, Reached::Nothing);
         }
         Some(Err(e)) => {
             tracing::debug!(kind = ?e.kind(), "dialing a contact failed");
             inner.release(claim);
-            return Attempt::Wait(backoff.failed());
+            return (Attempt::Wait(backoff.failed()), Reached::Nothing);
         }
         Some(Ok(stream)) => stream,
     };
     if !inner.stream_opened(&claim) {
         inner.release(claim);
-        return Attempt::Now;
+        return (Attempt::Now, Reached::Nothing);
     }
     let mut framed = Framed::new(stream, wire::codec_with(inner.config.max_frame));
-    if let Some(env) = inner.table(|t| t.accepts.get(&contact).cloned()) {
+    if let Some((_, env)) = inner.table(|t| t.accepts.get(&contact).cloned()) {
         let sent = match Frame::envelope(env.as_bytes()) {
             Ok(f) => framed.send(Bytes::from(f)).await.is_ok(),
             Err(_) => false,
         };
         if !sent {
             inner.release(claim);
-            return Attempt::Wait(backoff.failed());
+            return (Attempt::Wait(backoff.failed()), Reached::Refused);
         }
     }
     let started = Instant::now();
@@ -200,19 +247,19 @@ async fn attempt(
         .run_conn(&mut framed, claim, Side::Connector, None)
         .await
     {
-        Outcome::Ended => Attempt::Ended,
+        Outcome::Ended => (Attempt::Ended, Reached::Ready),
         Outcome::Closed { was_ready: true }
         | Outcome::Failed {
             was_ready: true, ..
         } => {
-            inner.accept_delivered(contact);
-            match backoff.ended(started.elapsed()) {
+            let next = match backoff.ended(started.elapsed()) {
                 None => Attempt::Now,
                 Some(d) => Attempt::Wait(d),
-            }
+            };
+            (next, Reached::Ready)
         }
         Outcome::Closed { was_ready: false } | Outcome::Failed { .. } => {
-            Attempt::Wait(backoff.failed())
+            (Attempt::Wait(backoff.failed()), Reached::Refused)
         }
     }
 }

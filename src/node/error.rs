@@ -62,6 +62,10 @@ pub enum NodeError {
         /// Why.
         reason: &'static str,
     },
+    /// A session with this contact is established: a new request would
+    /// replace it, which the caller must ask for explicitly (re-key).
+    #[error("already connected to this contact; a new request would re-key the conversation")]
+    AlreadyConnected,
     /// The contact's key differs from the one pinned for that name; the
     /// caller must pass an explicit override (after checking out of band).
     #[error("the key of this user differs from the one pinned for them")]
@@ -96,7 +100,8 @@ impl HasKind for NodeError {
             NodeError::NoSession
             | NodeError::NotFound { .. }
             | NodeError::Invalid { .. }
-            | NodeError::KeyChanged => ErrorKind::InvalidInput,
+            | NodeError::KeyChanged
+            | NodeError::AlreadyConnected => ErrorKind::InvalidInput,
             NodeError::ShuttingDown => ErrorKind::Io,
             NodeError::PeerNotReading => ErrorKind::Protocol,
             NodeError::Internal { .. } => ErrorKind::Internal,

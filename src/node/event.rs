@@ -127,6 +127,9 @@ pub struct ReceivedRequest {
     pub received_at: u64,
     /// Their key differs from the one pinned for this name.
     pub key_changed: bool,
+    /// They are a contact with an established session: accepting replaces
+    /// it (a re-key, PROTOCOL.md §12.2).
+    pub rekey: bool,
 }
 
 impl std::fmt::Debug for ReceivedRequest {

@@ -86,8 +86,11 @@ pub(super) struct Tables {
     pub(super) seen_mail: HashSet<u64>,
     /// Request ids seen at receipt, with their expiry (pruned by housekeeping).
     pub(super) seen_requests: HashMap<[u8; 16], u64>,
-    /// Accept envelopes still to be delivered, per contact.
-    pub(super) accepts: HashMap<ContactId, String>,
+    /// Contacts whose connections keep failing, and how.
+    pub(super) trouble: HashMap<ContactId, super::dial::Trouble>,
+    /// Accept envelopes still to be delivered, per contact, with the id of
+    /// the session each created.
+    pub(super) accepts: HashMap<ContactId, ([u8; 16], String)>,
     /// SHA-256 of Accept envelopes that established a session (re-delivery).
     pub(super) accepted: HashSet<[u8; 32]>,
 }
@@ -115,22 +118,47 @@ impl Inner {
         ended: crate::store::Ended,
         by_peer: bool,
     ) {
+        self.set_trouble(contact, None);
         for message in ended.failed {
             let _ = self.events.send(Event::MessageFailed { contact, message });
         }
         let _ = self.events.send(Event::SessionEnded { contact, by_peer });
     }
 
-    /// The Accept for `contact` arrived (the peer's Hello proves it): forget it.
-    pub(super) fn accept_delivered(self: &Arc<Self>, contact: ContactId) {
-        if self.table(|t| t.accepts.remove(&contact)).is_some() {
-            let store = self.store.clone();
-            self.spawn(async move {
-                if let Ok(Err(e)) = store.run(move |s| s.delete_pending_accept(contact)).await {
-                    tracing::debug!(kind = ?e.kind(), "forgetting a delivered accept failed");
-                }
-            });
+    /// A connection on session `session_id` became Ready: the peer's Hello
+    /// proves it holds that session, so the Accept that created it arrived.
+    /// Forgotten only if that session is still the contact's current one: a
+    /// re-key may have replaced it (and its Accept) meanwhile.
+    pub(super) fn accept_delivered(self: &Arc<Self>, contact: ContactId, session_id: [u8; 16]) {
+        let mine = self.table(|t| match t.accepts.get(&contact) {
+            Some((sid, _)) if *sid == session_id => t.accepts.remove(&contact).is_some(),
+            _ => false,
+        });
+        if !mine {
+            return;
         }
+        let inner = self.clone();
+        self.spawn(async move {
+            let forgot = inner
+                .store
+                .run(move |s| -> Result<bool, crate::store::Error> {
+                    let current = s.session_for_contact(contact)?.map(|r| r.session_id);
+                    if current != Some(session_id) {
+                        return Ok(false);
+                    }
+                    s.delete_pending_accept(contact)
+                })
+                .await;
+            match forgot {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(kind = ?e.kind(), "forgetting a delivered accept failed")
+                }
+                Err(e) => {
+                    tracing::debug!(kind = ?e.kind(), "forgetting a delivered accept failed")
+                }
+            }
+        });
     }
 
     pub(super) fn table<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> R {
@@ -167,6 +195,37 @@ impl Inner {
             let slot = t.registry.slot_of(contact)?;
             t.io.get(&slot).map(|io| io.cmds.clone())
         })
+    }
+
+    /// What is wrong with `contact`'s connection, if anything.
+    pub(super) fn trouble(&self, contact: ContactId) -> Option<super::dial::Trouble> {
+        self.table(|t| t.trouble.get(&contact).copied())
+    }
+
+    /// Records (or clears) what is wrong with `contact`'s connection.
+    pub(super) fn set_trouble(&self, contact: ContactId, trouble: Option<super::dial::Trouble>) {
+        self.table(|t| match trouble {
+            Some(x) => {
+                t.trouble.insert(contact, x);
+            }
+            None => {
+                t.trouble.remove(&contact);
+            }
+        });
+    }
+
+    /// Closes `contact`'s live connection, if any: its session was just
+    /// replaced. The slot stops counting at once (it never wins a
+    /// tie-break against the new session's connection).
+    pub(super) fn drop_connection(&self, contact: ContactId) {
+        let cancel = self.table(|t| {
+            let slot = t.registry.slot_of(contact)?;
+            t.registry.leaving(slot);
+            t.io.get(&slot).map(|io| io.cancel.clone())
+        });
+        if let Some(c) = cancel {
+            c.cancel();
+        }
     }
 
     /// Sends `cmd` to `contact`'s connection; wakes its dialer if none runs.
@@ -290,6 +349,7 @@ impl Inner {
                 };
             }
         };
+        let session_id = rec.session_id;
         let session = match restore(&rec) {
             Ok(s) => s,
             Err(e) => {
@@ -374,7 +434,7 @@ impl Inner {
                 }
         ) {
             // The peer's Hello proves it holds the session: the Accept arrived.
-            self.accept_delivered(contact);
+            self.accept_delivered(contact, session_id);
         }
         self.release(claim);
         outcome

@@ -34,6 +34,35 @@ impl NodeHandle {
         note: &str,
         allow_key_change: bool,
     ) -> Result<ContactId, NodeError> {
+        self.request_opts(to, note, allow_key_change, false).await
+    }
+
+    /// [`NodeHandle::request_with`]. A contact with an established session
+    /// is refused ([`NodeError::AlreadyConnected`]) unless `rekey`: then the
+    /// request, once accepted, replaces that session (PROTOCOL.md §12.2).
+    pub async fn request_opts(
+        &self,
+        to: &PublicCert,
+        note: &str,
+        allow_key_change: bool,
+        rekey: bool,
+    ) -> Result<ContactId, NodeError> {
+        if !rekey {
+            let fpr = to.fingerprint().to_hex();
+            let connected = self
+                .inner
+                .store
+                .run(move |s| -> Result<bool, crate::store::Error> {
+                    match s.contact_by_fingerprint(&fpr)? {
+                        Some(c) => Ok(s.session_for_contact(c.id)?.is_some()),
+                        None => Ok(false),
+                    }
+                })
+                .await??;
+            if connected {
+                return Err(NodeError::AlreadyConnected);
+            }
+        }
         let mailbox = self.inner.mailbox.clone().ok_or(NodeError::NotFound {
             what: "Handshaker mailbox (configure a Handshaker)",
         })?;
@@ -122,12 +151,20 @@ impl NodeHandle {
             .store
             .run(move |s| -> Result<_, crate::store::Error> {
                 s.expire_received_requests(now)?;
-                s.received_requests(now)
+                let mut out = Vec::new();
+                for r in s.received_requests(now)? {
+                    let rekey = match s.contact_by_fingerprint(&r.fingerprint)? {
+                        Some(c) => s.session_for_contact(c.id)?.is_some(),
+                        None => false,
+                    };
+                    out.push((r, rekey));
+                }
+                Ok(out)
             })
             .await??;
         Ok(rows
             .into_iter()
-            .filter_map(|r| {
+            .filter_map(|(r, rekey)| {
                 Some(ReceivedRequest {
                     request_id: r.request_id,
                     fingerprint: Fingerprint::from_hex(&r.fingerprint).ok()?,
@@ -135,6 +172,7 @@ impl NodeHandle {
                     note: r.note,
                     received_at: r.received_at,
                     key_changed: r.key_changed,
+                    rekey,
                 })
             })
             .collect())
@@ -234,7 +272,10 @@ impl NodeHandle {
         let (sid, send, recv) = session_parts(&session);
         drop(session);
         let env = envelope.clone();
-        let (contact, ended) = self
+        // PROTOCOL.md §12.2 rule 5: if the two requests crossed, the request
+        // of the lower fingerprint wins on both sides.
+        let ours_loses = self.inner.identity.fingerprint().to_hex() > new.fingerprint;
+        let (contact, ended, replaced) = self
             .inner
             .store
             .run(move |s| -> Result<_, NodeError> {
@@ -244,6 +285,10 @@ impl NodeHandle {
                     });
                 }
                 let (id, ended) = pin_contact(s, &new, allow_key_change)?;
+                let replaced = s.session_for_contact(id)?.is_some();
+                if ours_loses {
+                    s.cancel_pending_requests_to(&new.username)?;
+                }
                 s.create_session(&SessionRecord {
                     contact: id,
                     session_id: sid,
@@ -252,13 +297,18 @@ impl NodeHandle {
                     created_at: crate::time::now_secs(),
                 })?;
                 s.put_pending_accept(id, &env, expires)?;
-                Ok((id, ended))
+                Ok((id, ended, replaced))
             })
             .await??;
         if let Some(ended) = ended {
             self.inner.report_ended(contact, ended, false);
         }
-        self.inner.table(|t| t.accepts.insert(contact, envelope));
+        if replaced {
+            // A re-key or a crossing: the old session's connection goes.
+            self.inner.drop_connection(contact);
+        }
+        self.inner
+            .table(|t| t.accepts.insert(contact, (sid, envelope)));
         self.inner.ensure_dialer(contact);
         self.inner.wake(contact);
         Ok(contact)
@@ -373,8 +423,19 @@ impl Inner {
                     let (sid, send, recv) = session_parts(&session);
                     drop(session);
                     let address = accept.onion_address.clone();
-                    self.store
-                        .run(move |s| -> Result<(), NodeError> {
+                    let made_at = pending.created_at;
+                    let username = pending.to_username.clone();
+                    let their_fpr = contact.fingerprint.clone();
+                    // Received requests from them made no later than this
+                    // Accept (a crossing's leftovers; the same second
+                    // counts: timestamps are in seconds): their
+                    // `expires_at` is `created_at` plus the window.
+                    let stale_before = accept
+                        .created_at
+                        .saturating_add(ENVELOPE_MAX_AGE_SECS + MAX_FUTURE_SKEW_SECS);
+                    let replaced = self
+                        .store
+                        .run(move |s| -> Result<bool, NodeError> {
                             s.take_pending_request(&rid)?
                                 .ok_or(HandshakeError::UnknownRequest)?;
                             let mut c = s
@@ -383,6 +444,8 @@ impl Inner {
                             c.state = ContactState::Accepted;
                             c.onion_address = Some(address);
                             s.update_contact(&c)?;
+                            // PROTOCOL.md §12.2 rule 4.
+                            let replaced = s.session_for_contact(cid)?.is_some();
                             s.create_session(&SessionRecord {
                                 contact: cid,
                                 session_id: sid,
@@ -390,10 +453,19 @@ impl Inner {
                                 recv,
                                 created_at: crate::time::now_secs(),
                             })?;
-                            Ok(())
+                            s.drop_pending_requests_made_before(&username, made_at)?;
+                            s.delete_pending_accept(cid)?;
+                            s.delete_received_requests_from(&their_fpr, stale_before)?;
+                            Ok(replaced)
                         })
                         .await??;
-                    self.table(|t| t.accepted.insert(digest));
+                    self.table(|t| {
+                        t.accepts.remove(&cid);
+                        t.accepted.insert(digest)
+                    });
+                    if replaced {
+                        self.drop_connection(cid);
+                    }
                     let _ = self.events.send(Event::RequestAnswered {
                         contact: cid,
                         accepted: true,

@@ -71,8 +71,10 @@ fn wipe(tx: &Transaction<'_>, cond: &str, arg: &dyn rusqlite::ToSql) -> Result<u
 }
 
 impl Store {
-    /// Stores a received request and its replay record in one transaction.
-    /// Returns `false` (and stores nothing) if the request id was seen before.
+    /// Stores a received request and its replay record in one transaction,
+    /// replacing an older request from the same key. Returns `false` (and
+    /// stores no request) if the request id was seen before or a newer
+    /// request from the same key is stored (the replay record is kept).
     pub fn add_received_request(&mut self, r: &ReceivedRequestRecord) -> Result<bool> {
         let tx = self
             .conn
@@ -87,6 +89,21 @@ impl Store {
         if n == 0 {
             return Ok(false);
         }
+        // One request per sender key, the newest (PROTOCOL.md §12.2 rule 2);
+        // `expires_at` is `created_at` plus a constant, so it orders them.
+        let newer_exists: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM received_requests WHERE fingerprint = ?1
+                   AND (expires_at > ?2 OR (expires_at = ?2 AND request_id > ?3)))",
+                params![r.fingerprint, r.expires_at, r.request_id],
+                |row| row.get(0),
+            )
+            .map_err(db("comparing received requests"))?;
+        if newer_exists {
+            tx.commit().map_err(db("storing a received request"))?;
+            return Ok(false);
+        }
+        wipe(&tx, "fingerprint = ?1", &r.fingerprint)?;
         tx.execute(
             &format!(
                 "INSERT INTO received_requests ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
@@ -145,6 +162,33 @@ impl Store {
         let n = wipe(&tx, "request_id = ?1", request_id)?;
         tx.commit().map_err(db("deleting a received request"))?;
         Ok(n > 0)
+    }
+
+    /// Deletes (wiping) received requests from `fingerprint` that expire no
+    /// later than `expires_by`; returns how many.
+    pub fn delete_received_requests_from(
+        &mut self,
+        fingerprint: &str,
+        expires_by: u64,
+    ) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db("deleting received requests"))?;
+        tx.execute(
+            "UPDATE received_requests SET payload = zeroblob(length(payload))
+             WHERE fingerprint = ?1 AND expires_at <= ?2",
+            params![fingerprint, expires_by],
+        )
+        .map_err(db("wiping a received request"))?;
+        let n = tx
+            .execute(
+                "DELETE FROM received_requests WHERE fingerprint = ?1 AND expires_at <= ?2",
+                params![fingerprint, expires_by],
+            )
+            .map_err(db("deleting received requests"))?;
+        tx.commit().map_err(db("deleting received requests"))?;
+        Ok(n)
     }
 
     /// Deletes (wiping) received requests that expired before `now`.
@@ -232,11 +276,16 @@ mod test {
         (t, s)
     }
 
+    /// A request with id `id` from a key of its own.
     fn rec(id: u8, at: u64) -> ReceivedRequestRecord {
+        from_key(id, at, &format!("{id:02X}").repeat(20))
+    }
+
+    fn from_key(id: u8, at: u64, fingerprint: &str) -> ReceivedRequestRecord {
         ReceivedRequestRecord {
             request_id: [id; 16],
             from_username: "bob".into(),
-            fingerprint: "B".repeat(40),
+            fingerprint: fingerprint.to_owned(),
             public_cert: vec![1, 2],
             payload: zeroize::Zeroizing::new(vec![9; 10]),
             note: "hi".into(),
@@ -264,5 +313,40 @@ mod test {
         assert!(!s.delete_received_request(&[2; 16]).unwrap());
         // Still a replay after deletion: the seen record stays.
         assert!(!s.add_received_request(&rec(2, 2000)).unwrap());
+    }
+
+    /// PROTOCOL.md §12.2 rule 2: one request per sender key, the newest,
+    /// whatever order they arrive in.
+    #[test]
+    fn one_request_per_key_the_newest() {
+        let (_t, mut s) = store();
+        let key = "B".repeat(40);
+        assert!(s.add_received_request(&from_key(1, 1000, &key)).unwrap());
+        assert!(
+            s.add_received_request(&from_key(2, 2000, &key)).unwrap(),
+            "newer replaces"
+        );
+        assert!(
+            !s.add_received_request(&from_key(3, 1500, &key)).unwrap(),
+            "older is dropped"
+        );
+        // Same time: the larger request id wins, deterministically.
+        assert!(s.add_received_request(&from_key(4, 2000, &key)).unwrap());
+        assert!(!s.add_received_request(&from_key(0, 2000, &key)).unwrap());
+        let ids: Vec<_> = s
+            .received_requests(0)
+            .unwrap()
+            .iter()
+            .map(|r| r.request_id[0])
+            .collect();
+        assert_eq!(ids, vec![4]);
+        // Dropped ones are still replays later.
+        assert!(!s.add_received_request(&from_key(3, 1500, &key)).unwrap());
+        // Another key is independent.
+        assert!(
+            s.add_received_request(&from_key(5, 500, &"C".repeat(40)))
+                .unwrap()
+        );
+        assert_eq!(s.received_requests(0).unwrap().len(), 2);
     }
 }

@@ -311,6 +311,34 @@ impl Store {
         Ok(n)
     }
 
+    /// Delete (wiping) pending requests to `to_username` created before
+    /// `created_before` (made obsolete by an answer to a newer one).
+    pub fn drop_pending_requests_made_before(
+        &mut self,
+        to_username: &str,
+        created_before: u64,
+    ) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db("dropping older pending requests"))?;
+        tx.execute(
+            "UPDATE pending_requests SET ephemeral_secret = zeroblob(length(ephemeral_secret)),
+                                         session_half = zeroblob(length(session_half))
+             WHERE to_username = ?1 AND created_at < ?2",
+            params![to_username, created_before],
+        )
+        .map_err(db("wiping a pending request"))?;
+        let n = tx
+            .execute(
+                "DELETE FROM pending_requests WHERE to_username = ?1 AND created_at < ?2",
+                params![to_username, created_before],
+            )
+            .map_err(db("deleting a pending request"))?;
+        tx.commit().map_err(db("dropping older pending requests"))?;
+        Ok(n)
+    }
+
     /// Delete (wiping) pending requests created before `created_before`; returns how many.
     pub fn expire_pending_requests(&mut self, created_before: u64) -> Result<usize> {
         let tx = self

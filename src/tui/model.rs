@@ -363,6 +363,7 @@ pub(crate) mod test {
             last_seen: Some(1_795_000_000),
             unread,
             queued: 0,
+            problem: None,
         }
     }
 

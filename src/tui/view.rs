@@ -541,6 +541,7 @@ mod test {
             note: "met at the fair".into(),
             received_at: 0,
             key_changed: true,
+            rekey: false,
         });
         a
     }

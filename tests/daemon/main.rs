@@ -9,4 +9,5 @@ mod support;
 mod cli;
 mod files;
 mod flow;
+mod requests;
 mod tui;

@@ -18,6 +18,7 @@ mod gpg_interop;
 mod hostile;
 mod presence;
 mod registry;
+mod rekey;
 mod requests;
 mod spec_conformance;
 mod store;
