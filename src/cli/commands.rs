@@ -353,24 +353,18 @@ pub(crate) fn passwd(
     new_passphrase_file: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<()> {
+    // The current passphrase is checked before the new one is asked for
+    // (a wrong one changes nothing on disk).
+    let mut store = unlock(global)?;
     // A running daemon keeps the store open under the old key: changing it
     // underneath would leave that daemon failing on every command. Holding
     // the daemon lock also keeps one from starting meanwhile.
-    let dir = datadir::resolve(global.data_dir.as_deref())?;
-    let _lock = if dir.exists() {
-        Some(
-            crate::daemon::DaemonLock::acquire(&dir).map_err(|e| match e {
-                crate::daemon::DaemonError::AlreadyRunning => CliError::DaemonHoldsStore {
-                    action: "change the passphrase",
-                },
-                e => CliError::daemon(e),
-            })?,
-        )
-    } else {
-        None
-    };
-    // The current passphrase is checked before the new one is asked for.
-    let mut store = unlock(global)?;
+    let _lock = crate::daemon::DaemonLock::acquire(store.data_dir()).map_err(|e| match e {
+        crate::daemon::DaemonError::AlreadyRunning => CliError::DaemonHoldsStore {
+            action: "change the passphrase",
+        },
+        e => CliError::daemon(e),
+    })?;
     let new = read_new_passphrase(PassphraseRole::NewStore, new_passphrase_file)?;
     store.rekey(&new, None)?;
     let data_dir = store.data_dir().to_path_buf();

@@ -246,8 +246,11 @@ async fn lane_writer(
             .encode()
             .map_err(|_| ())?;
             let frame = lane.seal(&pt).map_err(|_| ())?;
+            // Counted before it is written: the receiver's FileLaneAck for
+            // it may come back (on the session's stream) before `send`
+            // returns, and acks above this count are a protocol error.
+            count.fetch_add(1, Ordering::Release);
             framed.send(Bytes::from(frame)).await.map_err(|_| ())?;
-            count.fetch_add(1, Ordering::Relaxed);
         }
         // Keep the stream until the receiver acknowledged every frame (all
         // permits back): closing earlier can lose the last frames in flight.
@@ -1071,7 +1074,7 @@ impl FileLink {
         }
         // A count is the peer's word: never above what the lane wrote
         // (PROTOCOL.md §14.3), so the permits and totals below stay bounded.
-        if count > l.sent.load(Ordering::Relaxed) {
+        if count > l.sent.load(Ordering::Acquire) {
             return Err(PeerError::AckBeyondSent.into());
         }
         let delta = count - l.acked;
