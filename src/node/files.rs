@@ -268,6 +268,18 @@ async fn lane_writer(
     });
 }
 
+/// Aborts the lane writers of `s`; returns the chunks they wrote that are
+/// not recorded yet.
+fn stop_lane_tasks(s: &Sending) -> u64 {
+    let mut unrecorded = 0u64;
+    for l in s.lanes.values() {
+        l.task.abort();
+        unrecorded =
+            unrecorded.saturating_add(l.sent.load(Ordering::Relaxed).saturating_sub(l.recorded));
+    }
+    unrecorded
+}
+
 /// The transfer being sent on this connection.
 struct Sending {
     id: [u8; 16],
@@ -589,6 +601,19 @@ impl FileLink {
         self.queue.retain(|(q, _)| q != id);
     }
 
+    /// [`FileLink::stop`], returning the chunks its lanes wrote that are not
+    /// recorded yet, for the caller to record with the transfer's new state.
+    fn stop_counting(&mut self, id: &[u8; 16]) -> u64 {
+        let mut unrecorded = 0;
+        if self.sending.as_ref().is_some_and(|s| &s.id == id)
+            && let Some(s) = self.sending.take()
+        {
+            unrecorded = stop_lane_tasks(&s);
+        }
+        self.queue.retain(|(q, _)| q != id);
+        unrecorded
+    }
+
     /// Handles the file messages of a batch of frames, in order. Returns the
     /// messages to send back.
     pub async fn on_messages(
@@ -908,9 +933,16 @@ impl FileLink {
         if !matches!(t.state, TransferState::Offered | TransferState::Active) {
             return Ok(Vec::new());
         }
-        self.stop(&id);
+        // The lanes' counts go in with the state: whoever sees Completed sees
+        // them too.
+        let unrecorded = self.stop_counting(&id);
         self.store
-            .run(move |s| s.set_transfer_state(&id, TransferState::Completed))
+            .run(move |s| -> Result<(), crate::store::Error> {
+                if unrecorded > 0 {
+                    s.add_chunks_sent(&id, unrecorded)?;
+                }
+                s.set_transfer_state(&id, TransferState::Completed)
+            })
             .await??;
         self.progress(id, t.size, t.size, true);
         self.emit(Event::FileCompleted {
@@ -1026,11 +1058,7 @@ impl FileLink {
     /// Stops a transfer's lane writers and records the chunks they wrote
     /// (in the background: this also runs when the connection is dropped).
     fn abort_lanes(&self, s: Sending) {
-        let mut unrecorded = 0;
-        for l in s.lanes.values() {
-            l.task.abort();
-            unrecorded += l.sent.load(Ordering::Relaxed).saturating_sub(l.recorded);
-        }
+        let unrecorded = stop_lane_tasks(&s);
         if unrecorded > 0
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {

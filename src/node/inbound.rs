@@ -84,8 +84,12 @@ pub(super) async fn handle_inbound(
         return files::receive_lane(entry, first, framed, inner.config.dead_after).await;
     }
     if let Frame::Envelope(env) = Frame::decode(&first).map_err(PeerError::Wire)? {
-        inner.open_envelope(env.to_vec()).await?;
+        let env = env.to_vec();
+        // The Hello that follows proves which session the acceptor holds
+        // now: an Accept is applied only if that Hello opens under its
+        // session (a re-key may have replaced it meanwhile: §12.2).
         first = next_frame(inner, &mut framed).await?;
+        inner.open_envelope(env, Some(&first)).await?;
     }
     let Frame::Sealed(_) = Frame::decode(&first).map_err(PeerError::Wire)? else {
         return Err(PeerError::Unexpected {

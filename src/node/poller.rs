@@ -88,7 +88,7 @@ pub(super) async fn poll_mailbox(inner: &Arc<Inner>) -> Result<(), NodeError> {
                 // through the mailbox); otherwise refused (replay, forgery,
                 // expired...). Either way it leaves the mailbox.
                 if inner
-                    .open_envelope(item.envelope.clone().into_bytes())
+                    .open_envelope(item.envelope.clone().into_bytes(), None)
                     .await
                     .is_err()
                 {

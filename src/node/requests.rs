@@ -315,6 +315,31 @@ impl NodeHandle {
     }
 }
 
+/// Whether `frame` is a Hello sealed under the session `sid` with these
+/// chains (opened on a throw-away copy).
+fn hello_opens(
+    sid: [u8; 16],
+    send: &crate::store::ChainState,
+    recv: &crate::store::ChainState,
+    frame: &[u8],
+) -> bool {
+    if frame.len() < crate::session::SEALED_HEADER_LEN || frame[2..18] != sid {
+        return false;
+    }
+    let Ok(mut trial) = crate::session::Session::from_chains(
+        sid,
+        (&send.chain_key, send.seq),
+        (&recv.chain_key, recv.seq),
+    ) else {
+        return false;
+    };
+    trial
+        .open(frame)
+        .ok()
+        .and_then(|pt| crate::wire::PeerMessage::decode(&pt).ok())
+        .is_some_and(|m| matches!(m, crate::wire::PeerMessage::Hello(_)))
+}
+
 /// Finds or creates the contact for `new` (by fingerprint, then by name).
 /// A name pinned to another key is an error unless `allow_key_change`;
 /// then the contact is re-pinned (verified cleared) and its old session
@@ -372,9 +397,14 @@ pub(super) fn decode_request(payload: &[u8]) -> Result<ConnectionRequest, NodeEr
 impl Inner {
     /// Requester side: an Envelope frame on an inbound connection. Opens it
     /// against every pending request; a valid Accept establishes the session.
+    /// `hello`: the frame that followed the Envelope on a peer connection.
+    /// An Accept is applied only if that frame is a Hello that opens under
+    /// the Accept's session; otherwise the acceptor has replaced that
+    /// session since (PROTOCOL.md §12.2) and the Accept is ignored.
     pub(super) async fn open_envelope(
         self: &Arc<Self>,
         envelope: Vec<u8>,
+        hello: Option<&[u8]>,
     ) -> Result<(), NodeError> {
         let digest: [u8; 32] = Sha256::digest(&envelope).into();
         if self.table(|t| t.accepted.contains(&digest)) {
@@ -422,6 +452,12 @@ impl Inner {
                 Ok(Answer::Accepted { accept, session }) => {
                     let (sid, send, recv) = session_parts(&session);
                     drop(session);
+                    if let Some(h) = hello
+                        && !hello_opens(sid, &send, &recv, h)
+                    {
+                        tracing::debug!("ignoring an Accept whose session the acceptor replaced");
+                        return Ok(());
+                    }
                     let address = accept.onion_address.clone();
                     let made_at = pending.created_at;
                     let username = pending.to_username.clone();

@@ -58,16 +58,19 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceivedRequestRecord> {
 }
 
 fn wipe(tx: &Transaction<'_>, cond: &str, arg: &dyn rusqlite::ToSql) -> Result<usize> {
+    wipe_where(tx, cond, &[arg])
+}
+
+/// Wipes the payloads of the received requests matching `cond`, then
+/// deletes them; returns how many.
+fn wipe_where(tx: &Transaction<'_>, cond: &str, args: &[&dyn rusqlite::ToSql]) -> Result<usize> {
     tx.execute(
         &format!("UPDATE received_requests SET payload = zeroblob(length(payload)) WHERE {cond}"),
-        [arg],
+        args,
     )
     .map_err(db("wiping a received request"))?;
-    tx.execute(
-        &format!("DELETE FROM received_requests WHERE {cond}"),
-        [arg],
-    )
-    .map_err(db("deleting a received request"))
+    tx.execute(&format!("DELETE FROM received_requests WHERE {cond}"), args)
+        .map_err(db("deleting a received request"))
 }
 
 impl Store {
@@ -175,18 +178,11 @@ impl Store {
             .conn
             .transaction()
             .map_err(db("deleting received requests"))?;
-        tx.execute(
-            "UPDATE received_requests SET payload = zeroblob(length(payload))
-             WHERE fingerprint = ?1 AND expires_at <= ?2",
-            params![fingerprint, expires_by],
-        )
-        .map_err(db("wiping a received request"))?;
-        let n = tx
-            .execute(
-                "DELETE FROM received_requests WHERE fingerprint = ?1 AND expires_at <= ?2",
-                params![fingerprint, expires_by],
-            )
-            .map_err(db("deleting received requests"))?;
+        let n = wipe_where(
+            &tx,
+            "fingerprint = ?1 AND expires_at <= ?2",
+            &[&fingerprint, &expires_by],
+        )?;
         tx.commit().map_err(db("deleting received requests"))?;
         Ok(n)
     }

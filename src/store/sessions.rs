@@ -101,15 +101,25 @@ fn row_to_pending(r: &Row<'_>) -> rusqlite::Result<PendingRequest> {
 }
 
 fn wipe_pending(tx: &Transaction<'_>, cond: &str, arg: &dyn rusqlite::ToSql) -> Result<usize> {
+    wipe_pending_where(tx, cond, &[arg])
+}
+
+/// Wipes the secrets of the pending requests matching `cond`, then deletes
+/// them; returns how many.
+fn wipe_pending_where(
+    tx: &Transaction<'_>,
+    cond: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<usize> {
     tx.execute(
         &format!(
             "UPDATE pending_requests SET ephemeral_secret = zeroblob(length(ephemeral_secret)),
                                          session_half = zeroblob(length(session_half)) WHERE {cond}"
         ),
-        [arg],
+        args,
     )
     .map_err(db("wiping a pending request"))?;
-    tx.execute(&format!("DELETE FROM pending_requests WHERE {cond}"), [arg])
+    tx.execute(&format!("DELETE FROM pending_requests WHERE {cond}"), args)
         .map_err(db("deleting a pending request"))
 }
 
@@ -296,19 +306,31 @@ impl Store {
         Ok(self.take_pending_request(request_id)?.is_some())
     }
 
-    /// Delete (wiping) every pending request to `to_username`; returns how many
-    /// (`umbra cancel-request`).
-    pub fn cancel_pending_requests_to(&mut self, to_username: &str) -> Result<usize> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(db("cancelling pending requests"))?;
-        let n = wipe_pending(&tx, "to_username = ?1", &to_username)?;
-        tx.commit().map_err(db("cancelling pending requests"))?;
+    /// Wipe and delete the pending requests matching `cond` in one
+    /// transaction (checkpointed, so no old page keeps a secret); returns how many.
+    fn wipe_pending_requests(
+        &mut self,
+        action: &'static str,
+        cond: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<usize> {
+        let tx = self.conn.transaction().map_err(db(action))?;
+        let n = wipe_pending_where(&tx, cond, args)?;
+        tx.commit().map_err(db(action))?;
         if n > 0 {
             self.checkpoint()?;
         }
         Ok(n)
+    }
+
+    /// Delete (wiping) every pending request to `to_username`; returns how many
+    /// (`umbra cancel-request`).
+    pub fn cancel_pending_requests_to(&mut self, to_username: &str) -> Result<usize> {
+        self.wipe_pending_requests(
+            "cancelling pending requests",
+            "to_username = ?1",
+            &[&to_username],
+        )
     }
 
     /// Delete (wiping) pending requests to `to_username` created before
@@ -318,39 +340,20 @@ impl Store {
         to_username: &str,
         created_before: u64,
     ) -> Result<usize> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(db("dropping older pending requests"))?;
-        tx.execute(
-            "UPDATE pending_requests SET ephemeral_secret = zeroblob(length(ephemeral_secret)),
-                                         session_half = zeroblob(length(session_half))
-             WHERE to_username = ?1 AND created_at < ?2",
-            params![to_username, created_before],
+        self.wipe_pending_requests(
+            "dropping older pending requests",
+            "to_username = ?1 AND created_at < ?2",
+            &[&to_username, &created_before],
         )
-        .map_err(db("wiping a pending request"))?;
-        let n = tx
-            .execute(
-                "DELETE FROM pending_requests WHERE to_username = ?1 AND created_at < ?2",
-                params![to_username, created_before],
-            )
-            .map_err(db("deleting a pending request"))?;
-        tx.commit().map_err(db("dropping older pending requests"))?;
-        Ok(n)
     }
 
     /// Delete (wiping) pending requests created before `created_before`; returns how many.
     pub fn expire_pending_requests(&mut self, created_before: u64) -> Result<usize> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(db("expiring pending requests"))?;
-        let n = wipe_pending(&tx, "created_at < ?1", &created_before)?;
-        tx.commit().map_err(db("expiring pending requests"))?;
-        if n > 0 {
-            self.checkpoint()?;
-        }
-        Ok(n)
+        self.wipe_pending_requests(
+            "expiring pending requests",
+            "created_at < ?1",
+            &[&created_before],
+        )
     }
 
     // ---------------------------------------------------------------- replay cache

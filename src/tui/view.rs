@@ -231,6 +231,9 @@ fn contacts(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
             }
             let sub = if !c.session {
                 c.state.clone()
+            } else if c.problem.as_deref() == Some("session_mismatch") {
+                // They refuse our session: the remedy is end, then request.
+                "session mismatch: ^E end, then request".into()
             } else if c.online {
                 "online".into()
             } else {
