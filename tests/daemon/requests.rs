@@ -18,7 +18,7 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A message from `from` to `to` (named `to_name`) arrives, both ways.
+/// A message each way between alice and bob arrives (`tag` makes the texts unique).
 fn messages_flow(rt: &tokio::runtime::Runtime, alice: &User, bob: &User, tag: &str) {
     let mut a_events = rt.block_on(alice.events());
     let mut b_events = rt.block_on(bob.events());
