@@ -80,6 +80,8 @@ async fn real_main() -> anyhow::Result<()> {
         cfg.pow.difficulty = d;
     }
     cfg.validate()?;
+    // Before any listener: see `shutdown_signal`.
+    let shutdown = shutdown_signal()?;
     let Some(data_dir) = cfg.data_dir.clone() else {
         bail!("no data directory: give --data-dir DIR or data_dir in the configuration");
     };
@@ -89,6 +91,26 @@ async fn real_main() -> anyhow::Result<()> {
             .context("cannot open the database")?,
     );
 
+    // A signal during start-up (Tor bootstrap can take minutes) stops it too.
+    let mut shutdown = Box::pin(shutdown);
+    let (listener, state, _transport) = tokio::select! {
+        started = start(cfg, store, &data_dir) => started?,
+        () = &mut shutdown => {
+            println!("stopped before the server started");
+            return Ok(());
+        }
+    };
+    umbra_handshaker::serve(listener, state, shutdown).await;
+    Ok(())
+}
+
+/// Opens the listeners named by `cfg` and builds the server state. The
+/// returned transport (the Arti client, if any) must outlive the listener.
+async fn start(
+    cfg: Config,
+    store: Arc<dyn Store>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(AnyListener, Arc<AppState>, Option<ArtiTransport>)> {
     let tcp = match cfg.network.listen.first() {
         Some(addr) => {
             if cfg.network.listen.len() > 1 {
@@ -112,7 +134,7 @@ async fn real_main() -> anyhow::Result<()> {
             None => ArtiNetwork::Tor,
         };
         let custom = matches!(network, ArtiNetwork::Custom { .. });
-        let mut opts = ArtiOptions::new(network, data_dir.clone());
+        let mut opts = ArtiOptions::new(network, data_dir.to_path_buf());
         opts.nickname = "handshaker".into();
         opts.dangerously_trust_everyone = custom;
         println!("joining the Tor network…");
@@ -129,7 +151,7 @@ async fn real_main() -> anyhow::Result<()> {
         None
     };
     // The transport (Arti client) must outlive the listener.
-    let (onion, _transport) = match onion {
+    let (onion, transport) = match onion {
         Some((l, t)) => (Some(l), Some(t)),
         None => (None, None),
     };
@@ -149,29 +171,34 @@ async fn real_main() -> anyhow::Result<()> {
         .as_str()
         .to_string();
     let state = Arc::new(AppState::new(cfg, store, address));
-    umbra_handshaker::serve(listener, state, shutdown_signal()).await;
-    Ok(())
+    Ok((listener, state, transport))
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+///
+/// The handlers are installed when this is *called*, not when the returned
+/// future is first polled: `real_main` calls it before any listener exists,
+/// so a signal that arrives once the server answers can never hit the
+/// default action (exit by signal, no drain, no "stopped" line). Before, a
+/// SIGTERM sent right after the first served request could kill the process
+/// (seen once in CI).
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
