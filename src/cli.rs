@@ -36,8 +36,8 @@ mod remote;
 
 // ---------- public exports ----------
 pub use err::{
-    CliError, EXIT_DAEMON, EXIT_FAILURE, EXIT_PASSPHRASE, EXIT_STORE_STATE, EXIT_USAGE, Failure,
-    PassphraseRole,
+    CliError, EXIT_DAEMON, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_PASSPHRASE, EXIT_STORE_STATE,
+    EXIT_USAGE, Failure, PassphraseRole, usage_report_json,
 };
 
 /// The long help's closing section: exit codes and environment variables.
@@ -45,10 +45,12 @@ const AFTER_LONG_HELP: &str = "\
 EXIT CODES:
     0  success
     1  failure (I/O, corrupt files, unsafe permissions, ...)
-    2  usage error (unknown command, bad or missing argument)
+    2  usage error (unknown command, bad or missing argument, or an argument the
+       daemon refused: an empty or over-long message, a malformed fingerprint, ...)
     3  wrong, missing or mismatched passphrase: the store stays locked
     4  no store in the data directory, or one already exists there
     5  no daemon runs for the data directory (`umbra up`), or `up` found one running
+  130  interrupted (Ctrl-C) while following a file transfer: it goes on in the daemon
 
 ENVIRONMENT:
     UMBRA_HOME               data directory (same as --data-dir)
@@ -259,8 +261,8 @@ pub enum Command {
         /// Only messages containing TEXT
         #[arg(long, value_name = "TEXT")]
         search: Option<String>,
-        /// At most N messages (the newest)
-        #[arg(long, value_name = "N")]
+        /// At most N messages (the newest; 1 to 1000)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: Option<u32>,
     },
     /// Mark a contact's fingerprint as checked out of band.
@@ -269,8 +271,12 @@ pub enum Command {
         #[arg(value_name = "@USER")]
         user: String,
         /// The fingerprint they told you; must match the pinned one
+        /// (40 hex digits; spaces and a 0x prefix are fine)
         #[arg(long, value_name = "FPR")]
         fingerprint: Option<String>,
+        /// Mark it without showing the fingerprint and asking (you compared it already)
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Offer a file to a contact and follow the transfer (it waits while they are offline).
     SendFile {
@@ -338,9 +344,16 @@ pub enum Command {
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to standard output.
+    /// Print the man page (roff) to standard output, or write it and one page
+    /// per command (umbra-send.1, ...) into a directory.
     #[command(hide = true)]
-    Man,
+    Man {
+        /// Write umbra.1 and every umbra-COMMAND.1 it refers to here
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print an example configuration file with every key and its default.
+    ConfigExample,
 }
 
 fn parse_username(s: &str) -> Result<Username, crate::identity::IdentityError> {
@@ -397,9 +410,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             search,
             limit,
         } => remote::history(&cli.global, user.clone(), search.clone(), *limit, out),
-        Command::Verify { user, fingerprint } => {
-            remote::verify(&cli.global, user.clone(), fingerprint.clone(), out)
-        }
+        Command::Verify {
+            user,
+            fingerprint,
+            yes,
+        } => remote::verify(&cli.global, user.clone(), fingerprint.clone(), *yes, out),
         Command::End { user } => remote::end(&cli.global, user.clone(), out),
         Command::SendFile {
             user,
@@ -426,7 +441,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         }
         Command::Tui => remote::tui(&cli.global),
         Command::Completions { shell } => commands::completions(*shell, out),
-        Command::Man => commands::man(out),
+        Command::Man { out_dir } => commands::man(out_dir.as_deref(), out),
+        Command::ConfigExample => commands::config_example(out),
     };
     result.map_err(|error| Failure::new(error, &cli.global))
 }

@@ -45,8 +45,17 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Not valid TOML for this schema (unknown field, wrong type, ...).
-    #[error("invalid configuration file: {0}")]
-    Parse(#[from] toml::de::Error),
+    #[error(
+        "invalid configuration file{}",
+        path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default()
+    )]
+    Parse {
+        /// The file, if the text came from one.
+        path: Option<PathBuf>,
+        /// What toml found (names the line and the field).
+        #[source]
+        source: toml::de::Error,
+    },
     /// A value is invalid.
     #[error("invalid configuration: `{field}` {reason}")]
     Invalid {
@@ -62,7 +71,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Read { .. } => ErrorKind::Io,
-            Error::Parse(_) => ErrorKind::Parse,
+            Error::Parse { .. } => ErrorKind::Parse,
             Error::Invalid { .. } => ErrorKind::Invalid,
         }
     }
@@ -83,6 +92,26 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// What files this client accepts and where they go.
     pub files: FilesConfig,
+    /// What this client tells contacts about you.
+    pub privacy: PrivacyConfig,
+}
+
+/// `[privacy]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct PrivacyConfig {
+    /// Tell contacts when you have read their messages (their `[read]`
+    /// mark). Off, they only see `[delivered]`. Default: true.
+    pub read_receipts: bool,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            read_receipts: true,
+        }
+    }
 }
 
 /// `[files]`
@@ -123,6 +152,7 @@ impl Config {
             files: self.files.policy(),
             max_inbound: usize::try_from(self.limits.max_connections).unwrap_or(usize::MAX),
             max_frame: usize::try_from(self.limits.max_frame_bytes).unwrap_or(usize::MAX),
+            read_receipts: self.privacy.read_receipts,
             ..crate::node::NodeConfig::default()
         }
     }
@@ -238,7 +268,8 @@ impl Default for LimitsConfig {
 impl Config {
     /// Parse and validate TOML text.
     pub fn from_toml(text: &str) -> Result<Self, Error> {
-        let cfg: Config = toml::from_str(text)?;
+        let cfg: Config =
+            toml::from_str(text).map_err(|source| Error::Parse { path: None, source })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -250,7 +281,13 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text)
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Parse { source, .. } => Error::Parse {
+                path: Some(path.to_owned()),
+                source,
+            },
+            e => e,
+        })
     }
 
     /// Check values and combinations.
@@ -395,7 +432,19 @@ mod test {
     fn unknown_fields_are_rejected() {
         let e = Config::from_toml("[network]\nkin = \"tor\"\n").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Parse);
-        assert!(e.to_string().contains("kin"), "{e}");
+        // The message says what the file is; its source what toml found,
+        // once (UX-2026-11 P1: it used to be printed twice).
+        assert_eq!(e.to_string(), "invalid configuration file");
+        let why = std::error::Error::source(&e).unwrap().to_string();
+        assert!(why.contains("kin"), "{why}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("umbra.toml");
+        std::fs::write(&path, "[network]\nkin = \"tor\"\n").unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("invalid configuration file {}", path.display())
+        );
         let e = Config::from_toml("[nope]\n").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Parse);
         let e = Config::from_toml("[network]\nkind = \"carrier-pigeon\"\n").unwrap_err();

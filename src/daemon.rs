@@ -307,10 +307,12 @@ pub struct DaemonLock {
 impl DaemonLock {
     /// Takes the lock, or fails with [`DaemonError::AlreadyRunning`].
     pub fn acquire(data_dir: &Path) -> Result<Self, DaemonError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(data_dir.join(LOCK_NAME))
             .map_err(|source| DaemonError::Io {
                 action: "open the daemon lock file",

@@ -13,9 +13,23 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour for a person at a terminal only: never into a log file, never
+        // with NO_COLOR set (https://no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
-    // Usage errors, --help and --version exit here (usage errors with code 2).
-    let cli = umbra::cli::Cli::parse();
+    // Usage errors, --help and --version exit here (usage errors with code 2;
+    // with --json, the error is reported as JSON like every other error).
+    let cli = match umbra::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() && std::env::args_os().any(|a| a == "--json") => {
+            let _ = std::io::stderr().write_all(umbra::cli::usage_report_json(&e).as_bytes());
+            return ExitCode::from(umbra::cli::EXIT_USAGE);
+        }
+        Err(e) => e.exit(),
+    };
     let mut stdout = std::io::stdout().lock();
     let result = umbra::cli::run(cli, &mut stdout);
     let _ = stdout.flush();

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use super::err::{CliError, PassphraseRole};
@@ -58,10 +58,24 @@ fn read_new_passphrase(role: PassphraseRole, file: Option<&Path>) -> Result<Secr
             "Repeat the backup passphrase: ",
         ),
     };
-    PassphraseSource::choose_with(file, env)
+    let pass = PassphraseSource::choose_with(file, env)
         .read_new(prompt, confirm)
-        .map_err(CliError::passphrase(role))
+        .map_err(CliError::passphrase(role))?;
+    let n = pass.expose_secret().chars().count();
+    if n < SHORT_PASSPHRASE {
+        // A warning, not a refusal: the choice is the user's.
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: this passphrase is only {n} character(s) long. Whoever copies the data \
+             directory can try passphrases offline; Argon2id slows each try, but a short \
+             passphrase still falls quickly. Several random words are better."
+        );
+    }
+    Ok(pass)
 }
+
+/// New passphrases shorter than this (in characters) get a warning.
+const SHORT_PASSPHRASE: usize = 8;
 
 /// Whether `dir` holds a (non-empty) database. Checks the directory's permissions.
 fn store_exists(dir: &Path) -> Result<bool> {
@@ -76,12 +90,18 @@ fn store_exists(dir: &Path) -> Result<bool> {
 /// Resolve the data directory, fail with "not initialized" before prompting if there
 /// is no store, then ask for the passphrase and unlock.
 fn unlock(global: &GlobalArgs) -> Result<Store> {
+    Ok(unlock_keeping_passphrase(global)?.0)
+}
+
+/// [`unlock`], also returning the passphrase that opened the store.
+fn unlock_keeping_passphrase(global: &GlobalArgs) -> Result<(Store, SecretString)> {
     let dir = datadir::resolve(global.data_dir.as_deref())?;
     if !store_exists(&dir)? {
         return Err(store::Error::NotInitialized { dir }.into());
     }
     let pass = read_passphrase(PassphraseRole::Store, global.passphrase_file.as_deref())?;
-    Ok(Store::open(&dir, &pass)?)
+    let store = Store::open(&dir, &pass)?;
+    Ok((store, pass))
 }
 
 /// A stored 40-hex fingerprint in the grouped display form.
@@ -163,21 +183,53 @@ pub(crate) fn init(global: &GlobalArgs, name: &Username, out: &mut dyn Write) ->
 
 // ---------------------------------------------------------------- status
 
+/// `status --json`: one shape whether or not the daemon runs (UX-2026-11
+/// A3). What only the store can tell (it is locked while the daemon runs)
+/// or only the daemon can tell is `null` when unavailable.
 #[derive(Serialize)]
 struct StatusOutput {
-    #[serde(flatten)]
-    status: lifecycle::StoreStatus,
+    /// Whether a daemon runs for this data directory.
+    running: bool,
+    data_dir: PathBuf,
+    username: Option<String>,
+    fingerprint: Option<String>,
     fingerprint_grouped: Option<String>,
+    contacts: u64,
+    /// From the store (`null` while the daemon holds it).
+    schema_version: Option<u32>,
+    kdf: Option<KdfParams>,
+    hs_dir: Option<PathBuf>,
+    /// From the daemon (`null` when it does not run).
+    daemon: Option<crate::control::proto::StatusView>,
 }
 
 /// `umbra status`.
 pub(crate) fn status(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     // A running daemon holds the store: ask it (no passphrase needed).
     if let Some(d) = super::remote::daemon_status(global)? {
+        let config = super::remote::load_config(global)?;
+        let dir = super::remote::data_dir(global, &config)?;
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
         if global.json {
-            return print_json(out, &d);
+            return print_json(
+                out,
+                &StatusOutput {
+                    running: true,
+                    data_dir: dir,
+                    username: Some(d.username.clone()),
+                    fingerprint: Some(d.fingerprint.clone()),
+                    fingerprint_grouped: Some(grouped(&d.fingerprint)?),
+                    contacts: d.contacts,
+                    schema_version: None,
+                    kdf: None,
+                    hs_dir: None,
+                    daemon: Some(d),
+                },
+            );
         }
-        for (label, value) in super::remote::status_rows(&d) {
+        let mut rows = super::remote::status_rows(&d);
+        rows.insert(2, ("data dir", dir.display().to_string()));
+        for (label, value) in rows {
             writeln!(out, "{label:<19} {value}")?;
         }
         return Ok(());
@@ -186,14 +238,24 @@ pub(crate) fn status(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let status = lifecycle::status(&store)?;
     store.close()?;
     let fingerprint_grouped = status.fingerprint.as_deref().map(grouped).transpose()?;
-    let o = StatusOutput {
-        status,
-        fingerprint_grouped,
-    };
     if global.json {
-        return print_json(out, &o);
+        return print_json(
+            out,
+            &StatusOutput {
+                running: false,
+                data_dir: status.data_dir,
+                username: status.username,
+                fingerprint: status.fingerprint,
+                fingerprint_grouped,
+                contacts: status.contacts as u64,
+                schema_version: Some(status.schema_version),
+                kdf: Some(status.kdf),
+                hs_dir: Some(status.hs_dir),
+                daemon: None,
+            },
+        );
     }
-    let s = &o.status;
+    let s = &status;
     let none = "(none: run `umbra init --name NAME` to finish creating it)";
     let kdf = format!(
         "Argon2id, {} MiB, {} passes, {} lane(s)",
@@ -205,7 +267,7 @@ pub(crate) fn status(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
         ("identity", s.username.as_deref().unwrap_or(none).to_owned()),
         (
             "fingerprint",
-            o.fingerprint_grouped.clone().unwrap_or_else(|| "-".into()),
+            fingerprint_grouped.unwrap_or_else(|| "-".into()),
         ),
         ("data dir", s.data_dir.display().to_string()),
         ("contacts", s.contacts.to_string()),
@@ -355,7 +417,7 @@ pub(crate) fn passwd(
 ) -> Result<()> {
     // The current passphrase is checked before the new one is asked for
     // (a wrong one changes nothing on disk).
-    let mut store = unlock(global)?;
+    let (mut store, old) = unlock_keeping_passphrase(global)?;
     // A running daemon keeps the store open under the old key: changing it
     // underneath would leave that daemon failing on every command. Holding
     // the daemon lock also keeps one from starting meanwhile.
@@ -366,6 +428,18 @@ pub(crate) fn passwd(
         e => CliError::daemon(e),
     })?;
     let new = read_new_passphrase(PassphraseRole::NewStore, new_passphrase_file)?;
+    let same: bool = subtle::ConstantTimeEq::ct_eq(
+        old.expose_secret().as_bytes(),
+        new.expose_secret().as_bytes(),
+    )
+    .into();
+    drop(old);
+    if same {
+        return Err(CliError::Usage {
+            message: "the new passphrase is the same as the current one".into(),
+            hint: Some("nothing was changed; choose a different passphrase".into()),
+        });
+    }
     store.rekey(&new, None)?;
     let data_dir = store.data_dir().to_path_buf();
     store.close()?;
@@ -418,8 +492,34 @@ pub(crate) fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> R
     Ok(())
 }
 
-/// `umbra man` (hidden).
-pub(crate) fn man(out: &mut dyn Write) -> Result<()> {
-    clap_mangen::Man::new(Cli::command()).render(out)?;
+/// `umbra config-example`.
+pub(crate) fn config_example(out: &mut dyn Write) -> Result<()> {
+    out.write_all(crate::config::EXAMPLE_CONFIG.as_bytes())?;
+    Ok(())
+}
+
+/// `umbra man [--out-dir DIR]` (hidden).
+pub(crate) fn man(out_dir: Option<&Path>, out: &mut dyn Write) -> Result<()> {
+    let cmd = Cli::command();
+    let Some(dir) = out_dir else {
+        clap_mangen::Man::new(cmd).render(out)?;
+        return Ok(());
+    };
+    // The main page lists its commands as umbra-COMMAND(1): write those too.
+    let write = |name: String, page: clap::Command| -> Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(page).render(&mut buf)?;
+        std::fs::write(&path, buf)?;
+        Ok(())
+    };
+    let mut cmd = cmd;
+    cmd.build();
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("umbra-{}", sub.get_name());
+        write(name.clone(), sub.clone().display_name(name))?;
+    }
+    write("umbra".into(), cmd)?;
+    writeln!(out, "wrote the man pages to {}", dir.display())?;
     Ok(())
 }

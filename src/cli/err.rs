@@ -24,6 +24,8 @@ pub const EXIT_PASSPHRASE: u8 = 3;
 pub const EXIT_STORE_STATE: u8 = 4;
 /// Exit code: no daemon runs for this data directory (or `up` found one running).
 pub const EXIT_DAEMON: u8 = 5;
+/// Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Which passphrase a command was reading (for messages and hints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,30 @@ pub enum CliError {
     DaemonHoldsStore {
         /// What the user wanted to do.
         action: &'static str,
+    },
+    /// The arguments cannot work (found after parsing, e.g. a missing
+    /// confirmation without a terminal).
+    #[error("{message}")]
+    Usage {
+        /// What is wrong.
+        message: String,
+        /// What to do instead.
+        hint: Option<String>,
+    },
+    /// The user pressed Ctrl-C while a command followed something the
+    /// daemon carries on with.
+    #[error("interrupted: {what}")]
+    Interrupted {
+        /// What goes on without us.
+        what: String,
+        /// How to stop or find it.
+        hint: String,
+    },
+    /// The user answered no to a confirmation.
+    #[error("{what}")]
+    NotConfirmed {
+        /// What did not happen.
+        what: String,
     },
     /// The store refused or failed.
     #[error(transparent)]
@@ -128,6 +154,12 @@ pub enum CliError {
     Daemon(Box<crate::daemon::DaemonError>),
 }
 
+impl From<crate::control::ClientError> for CliError {
+    fn from(e: crate::control::ClientError) -> Self {
+        CliError::control(e)
+    }
+}
+
 impl CliError {
     /// Wrap a failure to read a passphrase.
     pub(crate) fn passphrase(which: PassphraseRole) -> impl FnOnce(store::Error) -> CliError {
@@ -169,6 +201,16 @@ impl CliError {
                 return EXIT_DAEMON;
             }
             CliError::DaemonHoldsStore { .. } => return EXIT_DAEMON,
+            // The daemon refused an argument (an empty message, a short
+            // transfer id...): a usage error like clap's.
+            CliError::Control(e)
+                if matches!(&**e, crate::control::ClientError::Api(a)
+                    if a.code == crate::control::proto::ErrorCode::BadRequest) =>
+            {
+                return EXIT_USAGE;
+            }
+            CliError::Usage { .. } => return EXIT_USAGE,
+            CliError::Interrupted { .. } => return EXIT_INTERRUPTED,
             _ => return EXIT_FAILURE,
         };
         match kind {
@@ -235,9 +277,11 @@ impl CliError {
                 "stop it (Ctrl-C where `umbra up` runs, or send it SIGTERM), run this again, then start it with `umbra up`"
                     .into()
             }
-            CliError::Config(_) => {
-                "fix the configuration file (config/umbra.example.toml documents every key)".into()
-            }
+            CliError::Usage { hint, .. } => hint.clone()?,
+            CliError::Interrupted { hint, .. } => hint.clone(),
+            CliError::Config(_) => "fix the configuration file; `umbra config-example` prints \
+                                    one with every key and its default"
+                .into(),
             _ => return None,
         })
     }
@@ -328,6 +372,35 @@ impl Failure {
         }
         s
     }
+}
+
+/// The `--json` report of an argument error found by clap (which prints
+/// plain text by itself): one JSON object like [`Failure::report`]'s, with
+/// clap's tips as the hint (UX-2026-11 A3).
+pub fn usage_report_json(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let error = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_owned();
+    let tips: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tip: "))
+        .collect();
+    let hint = if tips.is_empty() {
+        "see `umbra --help`".to_owned()
+    } else {
+        tips.join("; ")
+    };
+    let obj = JsonFailure {
+        error: &error,
+        chain: vec![error.clone()],
+        hint: Some(hint),
+        exit_code: EXIT_USAGE,
+    };
+    serde_json::to_string(&obj).unwrap_or(error) + "\n"
 }
 
 /// The messages of `e` and its sources, skipping a message repeated by a wrapper.

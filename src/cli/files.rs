@@ -1,9 +1,10 @@
 //! File commands: `send-file`, `files`, `accept-file`, `reject-file`, `cancel-file`,
 //! `save-file` (all through the running daemon; PROTOCOL.md §14, CONTROL.md).
 //!
-//! `send-file` and `accept-file` wait for the transfer with a progress bar (rate and
-//! ETA) on standard error unless `--detach`; Ctrl-C leaves the transfer running in the
-//! daemon.
+//! `send-file` and `accept-file` print the transfer (with its id) at once, then wait
+//! for it with a progress bar (rate and ETA) on standard error unless `--detach`, and
+//! print it again when it ends. Ctrl-C leaves the transfer running in the daemon and
+//! says how to cancel it (exit 130).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,8 +45,8 @@ fn describe(t: &TransferView) -> String {
         },
         (_, "completed") => "delivered".to_owned(),
         (_, s) => match &t.reason {
-            Some(r) => format!("{s}: {r}"),
-            None => s.to_owned(),
+            Some(r) if r != s => format!("{s}: {r}"),
+            _ => s.to_owned(),
         },
     };
     let arrow = if t.direction == "in" { "from" } else { "to" };
@@ -88,7 +89,42 @@ pub(crate) fn send_file(
         writeln!(out, "{}", describe(&t))?;
         return Ok(());
     }
-    let done = wait(global, t)?;
+    follow(global, t, out)
+}
+
+/// Prints the transfer at once (its id is what a script or a person needs
+/// to accept, cancel or find it: UX-2026-11 A1), follows it until it ends,
+/// then prints it again. `--json` prints one compact JSON line each time.
+fn follow(global: &GlobalArgs, t: TransferView, out: &mut dyn Write) -> Result<()> {
+    let rt = runtime()?;
+    // Ctrl-C is ours before the id is printed: whoever reacts to the line
+    // with SIGINT gets the "goes on in the daemon" report, never a bare kill.
+    let interrupt = {
+        let _entered = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?
+    };
+    if global.json {
+        writeln!(out, "{}", serde_json::to_string(&t)?)?;
+    } else {
+        writeln!(out, "{}", describe(&t))?;
+    }
+    out.flush()?;
+    let done = match wait(global, &rt, interrupt, t)? {
+        Waited::Ended(t) => t,
+        Waited::Interrupted(t) => {
+            return Err(CliError::Interrupted {
+                what: format!(
+                    "the transfer goes on in the daemon as {} ({})",
+                    short(&t.id),
+                    t.state
+                ),
+                hint: format!(
+                    "`umbra cancel-file {}` stops it; `umbra files` shows how far it got",
+                    short(&t.id)
+                ),
+            });
+        }
+    };
     finish(global, &done, out)
 }
 
@@ -130,8 +166,7 @@ pub(crate) fn accept_file(
         writeln!(out, "accepted: {}", describe(&t))?;
         return Ok(());
     }
-    let done = wait(global, t)?;
-    finish(global, &done, out)
+    follow(global, t, out)
 }
 
 /// `umbra reject-file ID` / `umbra cancel-file ID`.
@@ -172,7 +207,7 @@ pub(crate) fn save_file(
 
 fn finish(global: &GlobalArgs, t: &TransferView, out: &mut dyn Write) -> Result<()> {
     if global.json {
-        json(out, t)?;
+        writeln!(out, "{}", serde_json::to_string(t)?)?;
     } else {
         writeln!(out, "{}", describe(t))?;
     }
@@ -198,17 +233,30 @@ fn bar(t: &TransferView) -> ProgressBar {
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
     pb.set_style(style);
-    pb.set_message(t.name.clone());
+    pb.set_message(format!("{} {}", short(&t.id), t.name));
     pb.set_position(t.done);
     pb.enable_steady_tick(Duration::from_millis(200));
     pb
 }
 
-/// Follows transfer `t` on the event stream until it completes or stops.
-fn wait(global: &GlobalArgs, t: TransferView) -> Result<TransferView> {
+/// How following a transfer ended.
+enum Waited {
+    /// It completed, failed or was cancelled (or the daemon stopped).
+    Ended(TransferView),
+    /// The user pressed Ctrl-C; the daemon carries on with it.
+    Interrupted(TransferView),
+}
+
+/// Follows transfer `t` on the event stream until it completes or stops,
+/// or until Ctrl-C.
+fn wait(
+    global: &GlobalArgs,
+    rt: &tokio::runtime::Runtime,
+    mut interrupt: tokio::signal::unix::Signal,
+    t: TransferView,
+) -> Result<Waited> {
     let config = load_config(global)?;
     let dir = data_dir(global, &config)?;
-    let rt = runtime()?;
     rt.block_on(async {
         let mut events = Client::connect(&dir).await?;
         events.subscribe().await?;
@@ -217,7 +265,8 @@ fn wait(global: &GlobalArgs, t: TransferView) -> Result<TransferView> {
         let who = t.username.clone();
         let waiting = |pb: &ProgressBar| {
             pb.set_message(format!(
-                "{}: waiting for {who} (Ctrl-C leaves it to the daemon)",
+                "{} {}: waiting for {who} (Ctrl-C leaves it to the daemon)",
+                short(&t.id),
                 t.name
             ))
         };
@@ -235,14 +284,21 @@ fn wait(global: &GlobalArgs, t: TransferView) -> Result<TransferView> {
                         pb.set_position(current.size);
                     }
                     pb.finish_and_clear();
-                    return Ok(current);
+                    return Ok(Waited::Ended(current));
                 }
                 "offered" => waiting(&pb),
-                _ => pb.set_message(current.name.clone()),
+                _ => pb.set_message(format!("{} {}", short(&t.id), current.name)),
             }
-            let Some(ev) = events.next_event().await? else {
+            let ev = tokio::select! {
+                ev = events.next_event() => ev?,
+                _ = interrupt.recv() => {
+                    pb.abandon();
+                    return Ok(Waited::Interrupted(current));
+                }
+            };
+            let Some(ev) = ev else {
                 pb.abandon_with_message("the daemon stopped; the transfer resumes when it runs");
-                return Ok(current);
+                return Ok(Waited::Ended(current));
             };
             match ev {
                 Event::FileProgress { id, done, .. } if id == t.id => {
@@ -273,5 +329,4 @@ fn wait(global: &GlobalArgs, t: TransferView) -> Result<TransferView> {
             }
         }
     })
-    .map_err(CliError::control)
 }

@@ -96,8 +96,15 @@ fn when(secs: u64) -> String {
     }
 }
 
+/// `HH:MM UTC` for today (UTC), `YYYY-MM-DD HH:MM UTC` for other days.
 fn clock(secs: u64) -> String {
-    format!("{} UTC", crate::time::utc_hhmm(secs))
+    use crate::time::{now_secs, utc_date, utc_hhmm};
+    let date = utc_date(secs);
+    if date == utc_date(now_secs()) {
+        format!("{} UTC", utc_hhmm(secs))
+    } else {
+        format!("{date} {} UTC", utc_hhmm(secs))
+    }
 }
 
 fn grouped(hex: &str) -> String {
@@ -116,6 +123,13 @@ pub(crate) fn up(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let checked = store::DataDir::open(&dir)?;
     if !checked.db_path().exists() {
         return Err(store::Error::NotInitialized { dir }.into());
+    }
+    if let Some(mode) = checked.visible_to_others() {
+        progress_note(&format!(
+            "warning: others can see into {} (mode {mode:o}); make it private: chmod 700 {}",
+            dir.display(),
+            dir.display()
+        ));
     }
     let lock = DaemonLock::acquire(&dir).map_err(CliError::daemon)?;
     let pass =
@@ -238,7 +252,14 @@ pub(crate) fn status_rows(s: &StatusView) -> Vec<(&'static str, String)> {
         ),
         ("network", s.tor.network.clone()),
         ("tor", s.tor.summary.clone()),
-        ("onion service", s.tor.onion_service.clone()),
+        (
+            "onion service",
+            if s.tor.network == "direct" {
+                "none: direct TCP, NOT ANONYMOUS (for tests and development)".to_owned()
+            } else {
+                s.tor.onion_service.clone()
+            },
+        ),
         (
             "handshaker",
             s.handshaker
@@ -526,13 +547,39 @@ pub(crate) fn contacts(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// `umbra verify @user [--fingerprint FPR]`.
+/// `umbra verify @user [--fingerprint FPR] [--yes]`.
+///
+/// Without `--fingerprint` the user must have looked: on a terminal the
+/// grouped fingerprint is shown and confirmed with y; elsewhere `--yes` is
+/// required (UX-2026-11 A2).
 pub(crate) fn verify(
     global: &GlobalArgs,
     username: String,
     fingerprint: Option<String>,
+    yes: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
+    let Reply::Contacts(list) = call(global, Request::Contacts)? else {
+        return Err(unexpected());
+    };
+    let name = crate::control::server::at(username.trim());
+    // Unknown names fall through to the daemon's error (with "did you mean").
+    let known = list
+        .into_iter()
+        .find(|c| c.username.eq_ignore_ascii_case(&name));
+    if let Some(c) = &known
+        && fingerprint.is_none()
+    {
+        if c.verified {
+            if global.json {
+                return json(out, c);
+            }
+            return print_contact(out, "Already verified:", c);
+        }
+        if !yes {
+            confirm_fingerprint(global, c)?;
+        }
+    }
     let Reply::Contact(c) = call(
         global,
         Request::Verify {
@@ -546,7 +593,51 @@ pub(crate) fn verify(
     if global.json {
         return json(out, &c);
     }
-    print_contact(out, "Marked as verified:", &c)
+    let already = known.is_some_and(|k| k.verified);
+    print_contact(
+        out,
+        if already {
+            "Already verified:"
+        } else {
+            "Marked as verified:"
+        },
+        &c,
+    )
+}
+
+/// Shows `c`'s fingerprint on a terminal and asks; refuses without one.
+fn confirm_fingerprint(global: &GlobalArgs, c: &ContactView) -> Result<()> {
+    use std::io::IsTerminal;
+    let name = &c.username;
+    if global.json || !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage {
+            message: format!(
+                "verifying {name} needs the fingerprint they read to you, or a terminal to show \
+                 it and ask"
+            ),
+            hint: Some(format!(
+                "umbra verify {name} --fingerprint FPR (their 40 digits), or --yes if you \
+                 compared `umbra lookup {name}` with them already"
+            )),
+        });
+    }
+    let mut err = std::io::stderr().lock();
+    write!(
+        err,
+        "The fingerprint pinned for {name}:\n\n    {}\n\nDoes it match what {name} reads to you \
+         over a channel you trust (in person, a call)? [y/N] ",
+        grouped(&c.fingerprint)
+    )?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::NotConfirmed {
+            what: format!("{name} was not marked as verified"),
+        })
+    }
 }
 
 /// `umbra end @user`.
@@ -578,7 +669,7 @@ pub(crate) fn send(
     if global.json {
         return json(out, &m);
     }
-    writeln!(out, "queued message #{} ({})", m.seq, m.state)?;
+    writeln!(out, "message #{} {}", m.seq, m.state)?;
     Ok(())
 }
 
@@ -589,13 +680,15 @@ fn print_message(out: &mut dyn Write, me: &str, them: &str, m: &MessageView) -> 
     } else {
         String::new()
     };
-    // Peer text is printed escaped so it cannot drive the terminal.
-    writeln!(
-        out,
-        "{} {who}: {}{state}",
-        clock(m.sent_at),
-        m.body.escape_debug()
-    )?;
+    // Peer text is printed escaped so it cannot drive the terminal; a
+    // multi-line message keeps its lines, indented under the first.
+    let body = m
+        .body
+        .lines()
+        .map(|l| l.escape_debug().to_string())
+        .collect::<Vec<_>>()
+        .join("\n    ");
+    writeln!(out, "{} {who}: {body}{state}", clock(m.sent_at))?;
     Ok(())
 }
 
@@ -608,6 +701,7 @@ pub(crate) fn history(
     out: &mut dyn Write,
 ) -> Result<()> {
     let them = crate::control::server::at(&username);
+    let searched = search.is_some();
     let Reply::History(list) = call(
         global,
         Request::History {
@@ -621,6 +715,17 @@ pub(crate) fn history(
     };
     if global.json {
         return json(out, &list);
+    }
+    if list.is_empty() {
+        writeln!(
+            out,
+            "{}",
+            if searched {
+                "no messages match"
+            } else {
+                "no messages yet"
+            }
+        )?;
     }
     for m in &list {
         print_message(out, "me", &them, m)?;
@@ -726,6 +831,17 @@ pub(crate) fn chat(global: &GlobalArgs, username: String, out: &mut dyn Write) -
 
 /// `umbra tui`.
 pub(crate) fn tui(global: &GlobalArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        return Err(CliError::Usage {
+            message: "umbra tui needs a terminal (standard input and output)".into(),
+            hint: Some(
+                "run it in a terminal; scripts can use `umbra chat @USER`, `umbra send` and \
+                 the other commands"
+                    .into(),
+            ),
+        });
+    }
     let config = load_config(global)?;
     let dir = data_dir(global, &config)?;
     crate::tui::run(&dir).map_err(|e| match e {

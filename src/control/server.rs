@@ -27,7 +27,9 @@ use crate::files;
 use crate::handshaker_client::{DirectoryEntry, HandshakerClient, HandshakerClientError};
 use crate::identity::{Identity, Username};
 use crate::node::{self, NodeError, NodeHandle};
-use crate::store::{Contact, ContactId, FileKind, FileTransfer, Message, TransferState};
+use crate::store::{
+    Contact, ContactId, ContactState, FileKind, FileTransfer, Message, TransferState,
+};
 
 /// Most simultaneous control connections.
 pub const MAX_CLIENTS: usize = 32;
@@ -253,7 +255,11 @@ async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
         Request::Contacts => contacts(ctx).await.map(Reply::Contacts),
         Request::Send { username, text } => {
             let c = contact(ctx, &username).await?;
-            let m = ctx.node.send_text(c.id, &text).await.map_err(node_err)?;
+            let m = ctx
+                .node
+                .send_text(c.id, &text)
+                .await
+                .map_err(|e| send_err(&c, e))?;
             Ok(Reply::Message(message_view(&m)))
         }
         Request::History {
@@ -262,7 +268,8 @@ async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
             search,
         } => {
             let c = contact(ctx, &username).await?;
-            let limit = limit.unwrap_or(100).clamp(1, MAX_HISTORY);
+            // `limit: 0` asks for nothing and gets nothing.
+            let limit = limit.unwrap_or(100).min(MAX_HISTORY);
             let id = c.id;
             let msgs = db(&ctx.node, move |s| match search {
                 Some(q) => s.search_messages(Some(id), &q, limit),
@@ -282,11 +289,7 @@ async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
         } => {
             let c = contact(ctx, &username).await?;
             if let Some(f) = fingerprint {
-                let given: String = f
-                    .chars()
-                    .filter(|ch| !ch.is_whitespace())
-                    .collect::<String>()
-                    .to_ascii_uppercase();
+                let given = parse_fingerprint(&f)?;
                 if given != c.fingerprint {
                     return Err(ApiError::new(
                         ErrorCode::KeyChanged,
@@ -679,17 +682,94 @@ fn parse_name(input: &str) -> ApiResult<Username> {
 async fn contact(ctx: &Context, username: &str) -> ApiResult<Contact> {
     let name = parse_name(username)?;
     let folded = name.as_str().trim_start_matches('@').to_owned();
-    db(&ctx.node, move |s| s.contact_by_username(&folded))
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NotFound,
-                format!("{name} is not one of your contacts"),
-            )
-            .hint(format!(
-                "send a connection request first: umbra request {name}"
-            ))
+    let (found, all) = db(&ctx.node, move |s| -> Result<_, crate::store::Error> {
+        Ok(match s.contact_by_username(&folded)? {
+            Some(c) => (Some(c), Vec::new()),
+            None => (None, s.contacts()?),
         })
+    })
+    .await?;
+    if let Some(c) = found {
+        return Ok(c);
+    }
+    let err = ApiError::new(
+        ErrorCode::NotFound,
+        format!("{name} is not one of your contacts"),
+    );
+    let names = all.iter().map(|c| c.username.as_str());
+    Err(match did_you_mean(name.as_str(), names) {
+        Some(close) => err.hint(format!(
+            "did you mean {close}? (`umbra contacts` lists them; a new contact needs              `umbra request {name}`)"
+        )),
+        None => err.hint(format!(
+            "send a connection request first: umbra request {name}"
+        )),
+    })
+}
+
+/// A fingerprint as people paste it: 40 hex digits, any case, spaces
+/// anywhere, gpg's `0x` prefix allowed. Returns upper-case hex.
+fn parse_fingerprint(input: &str) -> ApiResult<String> {
+    let compact: String = input.chars().filter(|c| !c.is_whitespace()).collect();
+    let digits = compact
+        .strip_prefix("0x")
+        .or_else(|| compact.strip_prefix("0X"))
+        .unwrap_or(&compact);
+    if digits.len() != 40 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        let what = if digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            format!("got {} digits", digits.chars().count())
+        } else {
+            "got other characters".to_owned()
+        };
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("not a fingerprint: 40 hex digits expected ({what})"),
+        )
+        .hint("give all 40 digits as they read them to you; spaces and a 0x prefix are fine"));
+    }
+    Ok(digits.to_ascii_uppercase())
+}
+
+/// The contact name closest to a mistyped `name`, if one is close enough
+/// to be a typo: one edit (a swapped pair counts as one) for short names,
+/// two from six characters on.
+fn did_you_mean<'a>(name: &str, contacts: impl Iterator<Item = &'a str>) -> Option<String> {
+    let bare = |n: &str| n.trim_start_matches('@').to_ascii_lowercase();
+    let want = bare(name);
+    let allowed = if want.chars().count() >= 6 { 2 } else { 1 };
+    contacts
+        .map(|c| (strsim::osa_distance(&want, &bare(c)), c))
+        .filter(|(d, _)| *d <= allowed)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| at(c))
+}
+
+/// [`node_err`] for `send`, with hints that fit the contact's state.
+fn send_err(c: &Contact, e: NodeError) -> ApiError {
+    let name = at(&c.username);
+    match (&e, c.state) {
+        (NodeError::NoSession, ContactState::Requested) => ApiError::new(
+            ErrorCode::NoSession,
+            format!("{name} has not accepted your connection request yet"),
+        )
+        .hint(format!(
+            "messages can be sent once they accept (`umbra contacts` shows it);              there is no need to request again. To take it back: umbra cancel-request {name}"
+        )),
+        (NodeError::NoSession, ContactState::Incoming) => ApiError::new(
+            ErrorCode::NoSession,
+            format!("{name} asked to connect and you have not accepted yet"),
+        )
+        .hint(format!("umbra accept {name} (see `umbra requests`)")),
+        (NodeError::NoSession, _) => ApiError::new(
+            ErrorCode::NoSession,
+            format!("there is no conversation with {name} (it was ended, or never started)"),
+        )
+        .hint(format!("start a new one: umbra request {name}")),
+        (NodeError::Invalid { reason, .. }, _) if reason.starts_with("longer") => {
+            node_err(e).hint(format!("send it as a file instead: umbra send-file {name} FILE"))
+        }
+        _ => node_err(e),
+    }
 }
 
 async fn contact_by_id(ctx: &Context, id: ContactId) -> ApiResult<Contact> {
@@ -794,7 +874,8 @@ fn node_err(e: NodeError) -> ApiError {
     };
     let err = ApiError::new(code, e.to_string());
     match code {
-        ErrorCode::NoSession => err.hint("send a connection request first: umbra request @USER"),
+        ErrorCode::NoSession => err
+            .hint("a conversation starts when a connection request is accepted (`umbra request`)"),
         ErrorCode::Network => err.hint("it is retried automatically; check `umbra status`"),
         _ => err,
     }
@@ -933,4 +1014,50 @@ async fn map_event(node: &NodeHandle, ev: node::Event) -> ApiResult<Option<Event
             by_peer,
         },
     }))
+}
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used)]
+    use super::{did_you_mean, parse_fingerprint};
+
+    #[test]
+    fn fingerprints_are_parsed_as_people_paste_them() {
+        let hex = "54A871ED39C1F133E9B3FC37E7758643A8ED018A";
+        for ok in [
+            hex.to_owned(),
+            hex.to_lowercase(),
+            format!("0x{hex}"),
+            format!("0X{}", hex.to_lowercase()),
+            "54A8 71ED 39C1 F133 E9B3  FC37 E775 8643 A8ED 018A".to_owned(),
+        ] {
+            assert_eq!(parse_fingerprint(&ok).unwrap(), hex, "{ok}");
+        }
+        for (bad, why) in [
+            ("54A8", "got 4 digits"),
+            ("zzzz", "other characters"),
+            ("", "got 0 digits"),
+            (&format!("{hex}0"), "got 41 digits"),
+            (&format!("0x0x{hex}"), "other characters"),
+        ] {
+            let e = parse_fingerprint(bad).unwrap_err();
+            assert_eq!(e.code, super::ErrorCode::BadRequest);
+            assert!(e.message.starts_with("not a fingerprint"), "{bad}: {e:?}");
+            assert!(e.message.contains(why), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn did_you_mean_suggests_only_near_names() {
+        let contacts = ["dave", "@carol", "@bob", "@margaret"];
+        let guess = |n| did_you_mean(n, contacts.iter().copied());
+        assert_eq!(guess("@daev").as_deref(), Some("@dave"));
+        assert_eq!(guess("@bbo").as_deref(), Some("@bob"));
+        assert_eq!(guess("carl").as_deref(), Some("@carol"));
+        assert_eq!(guess("@DAVE").as_deref(), Some("@dave"));
+        assert_eq!(guess("@margrat").as_deref(), Some("@margaret"));
+        assert_eq!(guess("@zoe"), None);
+        assert_eq!(guess("@dan"), None);
+        assert_eq!(did_you_mean("@dave", std::iter::empty()), None);
+    }
 }

@@ -32,12 +32,20 @@ impl NodeHandle {
     }
 
     /// Queues a Text to `contact` (stored with id and seq before this
-    /// returns) and sends it as soon as a connection is Ready.
+    /// returns) and sends it as soon as a connection is Ready. An empty or
+    /// whitespace-only text, or one over [`MAX_TEXT`] bytes, is refused.
     pub async fn send_text(&self, contact: ContactId, body: &str) -> Result<Message, NodeError> {
         if body.len() > MAX_TEXT {
             return Err(NodeError::Invalid {
                 what: "message",
                 reason: "longer than 16 KiB",
+            });
+        }
+        // A blank line on the peer's screen is never what the user meant.
+        if body.trim().is_empty() {
+            return Err(NodeError::Invalid {
+                what: "message",
+                reason: "it is empty",
             });
         }
         if self.inner.shutdown.is_cancelled() {
@@ -70,9 +78,10 @@ impl NodeHandle {
         Ok(m)
     }
 
-    /// Marks everything received from `contact` as read and tells the
-    /// contact with a Receipt if a connection is up (receipts are
-    /// cumulative and best effort).
+    /// Marks everything received from `contact` as read and, unless
+    /// [`NodeConfig::read_receipts`](super::NodeConfig::read_receipts) is
+    /// off, tells the contact with a Receipt if a connection is up (receipts
+    /// are cumulative and best effort).
     pub async fn mark_read(&self, contact: ContactId) -> Result<usize, NodeError> {
         let (n, upto) = self
             .inner
@@ -83,6 +92,7 @@ impl NodeHandle {
             })
             .await??;
         if upto > 0
+            && self.inner.config.read_receipts
             && let Some(cmds) = self.inner.cmds(contact)
         {
             let _ = cmds.send(Command::Receipt(upto));

@@ -33,6 +33,10 @@ pub struct NodeConfig {
     /// Interval of the expiry sweep (PROTOCOL.md §11 lifetimes; it also runs
     /// at start). Default 1 h.
     pub housekeeping: Duration,
+    /// Whether reading a contact's messages sends them a Receipt
+    /// (`privacy.read_receipts`). Off, they only learn "delivered".
+    /// Default true.
+    pub read_receipts: bool,
 }
 
 impl Default for NodeConfig {
@@ -51,6 +55,7 @@ impl Default for NodeConfig {
             event_capacity: 4096,
             files: crate::files::FilePolicy::default(),
             housekeeping: Duration::from_secs(3600),
+            read_receipts: true,
         }
     }
 }

@@ -106,6 +106,14 @@ impl DataDir {
         &self.path
     }
 
+    /// The directory's mode if group or others can read or enter it. Not
+    /// refused (the files in it are 0600 and the database is encrypted),
+    /// but it tells others that Umbra is used and when the files change.
+    pub fn visible_to_others(&self) -> Option<u32> {
+        let mode = fs::metadata(&self.path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+
     /// Path of the encrypted database.
     pub fn db_path(&self) -> PathBuf {
         self.path.join(DB_FILE)
@@ -293,7 +301,10 @@ mod test {
             );
             assert!(e.to_string().contains("group or others can write"), "{e}");
         }
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(DataDir::open(&p).unwrap().visible_to_others(), None);
         fs::set_permissions(&p, fs::Permissions::from_mode(0o750)).unwrap();
+        assert_eq!(DataDir::open(&p).unwrap().visible_to_others(), Some(0o750));
         DataDir::open(&p).unwrap();
 
         // A group-writable parent without the sticky bit is refused too.

@@ -190,7 +190,10 @@ fn transfers(f: &mut Frame<'_>, app: &App, theme: Theme, sel: usize) {
 }
 
 fn status_bar(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
+    let direct = app.tor().is_some_and(|t| t.network == "direct");
     let (me, tor) = match &app.status {
+        // Direct TCP (tests, development) must never pass for Tor.
+        Some(s) if direct => (s.username.clone(), "DIRECT TCP – NOT ANONYMOUS".to_owned()),
         Some(s) => (
             s.username.clone(),
             format!(
@@ -200,7 +203,7 @@ fn status_bar(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
         ),
         None => ("…".into(), "connecting to the daemon".into()),
     };
-    let ok = app.tor().is_some_and(|t| t.ready);
+    let ok = !direct && app.tor().is_some_and(|t| t.ready);
     let line = Line::from(vec![
         Span::styled(format!(" umbra {me} "), theme.bold()),
         Span::raw("│ "),
@@ -691,6 +694,19 @@ mod test {
         let (l, _) = draw(&a, 80, 24, true);
         assert!(has(&l, "send a file to @bob"));
         assert!(has(&l, "/tmp/x.png"));
+    }
+
+    #[test]
+    fn direct_tcp_is_labelled_not_anonymous() {
+        let mut a = app();
+        if let Some(s) = &mut a.status {
+            s.tor.network = "direct".into();
+            s.tor.onion_service = "not_applicable".into();
+        }
+        let (l, _) = draw(&a, 80, 24, false);
+        let top = &l[0];
+        assert!(top.contains("DIRECT TCP – NOT ANONYMOUS"), "{top}");
+        assert!(!top.contains("not_applicable"), "{top}");
     }
 
     #[test]

@@ -411,6 +411,29 @@ fn passwd_switches_passphrase() {
         .env("UMBRA_PASSPHRASE", "third passphrase")
         .assert()
         .success();
+
+    // UX-2026-11 P9: the same passphrase again is refused (exit 2, nothing
+    // changes); a short one is taken, with a warning.
+    env.umbra(&["passwd"])
+        .env("UMBRA_PASSPHRASE", "third passphrase")
+        .env("UMBRA_NEW_PASSPHRASE", "third passphrase")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "the new passphrase is the same as the current one",
+        ));
+    env.umbra(&["passwd"])
+        .env("UMBRA_PASSPHRASE", "third passphrase")
+        .env("UMBRA_NEW_PASSPHRASE", "x")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "warning: this passphrase is only 1 character(s) long",
+        ));
+    env.umbra(&["status"])
+        .env("UMBRA_PASSPHRASE", "x")
+        .assert()
+        .success();
 }
 
 #[test]
@@ -468,6 +491,42 @@ fn help_documents_exit_codes_and_hidden_generators_work() {
         .assert()
         .success()
         .stdout(predicate::str::contains(".TH umbra"));
+    // UX-2026-11 P8: every page the main page refers to exists.
+    let pages = env.path("man");
+    std::fs::create_dir(&pages).unwrap();
+    env.umbra(&["man", "--out-dir", pages.to_str().unwrap()])
+        .assert()
+        .success();
+    let main = std::fs::read_to_string(pages.join("umbra.1")).unwrap();
+    let mut referred = 0;
+    for word in main.split(|c: char| c.is_whitespace() || c == ',') {
+        let word = word
+            .replace("\\-", "-")
+            .replace("\\fB", "")
+            .replace("\\fR", "");
+        if let Some(name) = word.strip_suffix("(1)")
+            && name.starts_with("umbra-")
+        {
+            referred += 1;
+            assert!(
+                pages.join(format!("{name}.1")).is_file(),
+                "{name}(1) missing"
+            );
+        }
+    }
+    assert!(
+        referred >= 20,
+        "only {referred} command pages referred to:\n{main}"
+    );
+    assert!(
+        std::fs::read_to_string(pages.join("umbra-send.1"))
+            .unwrap()
+            .contains(".TH umbra-send")
+    );
+    // P1: an installed user can get the documented example configuration.
+    let example = env.umbra(&["config-example"]).assert().success();
+    let text = String::from_utf8(example.get_output().stdout.clone()).unwrap();
+    assert_eq!(text, umbra::config::EXAMPLE_CONFIG);
     env.umbra(&["init"]).assert().code(2);
 }
 

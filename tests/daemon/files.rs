@@ -16,18 +16,10 @@ use std::path::Path;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::{Handshaker, Net, User, connected_pair, peak_rss_kib, wait_event};
+use support::{Handshaker, Net, User, connected_pair, direct_pair, peak_rss_kib, rt, wait_event};
 use umbra::control::proto::Event;
 
 const CHUNK: u64 = 65_536;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Writes `len` pseudo-random bytes to `path` (streamed); returns the SHA-256 hex.
 fn make_file(path: &Path, len: u64, seed: u64) -> String {
@@ -208,30 +200,27 @@ fn large_file_over_direct_tcp_keeps_memory_flat() {
     const BOUND_KIB: u64 = 128 * 1024;
     /// Most the peak may grow from a 16 MiB to a 256 MiB transfer.
     const GROWTH_KIB: u64 = 16 * 1024;
-    let hs = Handshaker::direct();
-    let root = tempfile::tempdir().unwrap();
-    let rt = rt();
-    let (alice, bob) = connected_pair(root.path(), &Net::Direct, &hs.address, &rt);
+    let (keep, rt, alice, bob) = direct_pair();
 
     // Warm-up: a 16 MiB transfer sets each daemon's high-water mark.
-    let small = root.path().join("small.bin");
+    let small = keep.root.path().join("small.bin");
     make_file(&small, SMALL, 4);
     let id = offer_and_accept(&alice, &bob, &small, &rt);
     wait_completed(&alice, &id, &rt);
     bob.json(&[
         "save-file",
         &id,
-        root.path().join("small-copy").to_str().unwrap(),
+        keep.root.path().join("small-copy").to_str().unwrap(),
     ]);
     let (a0, b0) = (peak_rss_kib(alice.pid()), peak_rss_kib(bob.pid()));
 
-    let src = root.path().join("big.bin");
+    let src = keep.root.path().join("big.bin");
     let sha = make_file(&src, SIZE, 5);
     let started = std::time::Instant::now();
     let id = offer_and_accept(&alice, &bob, &src, &rt);
     wait_completed(&alice, &id, &rt);
     let secs = started.elapsed().as_secs_f64();
-    let dest = root.path().join("copy.bin");
+    let dest = keep.root.path().join("copy.bin");
     bob.json(&["save-file", &id, dest.to_str().unwrap()]);
     let (a_rss, b_rss) = (peak_rss_kib(alice.pid()), peak_rss_kib(bob.pid()));
     eprintln!(

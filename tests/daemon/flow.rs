@@ -10,16 +10,10 @@
 use crate::support;
 
 use serde_json::Value;
-use support::{Handshaker, Net, User, assert_no_plaintext, connected_pair, wait_event};
+use support::{
+    Handshaker, Net, User, assert_no_plaintext, connected_pair, direct_pair, rt, wait_event,
+};
 use umbra::control::proto::Event;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn names(v: &Value, key: &str) -> Vec<String> {
     v.as_array()
@@ -44,7 +38,7 @@ fn full_flow(net: Net, hs: &Handshaker) {
     hostile_control_lines(&alice);
     let st = alice.json(&["status"]);
     assert_eq!(st["username"], "@alice");
-    assert_eq!(st["tor"]["ready"], true, "{st}");
+    assert_eq!(st["daemon"]["tor"]["ready"], true, "{st}");
 
     // Directory.
     let a = alice.json(&["register"]);
@@ -157,7 +151,10 @@ fn full_flow(net: Net, hs: &Handshaker) {
     ));
     let (_, err) = bob.fails(&["send", "@alice", "after the end"]);
     assert!(
-        err["error"].as_str().unwrap().contains("no session"),
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("no conversation with @alice"),
         "{err}"
     );
     let (_, err) = alice.fails(&["send", "@bob", "after the end"]);
@@ -320,10 +317,7 @@ fn interactive_chat_sends_lines_and_shows_incoming_messages() {
     use std::io::{BufRead, BufReader, Write};
     use std::process::Stdio;
 
-    let hs = Handshaker::direct();
-    let root = tempfile::tempdir().unwrap();
-    let rt = rt();
-    let (mut alice, mut bob) = connected_pair(root.path(), &Net::Direct, &hs.address, &rt);
+    let (_keep, rt, mut alice, mut bob) = direct_pair();
     let mut b_events = rt.block_on(bob.events());
 
     let mut chat = alice
@@ -536,10 +530,7 @@ fn cpu_time(pid: u32) -> std::time::Duration {
 /// 4.1 s of CPU in every 10 s, now well under 1 s.
 #[test]
 fn a_refused_session_does_not_spin_the_restarted_daemon() {
-    let hs = Handshaker::direct();
-    let root = tempfile::tempdir().unwrap();
-    let rt = rt();
-    let (mut alice, mut bob) = connected_pair(root.path(), &Net::Direct, &hs.address, &rt);
+    let (_keep, _rt, mut alice, mut bob) = direct_pair();
     alice.down();
     bob.json(&["end", "@alice"]);
     alice.up();

@@ -9,5 +9,6 @@ mod support;
 mod cli;
 mod files;
 mod flow;
+mod hints;
 mod requests;
 mod tui;

@@ -7,16 +7,8 @@
 
 use crate::support;
 
-use support::{Handshaker, Net, User, connected_pair, wait_event};
+use support::{Handshaker, Net, User, direct_pair, rt, wait_event};
 use umbra::control::proto::Event;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A message each way between alice and bob arrives (`tag` makes the texts unique).
 fn messages_flow(rt: &tokio::runtime::Runtime, alice: &User, bob: &User, tag: &str) {
@@ -73,10 +65,7 @@ fn a_repeated_request_then_accept_twice_keeps_the_conversation() {
 
 #[test]
 fn contacts_re_key_on_request_and_keep_talking() {
-    let hs = Handshaker::direct();
-    let root = tempfile::tempdir().unwrap();
-    let rt = rt();
-    let (mut alice, mut bob) = connected_pair(root.path(), &Net::Direct, &hs.address, &rt);
+    let (_keep, rt, mut alice, mut bob) = direct_pair();
     messages_flow(&rt, &alice, &bob, "before");
     // A request to a contact with a session needs --rekey.
     let (code, err) = bob.fails(&["request", "@alice"]);
@@ -137,10 +126,7 @@ fn crossing_requests_end_in_one_session() {
 /// changes nothing; the daemon keeps working.
 #[test]
 fn passwd_is_refused_while_the_daemon_runs() {
-    let hs = Handshaker::direct();
-    let root = tempfile::tempdir().unwrap();
-    let rt = rt();
-    let (mut alice, mut bob) = connected_pair(root.path(), &Net::Direct, &hs.address, &rt);
+    let (_keep, rt, mut alice, mut bob) = direct_pair();
     let out = alice
         .cmd(&["passwd", "--json"])
         .env("UMBRA_NEW_PASSPHRASE", "a brand new passphrase")

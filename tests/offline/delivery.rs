@@ -9,17 +9,24 @@ use crate::support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{User, connect_pair, incoming, wait_event, wait_store};
+use support::{
+    MemoryPair, User, connect_pair, fast_config, incoming, memory_pair, wait_event, wait_store,
+};
 use umbra::node::{Event, MemoryMailbox, NodeHandle};
 use umbra::session::Session;
 use umbra::store::{ContactId, DeliveryState, Direction};
-use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
+use umbra::transport::memory::MemoryTransport;
 use umbra::transport::tcp::TcpTransport;
 use umbra::transport::{RetryPolicy, Transport};
 
 async fn chat_both_ways(a: &NodeHandle, b: &NodeHandle, ab: ContactId, ba: ContactId) {
     let mut b_events = b.events();
     let mut a_events = a.events();
+    // Empty and whitespace-only texts are refused and use no seq (UX-2026-11 A6).
+    for blank in ["", "   ", "\n\t "] {
+        let e = a.send_text(ab, blank).await.unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+    }
     let sent = a.send_text(ab, "hello bob").await.unwrap();
     assert_eq!(sent.seq, 1);
     wait_event(
@@ -53,16 +60,8 @@ async fn chat_both_ways(a: &NodeHandle, b: &NodeHandle, ab: ContactId, ba: Conta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_accept_chat_over_memory() {
-    let net = MemoryNetwork::new();
-    let mailbox = MemoryMailbox::new();
-    let (alice, bob) = (User::new("alice"), User::new("bob"));
-    let a = alice
-        .start(MemoryTransport::new(&net, "alice-hs"), &mailbox)
-        .await;
-    let b = bob
-        .start(MemoryTransport::new(&net, "bob-hs"), &mailbox)
-        .await;
-    let (ab, ba) = connect_pair(&a, &b, &bob.cert).await;
+    let pair = memory_pair(fast_config()).await;
+    let (a, b, ab, ba) = pair.nodes();
     chat_both_ways(&a, &b, ab, ba).await;
     a.shutdown().await;
     b.shutdown().await;
@@ -91,16 +90,16 @@ async fn request_accept_chat_over_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_receiver_gets_100_messages_exactly_once_in_order() {
-    let net = MemoryNetwork::new();
-    let mailbox = MemoryMailbox::new();
-    let (alice, bob) = (User::new("alice"), User::new("bob"));
-    let a = alice
-        .start(MemoryTransport::new(&net, "alice-hs"), &mailbox)
-        .await;
-    let b = bob
-        .start(MemoryTransport::new(&net, "bob-hs"), &mailbox)
-        .await;
-    let (ab, ba) = connect_pair(&a, &b, &bob.cert).await;
+    let MemoryPair {
+        net,
+        mailbox,
+        alice: _alice,
+        bob,
+        a,
+        b,
+        ab,
+        ba,
+    } = memory_pair(fast_config()).await;
     let mut a_events = a.events();
     b.shutdown().await;
     wait_event(
@@ -157,16 +156,8 @@ async fn offline_receiver_gets_100_messages_exactly_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_destroys_keys_on_both_sides() {
-    let net = MemoryNetwork::new();
-    let mailbox = MemoryMailbox::new();
-    let (alice, bob) = (User::new("alice"), User::new("bob"));
-    let a = alice
-        .start(MemoryTransport::new(&net, "alice-hs"), &mailbox)
-        .await;
-    let b = bob
-        .start(MemoryTransport::new(&net, "bob-hs"), &mailbox)
-        .await;
-    let (ab, ba) = connect_pair(&a, &b, &bob.cert).await;
+    let pair = memory_pair(fast_config()).await;
+    let (a, b, ab, ba) = pair.nodes();
 
     // Keep copies of both sides' session state: with them, frames can be
     // sealed and opened while the session lives.

@@ -11,11 +11,11 @@ use crate::support;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use support::{User, connect_pair, fast_config, wait_event};
+use support::{fast_config, memory_pair, memory_pair_with, wait_event};
 use umbra::files::CHUNK_SIZE;
-use umbra::node::{Event, MemoryMailbox, NodeConfig, NodeHandle};
-use umbra::store::{ContactId, FileKind, TransferState};
-use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
+use umbra::node::{Event, NodeConfig};
+use umbra::store::{FileKind, TransferState};
+use umbra::transport::memory::MemoryTransport;
 
 /// Deterministic pseudo-random bytes (not compressible, not repetitive).
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -78,50 +78,9 @@ async fn completed(ev: &mut tokio::sync::broadcast::Receiver<Event>, id: [u8; 16
     .await
 }
 
-/// Two connected nodes over the memory transport (bob with `b_config`).
-#[allow(dead_code)]
-struct Pair {
-    net: MemoryNetwork,
-    mailbox: MemoryMailbox,
-    alice: User,
-    bob: User,
-    a: NodeHandle,
-    b: NodeHandle,
-    /// Alice's contact id for bob, bob's for alice.
-    ab: ContactId,
-    ba: ContactId,
-}
-
-async fn pair(b_config: NodeConfig) -> Pair {
-    pair_with(fast_config(), b_config).await
-}
-
-async fn pair_with(a_config: NodeConfig, b_config: NodeConfig) -> Pair {
-    let net = MemoryNetwork::new();
-    let mailbox = MemoryMailbox::new();
-    let (alice, bob) = (User::new("alice"), User::new("bob"));
-    let a = alice
-        .start_with(a_config, MemoryTransport::new(&net, "a"), &mailbox)
-        .await;
-    let b = bob
-        .start_with(b_config, MemoryTransport::new(&net, "b"), &mailbox)
-        .await;
-    let (ab, ba) = connect_pair(&a, &b, &bob.cert).await;
-    Pair {
-        net,
-        mailbox,
-        alice,
-        bob,
-        a,
-        b,
-        ab,
-        ba,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_arrives_verified_and_encrypted_at_rest_then_saved() {
-    let p = pair(fast_config()).await;
+    let p = memory_pair(fast_config()).await;
     let (a, b, ab, bob) = (p.a.clone(), p.b.clone(), p.ab, &p.bob);
     let mut a_ev = a.events();
     let mut b_ev = b.events();
@@ -177,7 +136,7 @@ async fn file_arrives_verified_and_encrypted_at_rest_then_saved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offer_waits_for_an_offline_receiver_and_crossing_transfers_complete() {
-    let p = pair(fast_config()).await;
+    let p = memory_pair(fast_config()).await;
     let (a, b, ab, ba) = (p.a.clone(), p.b.clone(), p.ab, p.ba);
     let (net, mailbox, bob) = (&p.net, &p.mailbox, &p.bob);
     // Bob verified alice: her files up to the auto-accept size need no click.
@@ -196,7 +155,9 @@ async fn offer_waits_for_an_offline_receiver_and_crossing_transfers_complete() {
     let t1 = a.send_file(ab, &p1, FileKind::File).await.unwrap();
 
     // Bob comes back: the offer is made on connect and auto-accepted.
-    let b = bob.start(MemoryTransport::new(net, "b"), mailbox).await;
+    let b = bob
+        .start(MemoryTransport::new(net, "bob-hs"), mailbox)
+        .await;
     let mut b_ev = b.events();
     let mut a_ev = a.events();
     // And bob sends one to alice at the same time (alice must accept).
@@ -229,7 +190,7 @@ async fn offer_waits_for_an_offline_receiver_and_crossing_transfers_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_crash_mid_transfer_resumes_without_starting_over() {
-    let p = pair(fast_config()).await;
+    let p = memory_pair(fast_config()).await;
     let (a, b, ab) = (p.a.clone(), p.b.clone(), p.ab);
     let (net, mailbox, bob) = (&p.net, &p.mailbox, &p.bob);
     let mut b_ev = b.events();
@@ -255,7 +216,9 @@ async fn receiver_crash_mid_transfer_resumes_without_starting_over() {
     let held = bob.open().transfer(&transfer).unwrap().unwrap().have.len();
     assert!(held > 0 && held < chunks, "held {held} of {chunks}");
 
-    let b = bob.start(MemoryTransport::new(net, "b"), mailbox).await;
+    let b = bob
+        .start(MemoryTransport::new(net, "bob-hs"), mailbox)
+        .await;
     let mut a_ev = a.events();
     completed(&mut a_ev, t.transfer_id).await;
     let sent = a.transfers().await.unwrap()[0].chunks_sent;
@@ -283,7 +246,7 @@ async fn receiver_policy_refuses_large_offers_and_cancel_reaches_the_sender() {
         },
         ..fast_config()
     };
-    let p = pair(small).await;
+    let p = memory_pair(small).await;
     let (a, b, ab) = (p.a.clone(), p.b.clone(), p.ab);
     let mut a_ev = a.events();
     let mut b_ev = b.events();
@@ -338,7 +301,7 @@ fn lanes(n: usize) -> NodeConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lanes_carry_a_file_and_resume_after_a_receiver_crash() {
-    let p = pair_with(lanes(3), fast_config()).await;
+    let p = memory_pair_with(lanes(3), fast_config()).await;
     let (a, b, ab) = (p.a.clone(), p.b.clone(), p.ab);
     let (net, mailbox, bob) = (&p.net, &p.mailbox, &p.bob);
     let mut a_ev = a.events();
@@ -381,7 +344,9 @@ async fn lanes_carry_a_file_and_resume_after_a_receiver_crash() {
     )
     .await;
     b.abort().await;
-    let b = bob.start(MemoryTransport::new(net, "b"), mailbox).await;
+    let b = bob
+        .start(MemoryTransport::new(net, "bob-hs"), mailbox)
+        .await;
     completed(&mut a_ev, t.transfer_id).await;
     let sent = a
         .transfers()
@@ -401,7 +366,7 @@ async fn lanes_carry_a_file_and_resume_after_a_receiver_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_mid_transfer_from_either_side_drops_partial_data() {
-    let p = pair(fast_config()).await;
+    let p = memory_pair(fast_config()).await;
     let (a, b, ab) = (p.a.clone(), p.b.clone(), p.ab);
     let mut a_ev = a.events();
     let mut b_ev = b.events();
@@ -466,7 +431,7 @@ async fn downloads_folder_receives_completed_files() {
         },
         ..fast_config()
     };
-    let p = pair(cfg).await;
+    let p = memory_pair(cfg).await;
     let (a, b, ab) = (p.a.clone(), p.b.clone(), p.ab);
     let mut b_ev = b.events();
     let src = tempfile::tempdir().unwrap();

@@ -1,14 +1,15 @@
 //! Connection requests beyond the happy path, over the in-memory transport:
 //! received requests and Accepts survive restarts; rejects (silent and
-//! notified); a key change is never accepted silently; read receipts.
+//! notified); a key change is never accepted silently; read receipts, and
+//! their absence when turned off.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support;
 
-use support::{User, connect_pair, wait_event, wait_store};
-use umbra::node::{Event, MemoryMailbox, NodeError};
-use umbra::store::{ContactState, DeliveryState};
+use support::{User, connect_pair, fast_config, memory_pair, wait_event, wait_store};
+use umbra::node::{Event, MemoryMailbox, NodeConfig, NodeError};
+use umbra::store::{ContactState, DeliveryState, Direction};
 use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,16 +205,8 @@ async fn a_key_change_is_never_accepted_silently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_receipts_reach_the_sender() {
-    let net = MemoryNetwork::new();
-    let mailbox = MemoryMailbox::new();
-    let (alice, bob) = (User::new("alice"), User::new("bob"));
-    let a = alice
-        .start(MemoryTransport::new(&net, "alice-hs"), &mailbox)
-        .await;
-    let b = bob
-        .start(MemoryTransport::new(&net, "bob-hs"), &mailbox)
-        .await;
-    let (ab, ba) = connect_pair(&a, &b, &bob.cert).await;
+    let pair = memory_pair(fast_config()).await;
+    let (a, b, ab, ba) = pair.nodes();
     let mut a_events = a.events();
     let mut b_events = b.events();
     for i in 1..=3 {
@@ -235,6 +228,50 @@ async fn read_receipts_reach_the_sender() {
             .all(|m| m.state == DeliveryState::Read)
     })
     .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// `privacy.read_receipts = false` (UX-2026-11 A8): reading sends no
+/// Receipt, so the sender's messages stay delivered, not read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_read_receipts_the_sender_sees_only_delivered() {
+    let quiet = NodeConfig {
+        read_receipts: false,
+        ..fast_config()
+    };
+    let pair = memory_pair(quiet).await;
+    let (a, b, ab, ba) = pair.nodes();
+    let mut a_events = a.events();
+    let mut b_events = b.events();
+    a.send_text(ab, "read me quietly").await.unwrap();
+    wait_event(&mut b_events, |e| {
+        matches!(e, Event::MessageReceived { seq: 1, .. })
+    })
+    .await;
+    wait_event(&mut a_events, |e| {
+        matches!(e, Event::DeliveryChanged { contact, upto: 1, state: DeliveryState::Delivered } if *contact == ab)
+    })
+    .await;
+    assert_eq!(b.mark_read(ba).await.unwrap(), 1);
+    // Frames on a connection arrive in order: once bob's next Text is in,
+    // a Receipt sent before it would have been applied.
+    b.send_text(ba, "after reading").await.unwrap();
+    wait_event(
+        &mut a_events,
+        |e| matches!(e, Event::MessageReceived { contact, seq: 1, .. } if *contact == ab),
+    )
+    .await;
+    let states: Vec<_> = a
+        .store()
+        .run(move |s| s.history(ab, 10).unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction == Direction::Outgoing)
+        .map(|m| m.state)
+        .collect();
+    assert_eq!(states, vec![DeliveryState::Delivered]);
     a.shutdown().await;
     b.shutdown().await;
 }

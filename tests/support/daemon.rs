@@ -46,8 +46,15 @@ fn wait_line(
             }
         }
     });
-    rx.recv_timeout(WAIT)
-        .unwrap_or_else(|_| panic!("{what} did not announce itself within {WAIT:?}"))
+    rx.recv_timeout(WAIT).unwrap_or_else(|e| match e {
+        mpsc::RecvTimeoutError::Timeout => {
+            panic!("{what} did not announce itself within {WAIT:?}")
+        }
+        mpsc::RecvTimeoutError::Disconnected => {
+            let status = child.wait().ok();
+            panic!("{what} closed its output without announcing itself (exit: {status:?})")
+        }
+    })
 }
 
 /// The `umbra-handshaker` binary next to the `umbra` one.
@@ -126,13 +133,29 @@ impl Handshaker {
     }
 }
 
-/// A port that was free a moment ago.
+/// A port for a user's daemon that is free now and stays free across its
+/// restarts: taken below Linux's ephemeral range (32768 and up), so no
+/// outgoing connection is given it while the daemon is down, and handed out
+/// once per process (from an offset of the process id, so two test
+/// processes rarely meet).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id() % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = u16::try_from(FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN).unwrap();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// How a user's daemon reaches others.
@@ -287,8 +310,23 @@ impl User {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
-        let line = wait_line(&mut child, &self.name, |l| {
-            l.contains("\"ready\":true").then(|| l.to_owned())
+        let name = self.name.clone();
+        let log_path = self.log_path();
+        let line = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_line(&mut child, &name, |l| {
+                l.contains("\"ready\":true").then(|| l.to_owned())
+            })
+        }))
+        .unwrap_or_else(|p| {
+            // Say why: the end of the daemon's log.
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "no ready line".into());
+            panic!("{msg}; end of its log:\n{}", tail.join("\n"))
         });
         assert!(line.contains(&self.name), "{line}");
         self.daemon = Proc(Some(child));
@@ -314,6 +352,9 @@ impl User {
             .expect("the daemon exits after SIGTERM")
             .unwrap();
         assert!(status.success(), "daemon exit: {status:?}");
+        // A log file gets no colour codes (UX-2026-11 A7).
+        let log = std::fs::read_to_string(self.log_path()).unwrap();
+        assert!(!log.contains('\x1b'), "ANSI escapes in {}", self.name);
     }
 
     /// The running daemon's process id.
@@ -416,4 +457,30 @@ pub fn connected_pair(
         matches!(e, Event::RequestAnswered { accepted: true, .. })
     }));
     (alice, bob)
+}
+
+/// A multi-threaded runtime for the event clients of a test.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// What must outlive a [`direct_pair`]: the Handshaker process and the
+/// users' directories.
+pub struct Keep {
+    pub hs: Handshaker,
+    pub root: tempfile::TempDir,
+}
+
+/// A Handshaker on direct TCP, and alice and bob connected through it
+/// ([`connected_pair`]), with a runtime for their event clients.
+pub fn direct_pair() -> (Keep, tokio::runtime::Runtime, User, User) {
+    let hs = Handshaker::direct();
+    let root = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (alice, bob) = connected_pair(root.path(), &Net::Direct, &hs.address, &rt);
+    (Keep { hs, root }, rt, alice, bob)
 }

@@ -213,6 +213,59 @@ pub async fn connect_pair(
     (a_contact, b_contact)
 }
 
+/// alice and bob on one in-memory network and mailbox, started and
+/// connected with [`connect_pair`].
+pub struct MemoryPair {
+    pub net: umbra::transport::memory::MemoryNetwork,
+    pub mailbox: MemoryMailbox,
+    pub alice: User,
+    pub bob: User,
+    pub a: NodeHandle,
+    pub b: NodeHandle,
+    /// alice's contact id for bob.
+    pub ab: ContactId,
+    /// bob's contact id for alice.
+    pub ba: ContactId,
+}
+
+impl MemoryPair {
+    /// The nodes and contact ids `(a, b, ab, ba)`; the pair keeps the
+    /// users' directories and the network alive, so keep it in scope.
+    pub fn nodes(&self) -> (NodeHandle, NodeHandle, ContactId, ContactId) {
+        (self.a.clone(), self.b.clone(), self.ab, self.ba)
+    }
+}
+
+/// A [`MemoryPair`], alice with [`fast_config`], bob with `b_config`.
+pub async fn memory_pair(b_config: NodeConfig) -> MemoryPair {
+    memory_pair_with(fast_config(), b_config).await
+}
+
+/// A [`MemoryPair`] with each node's settings.
+pub async fn memory_pair_with(a_config: NodeConfig, b_config: NodeConfig) -> MemoryPair {
+    use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
+    let net = MemoryNetwork::new();
+    let mailbox = MemoryMailbox::new();
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    let a = alice
+        .start_with(a_config, MemoryTransport::new(&net, "alice-hs"), &mailbox)
+        .await;
+    let b = bob
+        .start_with(b_config, MemoryTransport::new(&net, "bob-hs"), &mailbox)
+        .await;
+    let (ab, ba) = connect_pair(&a, &b, &bob.cert).await;
+    MemoryPair {
+        net,
+        mailbox,
+        alice,
+        bob,
+        a,
+        b,
+        ab,
+        ba,
+    }
+}
+
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }

@@ -348,6 +348,11 @@ fn the_log_names_nobody() {
         !text.is_empty(),
         "the server logs something at the default level"
     );
+    // A log file gets no colour codes (UX-2026-11 A7).
+    assert!(
+        !text.contains('\x1b'),
+        "ANSI escapes in a log file:\n{text}"
+    );
     for needle in [
         "erin_logtest".to_string(),
         "frank_logtest".to_string(),
