@@ -45,6 +45,7 @@ fn wait_until(limit: Duration, mut pred: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn drop_kills_every_tor() {
+    let _one = crate::one_network_at_a_time();
     let net = TestNet::start(small(std::process::id())).expect("start network");
     let pids = net.pids();
     let dir = net.dir().to_owned();
@@ -60,6 +61,7 @@ fn drop_kills_every_tor() {
 
 #[test]
 fn drop_during_panic_kills_every_tor() {
+    let _one = crate::one_network_at_a_time();
     let net = TestNet::start(small(std::process::id())).expect("start network");
     let pids = net.pids();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
@@ -78,6 +80,7 @@ fn drop_during_panic_kills_every_tor() {
 /// itself when the owner dies.
 #[test]
 fn owner_exit_stops_tor() {
+    let _one = crate::one_network_at_a_time();
     let mut owner = Command::new("sleep")
         .arg("600")
         .spawn()

@@ -88,6 +88,7 @@ fn setup() -> Setup {
 
 #[test]
 fn onionshare_download_matches() {
+    let _one = crate::one_network_at_a_time();
     let Setup {
         net,
         host,
@@ -135,6 +136,7 @@ fn onionshare_download_matches() {
 
 #[test]
 fn bad_client_names_are_refused() {
+    let _one = crate::one_network_at_a_time();
     let mut o = TestNetOptions::default();
     o.authorities = 1;
     o.exits = 0;
@@ -152,6 +154,7 @@ fn bad_client_names_are_refused() {
 #[test]
 #[ignore = "moves 50 MiB; run with --ignored --nocapture"]
 fn onionshare_50mib_throughput() {
+    let _one = crate::one_network_at_a_time();
     let Setup {
         net,
         host,
