@@ -272,6 +272,7 @@ impl NodeHandle {
         let (sid, send, recv) = session_parts(&session);
         drop(session);
         let env = envelope.clone();
+        let rec_expires = rec.expires_at;
         // PROTOCOL.md §12.2 rule 5: if the two requests crossed, the request
         // of the lower fingerprint wins on both sides.
         let ours_loses = self.inner.identity.fingerprint().to_hex() > new.fingerprint;
@@ -284,6 +285,12 @@ impl NodeHandle {
                         what: "connection request",
                     });
                 }
+                // A strictly older copy arriving later is a leftover (rule
+                // 2): the requester erases its pending requests made before
+                // this one when our Accept arrives, so accepting that copy
+                // would split the conversation. One made in the same second
+                // stays acceptable: the requester keeps it too.
+                s.answer_received_requests_from(&new.fingerprint, rec_expires.saturating_sub(1))?;
                 let (id, ended) = pin_contact(s, &new, allow_key_change)?;
                 let replaced = s.session_for_contact(id)?.is_some();
                 if ours_loses {
@@ -491,7 +498,7 @@ impl Inner {
                             })?;
                             s.drop_pending_requests_made_before(&username, made_at)?;
                             s.delete_pending_accept(cid)?;
-                            s.delete_received_requests_from(&their_fpr, stale_before)?;
+                            s.answer_received_requests_from(&their_fpr, stale_before)?;
                             Ok(replaced)
                         })
                         .await??;

@@ -94,10 +94,14 @@ impl Store {
         }
         // One request per sender key, the newest (PROTOCOL.md §12.2 rule 2);
         // `expires_at` is `created_at` plus a constant, so it orders them.
+        // A request no newer than one already answered (accepted by us, or
+        // whose crossing Accept we applied: rules 2 and 4) is a leftover.
         let newer_exists: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM received_requests WHERE fingerprint = ?1
-                   AND (expires_at > ?2 OR (expires_at = ?2 AND request_id > ?3)))",
+                   AND (expires_at > ?2 OR (expires_at = ?2 AND request_id > ?3)))
+                 OR EXISTS (SELECT 1 FROM answered_requests WHERE fingerprint = ?1
+                   AND expires_by >= ?2)",
                 params![r.fingerprint, r.expires_at, r.request_id],
                 |row| row.get(0),
             )
@@ -167,9 +171,11 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Deletes (wiping) received requests from `fingerprint` that expire no
-    /// later than `expires_by`; returns how many.
-    pub fn delete_received_requests_from(
+    /// Marks the requests from `fingerprint` that expire no later than
+    /// `expires_by` as answered: stored ones are deleted (wiped), and one
+    /// arriving later is refused by [`Store::add_received_request`] like a
+    /// replay. Returns how many were deleted.
+    pub fn answer_received_requests_from(
         &mut self,
         fingerprint: &str,
         expires_by: u64,
@@ -183,6 +189,12 @@ impl Store {
             "fingerprint = ?1 AND expires_at <= ?2",
             &[&fingerprint, &expires_by],
         )?;
+        tx.execute(
+            "INSERT INTO answered_requests (fingerprint, expires_by) VALUES (?1, ?2)
+             ON CONFLICT (fingerprint) DO UPDATE SET expires_by = max(expires_by, excluded.expires_by)",
+            params![fingerprint, expires_by],
+        )
+        .map_err(db("recording answered requests"))?;
         tx.commit().map_err(db("deleting received requests"))?;
         Ok(n)
     }
@@ -194,6 +206,9 @@ impl Store {
             .transaction()
             .map_err(db("expiring received requests"))?;
         let n = wipe(&tx, "expires_at < ?1", &now)?;
+        // Requests they cover could no longer be accepted anyway.
+        tx.execute("DELETE FROM answered_requests WHERE expires_by < ?1", [now])
+            .map_err(db("expiring received requests"))?;
         tx.commit().map_err(db("expiring received requests"))?;
         Ok(n)
     }
@@ -309,6 +324,44 @@ mod test {
         assert!(!s.delete_received_request(&[2; 16]).unwrap());
         // Still a replay after deletion: the seen record stays.
         assert!(!s.add_received_request(&rec(2, 2000)).unwrap());
+    }
+
+    /// PROTOCOL.md §12.2 rules 2 and 4: once requests up to some time are
+    /// answered, a copy arriving later is a leftover; newer ones are not,
+    /// and the mark goes when those requests would have expired.
+    #[test]
+    fn answered_requests_leave_no_leftovers() {
+        let (_t, mut s) = store();
+        let key = "C".repeat(40);
+        assert!(s.add_received_request(&from_key(1, 1000, &key)).unwrap());
+        // Answered up to requests made at 1500 (they expire at 1600).
+        assert_eq!(s.answer_received_requests_from(&key, 1600).unwrap(), 1);
+        assert!(s.received_requests(0).unwrap().is_empty());
+        for (id, at) in [(2, 1200), (3, 1500)] {
+            assert!(
+                !s.add_received_request(&from_key(id, at, &key)).unwrap(),
+                "made at {at}: a leftover"
+            );
+        }
+        // An earlier mark never lowers a later one.
+        s.answer_received_requests_from(&key, 1100).unwrap();
+        assert!(!s.add_received_request(&from_key(4, 1400, &key)).unwrap());
+        assert!(s.add_received_request(&from_key(5, 1501, &key)).unwrap());
+        // Other keys are not affected.
+        assert!(
+            s.add_received_request(&from_key(6, 1000, &"D".repeat(40)))
+                .unwrap()
+        );
+        // Expiry drops the mark with the requests it covered.
+        let marks = |s: &Store| -> u32 {
+            s.conn
+                .query_row("SELECT count(*) FROM answered_requests", [], |r| r.get(0))
+                .unwrap()
+        };
+        s.expire_received_requests(1600).unwrap();
+        assert_eq!(marks(&s), 1);
+        s.expire_received_requests(1601).unwrap();
+        assert_eq!(marks(&s), 0);
     }
 
     /// PROTOCOL.md §12.2 rule 2: one request per sender key, the newest,

@@ -8,6 +8,8 @@
 //! - v1: identity, contacts, sessions, pending requests, seen request ids, messages, outbox.
 //! - v2: file transfers and settings.
 //! - v3: received connection requests awaiting a decision; Accept envelopes awaiting delivery.
+//! - v4: file transfer details (media, cancel reason, part files, chunks sent).
+//! - v5: per sender key, up to which request requests are answered (late leftovers dropped).
 
 use rusqlite::Connection;
 
@@ -130,6 +132,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE file_transfers ADD COLUMN part_file TEXT;
     ALTER TABLE file_transfers ADD COLUMN part_key BLOB;
     ALTER TABLE file_transfers ADD COLUMN chunks_sent INTEGER NOT NULL DEFAULT 0;
+    "#,
+    // ---------------------------------------------------------------- v5
+    // Per sender key, requests expiring no later than `expires_by` are
+    // answered (PROTOCOL.md §12.2 rules 2 and 4): one arriving late from
+    // the mailbox is a leftover and is dropped.
+    r#"
+    CREATE TABLE answered_requests (
+        fingerprint TEXT PRIMARY KEY,
+        expires_by  INTEGER NOT NULL
+    );
     "#,
 ];
 
