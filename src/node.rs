@@ -75,6 +75,7 @@ use inner::{Inner, Tables};
 use store_handle::StoreHandle;
 
 // ---------- public exports ----------
+pub use api::MESSAGE_TOO_LONG;
 pub use config::NodeConfig;
 pub use dial::Trouble;
 pub use error::NodeError;

@@ -103,11 +103,7 @@ fn follow(global: &GlobalArgs, t: TransferView, out: &mut dyn Write) -> Result<(
         let _entered = rt.enter();
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?
     };
-    if global.json {
-        writeln!(out, "{}", serde_json::to_string(&t)?)?;
-    } else {
-        writeln!(out, "{}", describe(&t))?;
-    }
+    print_line(global, &t, out)?;
     out.flush()?;
     let done = match wait(global, &rt, interrupt, t)? {
         Waited::Ended(t) => t,
@@ -205,12 +201,18 @@ pub(crate) fn save_file(
     Ok(())
 }
 
-fn finish(global: &GlobalArgs, t: &TransferView, out: &mut dyn Write) -> Result<()> {
+/// The transfer as one line: compact JSON with `--json`, else [`describe`].
+fn print_line(global: &GlobalArgs, t: &TransferView, out: &mut dyn Write) -> Result<()> {
     if global.json {
         writeln!(out, "{}", serde_json::to_string(t)?)?;
     } else {
         writeln!(out, "{}", describe(t))?;
     }
+    Ok(())
+}
+
+fn finish(global: &GlobalArgs, t: &TransferView, out: &mut dyn Write) -> Result<()> {
+    print_line(global, t, out)?;
     if matches!(t.state.as_str(), "cancelled" | "failed") {
         return Err(CliError::control(ClientError::Api(
             crate::control::proto::ApiError::new(

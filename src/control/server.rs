@@ -708,7 +708,8 @@ async fn contact(ctx: &Context, username: &str) -> ApiResult<Contact> {
     let names = all.iter().map(|c| c.username.as_str());
     Err(match did_you_mean(name.as_str(), names) {
         Some(close) => err.hint(format!(
-            "did you mean {close}? (`umbra contacts` lists them; a new contact needs              `umbra request {name}`)"
+            "did you mean {close}? (`umbra contacts` lists them; a new contact needs \
+             `umbra request {name}`)"
         )),
         None => err.hint(format!(
             "send a connection request first: umbra request {name}"

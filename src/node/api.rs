@@ -15,6 +15,9 @@ use super::peer::OutText;
 use super::store_handle::StoreHandle;
 use super::{Event, NodeError, NodeHandle};
 
+/// The [`NodeError::Invalid`] reason of a text over [`MAX_TEXT`] bytes.
+pub const MESSAGE_TOO_LONG: &str = "longer than 16 KiB";
+
 impl NodeHandle {
     /// Subscribes to the event bus.
     pub fn events(&self) -> broadcast::Receiver<Event> {
@@ -38,7 +41,7 @@ impl NodeHandle {
         if body.len() > MAX_TEXT {
             return Err(NodeError::Invalid {
                 what: "message",
-                reason: "longer than 16 KiB",
+                reason: MESSAGE_TOO_LONG,
             });
         }
         // A blank line on the peer's screen is never what the user meant.

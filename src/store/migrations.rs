@@ -9,7 +9,7 @@
 //! - v2: file transfers and settings.
 //! - v3: received connection requests awaiting a decision; Accept envelopes awaiting delivery.
 //! - v4: file transfer details (media, cancel reason, part files, chunks sent).
-//! - v5: per sender key, up to which request requests are answered (late leftovers dropped).
+//! - v5: per sender key, up to which requests are answered (late leftovers dropped).
 
 use rusqlite::Connection;
 

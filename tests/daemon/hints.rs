@@ -92,6 +92,7 @@ fn messages_and_verification_say_what_is_wrong() {
         err["hint"].as_str().unwrap().contains("did you mean @bob?"),
         "{err}"
     );
+    assert!(!err["hint"].as_str().unwrap().contains("  "), "{err}");
 
     // P2, P4: multi-line messages keep their lines; the send line reads well.
     let (code, out, err) = text(&alice, &["send", "@bob", "line one\nline two"]);
@@ -186,6 +187,7 @@ fn a_pending_request_and_file_commands_say_what_happens() {
     let hint = err["hint"].as_str().unwrap();
     assert!(hint.contains("no need to request again"), "{hint}");
     assert!(!hint.contains("@NAME") && !hint.contains("@USER"), "{hint}");
+    assert!(!hint.contains("  "), "{hint}");
     carol.down();
 
     // A1: send-file without a terminal prints the transfer id at once...

@@ -15,7 +15,7 @@ use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
 
 use crate::support::{self, User, incoming, wait_store};
 
-/// alice ("a") and bob ("b") on one memory network and mailbox.
+/// alice and bob on one memory network and mailbox (see `support::start_pair`).
 struct Pair {
     net: MemoryNetwork,
     mailbox: MemoryMailbox,
@@ -32,13 +32,14 @@ impl Pair {
 
     /// alice with `a_config`, bob with the fast test settings.
     async fn with_config(a_config: umbra::node::NodeConfig) -> Pair {
-        let net = MemoryNetwork::new();
-        let mailbox = MemoryMailbox::new();
-        let (alice, bob) = (User::new("alice"), User::new("bob"));
-        let a = alice
-            .start_with(a_config, MemoryTransport::new(&net, "a"), &mailbox)
-            .await;
-        let b = bob.start(MemoryTransport::new(&net, "b"), &mailbox).await;
+        let support::Started {
+            net,
+            mailbox,
+            alice,
+            bob,
+            a,
+            b,
+        } = support::start_pair(a_config, support::fast_config()).await;
         Pair {
             net,
             mailbox,
@@ -61,7 +62,7 @@ impl Pair {
         self.a.take().unwrap().shutdown().await;
         self.a = Some(
             self.alice
-                .start(MemoryTransport::new(&self.net, "a"), &self.mailbox)
+                .start(MemoryTransport::new(&self.net, "alice-hs"), &self.mailbox)
                 .await,
         );
     }
@@ -70,7 +71,7 @@ impl Pair {
         self.b.take().unwrap().shutdown().await;
         self.b = Some(
             self.bob
-                .start(MemoryTransport::new(&self.net, "b"), &self.mailbox)
+                .start(MemoryTransport::new(&self.net, "bob-hs"), &self.mailbox)
                 .await,
         );
     }

@@ -241,8 +241,19 @@ pub async fn memory_pair(b_config: NodeConfig) -> MemoryPair {
     memory_pair_with(fast_config(), b_config).await
 }
 
-/// A [`MemoryPair`] with each node's settings.
-pub async fn memory_pair_with(a_config: NodeConfig, b_config: NodeConfig) -> MemoryPair {
+/// alice and bob started on one in-memory network ("alice-hs",
+/// "bob-hs") and mailbox, not yet connected.
+pub struct Started {
+    pub net: umbra::transport::memory::MemoryNetwork,
+    pub mailbox: MemoryMailbox,
+    pub alice: User,
+    pub bob: User,
+    pub a: NodeHandle,
+    pub b: NodeHandle,
+}
+
+/// [`Started`] with each node's settings.
+pub async fn start_pair(a_config: NodeConfig, b_config: NodeConfig) -> Started {
     use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
     let net = MemoryNetwork::new();
     let mailbox = MemoryMailbox::new();
@@ -253,6 +264,26 @@ pub async fn memory_pair_with(a_config: NodeConfig, b_config: NodeConfig) -> Mem
     let b = bob
         .start_with(b_config, MemoryTransport::new(&net, "bob-hs"), &mailbox)
         .await;
+    Started {
+        net,
+        mailbox,
+        alice,
+        bob,
+        a,
+        b,
+    }
+}
+
+/// A [`MemoryPair`] with each node's settings.
+pub async fn memory_pair_with(a_config: NodeConfig, b_config: NodeConfig) -> MemoryPair {
+    let Started {
+        net,
+        mailbox,
+        alice,
+        bob,
+        a,
+        b,
+    } = start_pair(a_config, b_config).await;
     let (ab, ba) = connect_pair(&a, &b, &bob.cert).await;
     MemoryPair {
         net,

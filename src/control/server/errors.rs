@@ -54,7 +54,8 @@ pub(super) fn send_err(c: &Contact, e: NodeError) -> ApiError {
             format!("{name} has not accepted your connection request yet"),
         )
         .hint(format!(
-            "messages can be sent once they accept (`umbra contacts` shows it);              there is no need to request again. To take it back: umbra cancel-request {name}"
+            "messages can be sent once they accept (`umbra contacts` shows it); \
+             there is no need to request again. To take it back: umbra cancel-request {name}"
         )),
         (NodeError::NoSession, ContactState::Incoming) => ApiError::new(
             ErrorCode::NoSession,
@@ -66,9 +67,10 @@ pub(super) fn send_err(c: &Contact, e: NodeError) -> ApiError {
             format!("there is no conversation with {name} (it was ended, or never started)"),
         )
         .hint(format!("start a new one: umbra request {name}")),
-        (NodeError::Invalid { reason, .. }, _) if reason.starts_with("longer") => {
-            node_err(e).hint(format!("send it as a file instead: umbra send-file {name} FILE"))
-        }
+        (NodeError::Invalid { reason, .. }, _) if *reason == node::MESSAGE_TOO_LONG => node_err(e)
+            .hint(format!(
+                "send it as a file instead: umbra send-file {name} FILE"
+            )),
         _ => node_err(e),
     }
 }
