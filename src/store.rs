@@ -856,6 +856,53 @@ mod test {
         assert_eq!(s.search_messages(None, "%", 10).unwrap().len(), 1);
     }
 
+    /// SECURITY-2026-11 M5: a contact sending every other chunk made each
+    /// batch rewrite the whole ranges blob (quadratic). Recording a batch now
+    /// writes what the batch adds: measured as the WAL bytes one commit writes
+    /// (deterministic: pages, not time), early and after 12,800 scattered chunks.
+    #[test]
+    fn recording_a_batch_costs_the_batch_not_the_transfer() {
+        let (_tmp, mut s) = fresh();
+        let a = s.add_contact(&contact("@alice", 'a')).unwrap();
+        let id = [8; 16];
+        s.add_transfer(&NewTransfer {
+            transfer_id: id,
+            contact: a,
+            direction: Direction::Incoming,
+            name: "big".into(),
+            size: 40_000 * 65536,
+            sha256: [0; 32],
+            chunk_size: 65536,
+            media: FileKind::File,
+            local_path: None,
+        })
+        .unwrap();
+        s.set_transfer_state(&id, TransferState::Active).unwrap();
+        let wal = {
+            let mut p = s.dir.db_path().into_os_string();
+            p.push("-wal");
+            std::path::PathBuf::from(p)
+        };
+        let mut next = 0u64;
+        let mut batch = |s: &mut Store| -> u64 {
+            let idx: Vec<u64> = (0..32).map(|i| next + 2 * i).collect();
+            next += 64;
+            s.checkpoint().unwrap();
+            s.record_chunks(&id, &idx).unwrap().unwrap();
+            std::fs::metadata(&wal).unwrap().len()
+        };
+        let first = batch(&mut s);
+        for _ in 0..400 {
+            batch(&mut s);
+        }
+        let later = batch(&mut s);
+        assert_eq!(s.transfer(&id).unwrap().unwrap().have_count, 402 * 32);
+        assert!(
+            later <= 2 * first + 16 * 1024,
+            "one batch wrote {later} WAL bytes after 12,800 scattered chunks, {first} at the start"
+        );
+    }
+
     #[test]
     fn transfers_and_settings() {
         let (_tmp, mut s) = fresh();
@@ -876,14 +923,25 @@ mod test {
             s.add_transfer(&t).unwrap_err().kind(),
             ErrorKind::AlreadyExists
         );
-        let have = s.mark_chunks_done(&[3; 16], &[0, 1, 2, 5]).unwrap();
-        assert_eq!(have.ranges(), &[(0, 3), (5, 6)]);
-        assert!(s.mark_chunks_done(&[3; 16], &[11]).is_err());
+        // Chunks are recorded only while the transfer is active.
+        assert_eq!(s.record_chunks(&[3; 16], &[0]).unwrap(), None);
+        s.set_transfer_state(&[3; 16], TransferState::Active)
+            .unwrap();
+        assert_eq!(s.record_chunks(&[3; 16], &[0, 1, 2, 5]).unwrap(), Some(4));
+        // Repeats are not counted twice.
+        assert_eq!(s.record_chunks(&[3; 16], &[2, 5, 6]).unwrap(), Some(5));
+        // Past the end: refused, and nothing of the batch is kept.
+        assert!(s.record_chunks(&[3; 16], &[4, 11]).is_err());
+        assert_eq!(s.chunks_have(&[3; 16]).unwrap().ranges(), &[(0, 3), (5, 7)]);
+        assert_eq!(
+            s.missing_chunks(&[3; 16], &[0, 3, 6, 7]).unwrap(),
+            vec![3, 7]
+        );
         s.set_transfer_state(&[3; 16], TransferState::Paused)
             .unwrap();
         let got = s.transfer(&[3; 16]).unwrap().unwrap();
         assert_eq!(got.chunk_count(), 11);
-        assert_eq!(got.have, have);
+        assert_eq!(got.have_count, 5);
         assert_eq!(got.state, TransferState::Paused);
         assert!(!got.is_complete());
         assert_eq!(got.media, FileKind::Image);

@@ -628,7 +628,7 @@ pub fn message_view(m: &Message) -> MessageView {
 
 /// The API view of a transfer.
 pub fn transfer_view(c: &Contact, t: &FileTransfer) -> TransferView {
-    let done = (t.have.len() * u64::from(t.chunk_size)).min(t.size);
+    let done = (t.have_count.saturating_mul(u64::from(t.chunk_size))).min(t.size);
     TransferView {
         id: hex::encode(t.transfer_id),
         username: at(&c.username),

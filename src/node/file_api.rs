@@ -158,9 +158,11 @@ impl NodeHandle {
         dest: &std::path::Path,
     ) -> Result<std::path::PathBuf, NodeError> {
         let dest = dest.to_path_buf();
-        self.inner
-            .store
-            .run(move |s| -> Result<std::path::PathBuf, NodeError> {
+        let store = &self.inner.store;
+        // Under the store lock only to read and to record: decrypting and
+        // hashing a large file must not stall every connection.
+        let (t, part) = store
+            .run(move |s| -> Result<_, NodeError> {
                 let t = s
                     .transfer(&transfer_id)?
                     .filter(|t| t.direction == Direction::Incoming)
@@ -171,12 +173,28 @@ impl NodeHandle {
                         reason: "it is not complete",
                     });
                 }
-                let target = if dest.is_dir() {
-                    crate::files::unused_in(&dest, &crate::files::sanitize(&t.name))
+                let part = if t.size == 0 {
+                    None
                 } else {
-                    dest
+                    Some(files::open_part(s, &t).map_err(NodeError::File)?.ok_or(
+                        NodeError::Invalid {
+                            what: "transfer",
+                            reason: "its file was already saved and removed from the data dir",
+                        },
+                    )?)
                 };
-                if t.size == 0 {
+                Ok((t, part))
+            })
+            .await??;
+        let target = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
+            let target = if dest.is_dir() {
+                crate::files::unused_in(&dest, &crate::files::sanitize(&t.name))
+            } else {
+                dest
+            };
+            match part {
+                Some(part) => part.export(&target, &t.sha256).map_err(NodeError::File)?,
+                None => {
                     std::fs::OpenOptions::new()
                         .write(true)
                         .create_new(true)
@@ -187,19 +205,22 @@ impl NodeHandle {
                                 source: e,
                             })
                         })?;
-                } else {
-                    let part = files::open_part(s, &t).map_err(NodeError::File)?.ok_or(
-                        NodeError::Invalid {
-                            what: "transfer",
-                            reason: "its file was already saved and removed from the data dir",
-                        },
-                    )?;
-                    part.export(&target, &t.sha256).map_err(NodeError::File)?;
                 }
-                s.set_saved_path(&transfer_id, &target.to_string_lossy())?;
+            }
+            Ok(target)
+        })
+        .await
+        .map_err(|_| NodeError::Internal {
+            what: "a file task panicked",
+        })??;
+        let path = target.clone();
+        store
+            .run(move |s| -> Result<(), NodeError> {
+                s.set_saved_path(&transfer_id, &path.to_string_lossy())?;
                 files::drop_part(s, &transfer_id)?;
-                Ok(target)
+                Ok(())
             })
-            .await?
+            .await??;
+        Ok(target)
     }
 }

@@ -44,6 +44,24 @@ impl ChunkSet {
         true
     }
 
+    /// Add every index of `[start, end)` (nothing if empty), merging with the
+    /// ranges it overlaps or touches: O(ranges), not O(end - start).
+    pub fn insert_range(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        // Ranges ending before `start` (not touching) stay; so do those
+        // starting after `end`.
+        let lo = self.ranges.partition_point(|&(_, e)| e < start);
+        let hi = self.ranges.partition_point(|&(s, _)| s <= end);
+        let (mut s, mut e) = (start, end);
+        if lo < hi {
+            s = s.min(self.ranges[lo].0);
+            e = e.max(self.ranges[hi - 1].1);
+        }
+        self.ranges.splice(lo..hi, [(s, e)]);
+    }
+
     /// Whether `index` is in the set.
     pub fn contains(&self, index: u64) -> bool {
         let i = self.ranges.partition_point(|&(_, end)| end <= index);
@@ -126,6 +144,21 @@ mod test {
     }
 
     proptest! {
+        #[test]
+        fn insert_range_matches_inserting_each(
+            ranges in proptest::collection::vec((0u64..200, 0u64..20), 0..12)
+        ) {
+            let mut a = ChunkSet::new();
+            let mut b = ChunkSet::new();
+            for (s, len) in ranges {
+                a.insert_range(s, s + len);
+                for i in s..s + len {
+                    b.insert(i);
+                }
+                prop_assert_eq!(&a, &b);
+            }
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
             if let Some(c) = ChunkSet::from_bytes(&bytes) {

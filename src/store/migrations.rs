@@ -10,15 +10,72 @@
 //! - v3: received connection requests awaiting a decision; Accept envelopes awaiting delivery.
 //! - v4: file transfer details (media, cancel reason, part files, chunks sent).
 //! - v5: per sender key, up to which requests are answered (late leftovers dropped).
+//! - v6: a receiver's chunks one row each (`file_chunks`) and their count, so recording
+//!   a batch costs O(batch) whatever order a peer sends chunks in (was one ranges blob
+//!   rewritten per batch).
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 
 use super::err::{Error, db};
 
+/// One migration step: SQL, or code for what SQL cannot express.
+#[derive(Clone, Copy)]
+enum Step {
+    Sql(&'static str),
+    Code(fn(&Transaction<'_>) -> rusqlite::Result<()>),
+}
+
+impl Step {
+    fn run(self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        match self {
+            Step::Sql(sql) => tx.execute_batch(sql),
+            Step::Code(f) => f(tx),
+        }
+    }
+}
+
+/// v6: the `chunks_have` ranges blob becomes one `file_chunks` row per chunk
+/// and a `chunks_count` column.
+fn v6_chunk_rows(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE file_chunks (
+            transfer_id BLOB NOT NULL REFERENCES file_transfers(transfer_id) ON DELETE CASCADE,
+            idx         INTEGER NOT NULL CHECK (idx >= 0),
+            PRIMARY KEY (transfer_id, idx)
+        ) WITHOUT ROWID;
+        ALTER TABLE file_transfers ADD COLUMN chunks_count INTEGER NOT NULL DEFAULT 0;",
+    )?;
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = {
+        let mut st = tx.prepare("SELECT transfer_id, chunks_have FROM file_transfers")?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut insert =
+        tx.prepare("INSERT OR IGNORE INTO file_chunks (transfer_id, idx) VALUES (?1, ?2)")?;
+    for (id, blob) in rows {
+        // A malformed blob (never written by Umbra) counts as no chunks: the
+        // peer sends them again.
+        let set = super::ChunkSet::from_bytes(&blob).unwrap_or_default();
+        let mut count = 0u64;
+        for &(s, e) in set.ranges() {
+            for i in s..e {
+                count += insert.execute(rusqlite::params![id, i])? as u64;
+            }
+        }
+        tx.execute(
+            "UPDATE file_transfers SET chunks_count = ?2 WHERE transfer_id = ?1",
+            rusqlite::params![id, count],
+        )?;
+    }
+    drop(insert);
+    tx.execute_batch("ALTER TABLE file_transfers DROP COLUMN chunks_have;")
+}
+
 /// The migration steps; index `i` upgrades version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Step] = &[
     // ---------------------------------------------------------------- v1
-    r#"
+    Step::Sql(
+        r#"
     CREATE TABLE identity (
         id            INTEGER PRIMARY KEY CHECK (id = 1),
         username      TEXT NOT NULL,
@@ -80,8 +137,10 @@ const MIGRATIONS: &[&str] = &[
         attempts    INTEGER NOT NULL DEFAULT 0
     );
     "#,
+    ),
     // ---------------------------------------------------------------- v2
-    r#"
+    Step::Sql(
+        r#"
     CREATE TABLE file_transfers (
         transfer_id BLOB PRIMARY KEY,
         contact_id  INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
@@ -102,8 +161,10 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    ),
     // ---------------------------------------------------------------- v3
-    r#"
+    Step::Sql(
+        r#"
     CREATE TABLE received_requests (
         request_id    BLOB PRIMARY KEY,
         from_username TEXT NOT NULL,
@@ -122,10 +183,12 @@ const MIGRATIONS: &[&str] = &[
         expires_at  INTEGER NOT NULL
     );
     "#,
+    ),
     // ---------------------------------------------------------------- v4
     // File transfers (#7): media kind, cancel reason, the receiver's
     // encrypted part file and its key, and how many chunk frames were sent.
-    r#"
+    Step::Sql(
+        r#"
     ALTER TABLE file_transfers ADD COLUMN media TEXT NOT NULL DEFAULT 'file'
         CHECK (media IN ('file', 'image', 'voice', 'video'));
     ALTER TABLE file_transfers ADD COLUMN reason INTEGER;
@@ -133,16 +196,21 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE file_transfers ADD COLUMN part_key BLOB;
     ALTER TABLE file_transfers ADD COLUMN chunks_sent INTEGER NOT NULL DEFAULT 0;
     "#,
+    ),
     // ---------------------------------------------------------------- v5
     // Per sender key, requests expiring no later than `expires_by` are
     // answered (PROTOCOL.md §12.2 rules 2 and 4): one arriving late from
     // the mailbox is a leftover and is dropped.
-    r#"
+    Step::Sql(
+        r#"
     CREATE TABLE answered_requests (
         fingerprint TEXT PRIMARY KEY,
         expires_by  INTEGER NOT NULL
     );
     "#,
+    ),
+    // ---------------------------------------------------------------- v6
+    Step::Code(v6_chunk_rows),
 ];
 
 /// The schema version this build creates and reads.
@@ -176,7 +244,7 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, Erro
             found: v,
             supported: LATEST_VERSION,
         })?;
-        tx.execute_batch(step).map_err(db("migrating the schema"))?;
+        step.run(&tx).map_err(db("migrating the schema"))?;
         tx.pragma_update(None, "user_version", v + 1)
             .map_err(db("recording the schema version"))?;
         tx.commit().map_err(db("committing a schema migration"))?;
@@ -213,6 +281,42 @@ mod test {
             // Idempotent once at the latest version.
             assert_eq!(migrate(&mut c).unwrap(), LATEST_VERSION);
         }
+    }
+
+    #[test]
+    fn v6_turns_chunk_ranges_into_rows() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate_to(&mut c, 5).unwrap();
+        let mut have = crate::store::ChunkSet::new();
+        for i in [0, 1, 2, 7, 9] {
+            have.insert(i);
+        }
+        c.execute_batch(
+            "INSERT INTO contacts (id, username, fingerprint, public_cert, state, created_at) \
+             VALUES (1, '@a', 'F', x'00', 'active', 0)",
+        )
+        .unwrap();
+        for (id, blob) in [([1u8; 16], have.to_bytes()), ([2u8; 16], Vec::new())] {
+            c.execute(
+                "INSERT INTO file_transfers (transfer_id, contact_id, direction, name, size, \
+                 sha256, chunk_size, chunks_have, state, created_at, updated_at) \
+                 VALUES (?1, 1, 'in', 'f', 655360, x'00', 65536, ?2, 'active', 0, 0)",
+                rusqlite::params![&id[..], blob],
+            )
+            .unwrap();
+        }
+        migrate(&mut c).unwrap();
+        let count = |id: [u8; 16]| -> (u64, u64) {
+            c.query_row(
+                "SELECT chunks_count, (SELECT count(*) FROM file_chunks WHERE transfer_id = ?1) \
+                 FROM file_transfers WHERE transfer_id = ?1",
+                [&id[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(count([1; 16]), (5, 5));
+        assert_eq!(count([2; 16]), (0, 0));
     }
 
     #[test]

@@ -9,8 +9,6 @@ use std::fmt;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use zeroize::Zeroizing;
 
-use super::chunks::ChunkSet;
-
 /// A secret byte string, zeroized when dropped.
 pub type SecretBytes = Zeroizing<Vec<u8>>;
 
@@ -362,8 +360,8 @@ pub struct FileTransfer {
     pub sha256: [u8; 32],
     /// Chunk size in bytes.
     pub chunk_size: u32,
-    /// Chunks already transferred and verified.
-    pub have: ChunkSet,
+    /// Incoming: chunks stored so far (which ones: [`crate::store::Store::chunks_have`]).
+    pub have_count: u64,
     /// Outgoing: the file being sent. Incoming: where it was saved, once saved.
     pub local_path: Option<String>,
     /// State.
@@ -390,6 +388,6 @@ impl FileTransfer {
 
     /// Whether every chunk has been transferred.
     pub fn is_complete(&self) -> bool {
-        self.have.len() == self.chunk_count()
+        self.have_count == self.chunk_count()
     }
 }

@@ -13,21 +13,13 @@ use super::{
 };
 
 const COLUMNS: &str = "transfer_id, contact_id, direction, name, size, sha256, chunk_size, \
-                       chunks_have, local_path, state, created_at, updated_at, media, reason, \
+                       chunks_count, local_path, state, created_at, updated_at, media, reason, \
                        part_file, chunks_sent";
 
 /// States after which nothing more happens to a transfer.
 const FINISHED: &str = "('completed', 'cancelled', 'failed')";
 
 fn row_to_transfer(r: &Row<'_>) -> rusqlite::Result<FileTransfer> {
-    let have_bytes = r.get_ref(7)?.as_blob()?;
-    let have = ChunkSet::from_bytes(have_bytes).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            7,
-            rusqlite::types::Type::Blob,
-            "malformed chunk ranges".into(),
-        )
-    })?;
     Ok(FileTransfer {
         transfer_id: r.get(0)?,
         contact: ContactId(r.get(1)?),
@@ -36,7 +28,7 @@ fn row_to_transfer(r: &Row<'_>) -> rusqlite::Result<FileTransfer> {
         size: r.get(4)?,
         sha256: r.get(5)?,
         chunk_size: r.get(6)?,
-        have,
+        have_count: r.get(7)?,
         local_path: r.get(8)?,
         state: r.get(9)?,
         created_at: r.get(10)?,
@@ -60,8 +52,8 @@ impl Store {
         let ts = now();
         let res = self.conn.execute(
             "INSERT INTO file_transfers (transfer_id, contact_id, direction, name, size, sha256, \
-             chunk_size, chunks_have, local_path, state, created_at, updated_at, media) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+             chunk_size, local_path, state, created_at, updated_at, media) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
             params![
                 t.transfer_id,
                 t.contact.0,
@@ -70,7 +62,6 @@ impl Store {
                 t.size,
                 t.sha256,
                 t.chunk_size,
-                ChunkSet::new().to_bytes(),
                 t.local_path,
                 TransferState::Offered,
                 ts,
@@ -150,40 +141,94 @@ impl Store {
             .map_err(db("counting offers"))
     }
 
-    /// Record verified chunks (one transaction) and return the updated set.
-    pub fn mark_chunks_done(
+    /// The chunks of `transfer_id` the receiver holds (O(chunks held); for
+    /// announcing a resume, not for the per-batch path).
+    pub fn chunks_have(&self, transfer_id: &[u8; 16]) -> Result<ChunkSet> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT idx FROM file_chunks WHERE transfer_id = ?1 ORDER BY idx")
+            .map_err(db("reading chunks"))?;
+        let rows = st
+            .query_map([transfer_id], |r| r.get::<_, u64>(0))
+            .map_err(db("reading chunks"))?;
+        let mut have = ChunkSet::new();
+        for i in rows {
+            have.insert(i.map_err(db("reading chunks"))?);
+        }
+        Ok(have)
+    }
+
+    /// Of `indexes`, those not recorded for `transfer_id` yet (O(batch)).
+    pub fn missing_chunks(&self, transfer_id: &[u8; 16], indexes: &[u64]) -> Result<Vec<u64>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT 1 FROM file_chunks WHERE transfer_id = ?1 AND idx = ?2")
+            .map_err(db("reading chunks"))?;
+        let mut out = Vec::new();
+        for &i in indexes {
+            if !st
+                .exists(params![transfer_id, i])
+                .map_err(db("reading chunks"))?
+            {
+                out.push(i);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record verified chunks of an active incoming transfer in one
+    /// transaction, at a cost of O(batch) whatever chunks came before.
+    /// Returns how many chunks are held now, or `None` if the transfer is no
+    /// longer active (cancelled meanwhile: nothing is recorded).
+    pub fn record_chunks(
         &mut self,
         transfer_id: &[u8; 16],
         indexes: &[u64],
-    ) -> Result<ChunkSet> {
+    ) -> Result<Option<u64>> {
         let tx = self.conn.transaction().map_err(db("recording chunks"))?;
-        let t = tx
+        let row: Option<(u64, u32, TransferState)> = tx
             .query_row(
-                &format!("SELECT {COLUMNS} FROM file_transfers WHERE transfer_id = ?1"),
+                "SELECT size, chunk_size, state FROM file_transfers \
+                 WHERE transfer_id = ?1 AND direction = 'in'",
                 [transfer_id],
-                row_to_transfer,
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
-            .map_err(db("recording chunks"))?
-            .ok_or(Error::NotFound { what: "transfer" })?;
-        let count = t.chunk_count();
-        let mut have = t.have;
-        for &i in indexes {
-            if i >= count {
-                return Err(Error::Invalid {
-                    what: "chunk index",
-                    reason: format!("{i} is past the last chunk ({count} chunks)"),
-                });
-            }
-            have.insert(i);
+            .map_err(db("recording chunks"))?;
+        let (size, chunk_size, state) = row.ok_or(Error::NotFound { what: "transfer" })?;
+        if state != TransferState::Active {
+            return Ok(None);
         }
-        tx.execute(
-            "UPDATE file_transfers SET chunks_have = ?2, updated_at = ?3 WHERE transfer_id = ?1",
-            params![transfer_id, have.to_bytes(), now()],
-        )
-        .map_err(db("recording chunks"))?;
+        let count = size.div_ceil(u64::from(chunk_size.max(1)));
+        let mut added = 0u64;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO file_chunks (transfer_id, idx) VALUES (?1, ?2)",
+                )
+                .map_err(db("recording chunks"))?;
+            for &i in indexes {
+                if i >= count {
+                    return Err(Error::Invalid {
+                        what: "chunk index",
+                        reason: format!("{i} is past the last chunk ({count} chunks)"),
+                    });
+                }
+                added += st
+                    .execute(params![transfer_id, i])
+                    .map_err(db("recording chunks"))? as u64;
+            }
+        }
+        let have: u64 = tx
+            .query_row(
+                "UPDATE file_transfers SET chunks_count = chunks_count + ?2, updated_at = ?3 \
+                 WHERE transfer_id = ?1 RETURNING chunks_count",
+                params![transfer_id, added, now()],
+                |r| r.get(0),
+            )
+            .map_err(db("recording chunks"))?;
         tx.commit().map_err(db("recording chunks"))?;
-        Ok(have)
+        Ok(Some(have))
     }
 
     /// Set a transfer's state (and, for cancelled or failed, the reason).

@@ -1,0 +1,270 @@
+//! Lanes (PROTOCOL.md §14.3): extra streams on their own circuits that carry one
+//! transfer's chunks, sealed with a per-lane key announced inside the session.
+//!
+//! The sender runs one writer task per lane, each within its own window; the
+//! receiver's [`LaneRegistry`] matches an incoming stream to the connection that
+//! announced it, and [`receive_lane`] hands its chunks to that connection in batches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{FutureExt, SinkExt, StreamExt};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use zeroize::Zeroizing;
+
+use super::engine::{LANE_SETTLE, MAX_PENDING_LANES};
+use crate::files::{FILE_WINDOW, Lane, Source};
+use crate::node::command::Command;
+use crate::node::{Dial, NodeError};
+use crate::store::ChunkSet;
+use crate::transport::{BoxedStream, PeerAddress};
+use crate::wire::{FileChunk, PeerMessage};
+
+/// Lane chunk batches a lane reader may have waiting at the connection.
+const LANE_BATCHES: usize = 4;
+
+/// An announced incoming lane, waiting for its stream.
+pub(crate) struct LaneEntry {
+    pub(super) key: Zeroizing<[u8; 32]>,
+    pub(super) id: [u8; 16],
+    pub(super) cmds: mpsc::UnboundedSender<Command>,
+    pub(super) owner: u64,
+}
+
+/// Incoming lanes by id (PROTOCOL.md §14.3), shared by the node's connections
+/// and its listener.
+#[derive(Clone, Default)]
+pub(crate) struct LaneRegistry(Arc<(Mutex<LaneMap>, Notify)>);
+
+type LaneMap = HashMap<[u8; 16], LaneEntry>;
+
+impl LaneRegistry {
+    fn map(&self) -> std::sync::MutexGuard<'_, LaneMap> {
+        self.0.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn insert(&self, e: LaneEntry) -> bool {
+        let mut m = self.map();
+        if m.values().filter(|x| x.owner == e.owner).count() >= MAX_PENDING_LANES {
+            return false;
+        }
+        m.insert(e.id, e);
+        drop(m);
+        self.0.1.notify_waiters();
+        true
+    }
+
+    /// Takes the lane `id` (single use), waiting up to `wait` for the
+    /// session message announcing it (it may arrive after the stream).
+    pub(crate) async fn take(&self, id: [u8; 16], wait: Duration) -> Option<LaneEntry> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.0.1.notified();
+            if let Some(e) = self.map().remove(&id) {
+                return Some(e);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    pub(super) fn remove_owner(&self, owner: u64) {
+        self.map().retain(|_, e| e.owner != owner);
+    }
+}
+
+/// Reads a lane stream (its first frame already read) and hands its chunks,
+/// in batches, to the connection that announced it.
+pub(crate) async fn receive_lane(
+    entry: LaneEntry,
+    first: Bytes,
+    mut framed: Framed<BoxedStream, LengthDelimitedCodec>,
+    idle: Duration,
+) -> Result<(), NodeError> {
+    let mut lane = Lane::new(entry.id, &entry.key);
+    drop(entry.key);
+    let permits = Arc::new(Semaphore::new(LANE_BATCHES));
+    let open = |lane: &mut Lane, body: &[u8]| -> Result<FileChunk, NodeError> {
+        let pt = lane.open(body).map_err(|_| NodeError::Invalid {
+            what: "lane frame",
+            reason: "does not open",
+        })?;
+        match PeerMessage::decode(&pt) {
+            Ok(PeerMessage::FileChunk(c)) => Ok(c),
+            _ => Err(NodeError::Invalid {
+                what: "lane frame",
+                reason: "not a file chunk",
+            }),
+        }
+    };
+    let mut next = Some(first);
+    while let Some(body) = next.take() {
+        let mut chunks = vec![open(&mut lane, &body)?];
+        while chunks.len() < 16 {
+            match framed.next().now_or_never() {
+                Some(Some(Ok(b))) => chunks.push(open(&mut lane, &b)?),
+                Some(Some(Err(e))) => return Err(NodeError::Stream { source: e }),
+                _ => break,
+            }
+        }
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        entry
+            .cmds
+            .send(Command::LaneChunks {
+                lane_id: entry.id,
+                chunks,
+                permit,
+            })
+            .map_err(|_| NodeError::ShuttingDown)?;
+        next = match tokio::time::timeout(idle, framed.next()).await {
+            Err(_) => return Err(NodeError::Timeout { what: "lane frame" }),
+            Ok(None) => None,
+            Ok(Some(Err(e))) => return Err(NodeError::Stream { source: e }),
+            Ok(Some(Ok(b))) => Some(b.freeze()),
+        };
+    }
+    Ok(())
+}
+
+/// Next chunk indexes for the lanes of one transfer (work shared by all lanes).
+pub(super) struct LaneWork {
+    next: u64,
+    n: u64,
+    have: ChunkSet,
+}
+
+impl LaneWork {
+    /// Work over a file of `n` chunks, of which the receiver holds `have`.
+    pub(super) fn new(n: u64, have: ChunkSet) -> Self {
+        LaneWork { next: 0, n, have }
+    }
+
+    fn take(&mut self) -> Option<u64> {
+        while self.next < self.n && self.have.contains(self.next) {
+            self.next += 1;
+        }
+        (self.next < self.n).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+}
+
+/// One outgoing lane's writer task, as the connection holds it.
+pub(super) struct LaneOut {
+    /// The lane's window: FileLaneAck gives permits back.
+    pub(super) permits: Arc<Semaphore>,
+    task: tokio::task::JoinHandle<()>,
+    /// Chunks the writer wrote (it counts), and how many are in the store.
+    pub(super) sent: Arc<AtomicU64>,
+    pub(super) recorded: u64,
+}
+
+/// What the lanes of one transfer share: where to dial, what to read, and
+/// whom to report to.
+#[derive(Clone)]
+pub(super) struct LaneJob {
+    pub(super) dial: Arc<dyn Dial>,
+    pub(super) addr: PeerAddress,
+    pub(super) transfer_id: [u8; 16],
+    pub(super) work: Arc<Mutex<LaneWork>>,
+    pub(super) source: Arc<Source>,
+    pub(super) report: mpsc::UnboundedSender<Command>,
+}
+
+impl LaneJob {
+    /// Starts a writer for `lane` with a window of [`FILE_WINDOW`].
+    pub(super) fn spawn(&self, lane: Lane) -> LaneOut {
+        let permits = Arc::new(Semaphore::new(FILE_WINDOW as usize));
+        let sent = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(lane_writer(
+            self.clone(),
+            lane,
+            permits.clone(),
+            sent.clone(),
+        ));
+        LaneOut {
+            permits,
+            task,
+            sent,
+            recorded: 0,
+        }
+    }
+}
+
+/// Writes chunks taken from the job's work to a new isolated stream, within
+/// the window of `permits`; reports how many it sent.
+async fn lane_writer(job: LaneJob, mut lane: Lane, permits: Arc<Semaphore>, sent: Arc<AtomicU64>) {
+    let LaneJob {
+        dial,
+        addr,
+        transfer_id,
+        work,
+        source,
+        report,
+    } = job;
+    let lane_id = lane.id();
+    let count = sent.clone();
+    let result = async move {
+        let stream = dial.dial_isolated(&addr).await.map_err(|_| ())?;
+        let mut framed = Framed::new(stream, crate::wire::codec());
+        loop {
+            let permit = permits.acquire().await.map_err(|_| ())?;
+            permit.forget();
+            let Some(index) = work.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+                break;
+            };
+            let src = source.clone();
+            let data = tokio::task::spawn_blocking(move || src.read_chunk(index))
+                .await
+                .map_err(|_| ())?
+                .map_err(|_| ())?;
+            let pt = PeerMessage::FileChunk(FileChunk {
+                transfer_id,
+                index,
+                data,
+            })
+            .encode()
+            .map_err(|_| ())?;
+            let frame = lane.seal(&pt).map_err(|_| ())?;
+            // Counted before it is written: the receiver's FileLaneAck for
+            // it may come back (on the session's stream) before `send`
+            // returns, and acks above this count are a protocol error.
+            count.fetch_add(1, Ordering::Release);
+            framed.send(Bytes::from(frame)).await.map_err(|_| ())?;
+        }
+        // Keep the stream until the receiver acknowledged every frame (all
+        // permits back): closing earlier can lose the last frames in flight.
+        let window = FILE_WINDOW as u32;
+        match tokio::time::timeout(LANE_SETTLE, permits.acquire_many(window)).await {
+            Ok(Ok(_)) => SinkExt::<Bytes>::close(&mut framed).await.map_err(|_| ()),
+            _ => Err(()),
+        }
+    }
+    .await;
+    let _ = report.send(Command::LaneDone {
+        lane_id,
+        sent: sent.load(Ordering::Relaxed),
+        ok: result.is_ok(),
+    });
+}
+
+/// Aborts lane writers; returns the chunks they wrote that are not recorded yet.
+pub(super) fn stop_lane_tasks(lanes: HashMap<[u8; 16], LaneOut>) -> u64 {
+    let mut unrecorded = 0u64;
+    for l in lanes.into_values() {
+        l.task.abort();
+        unrecorded =
+            unrecorded.saturating_add(l.sent.load(Ordering::Relaxed).saturating_sub(l.recorded));
+    }
+    unrecorded
+}
