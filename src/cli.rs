@@ -29,10 +29,13 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::identity::Username;
 
+mod chat;
 mod commands;
+mod common;
 mod err;
 mod files;
 mod remote;
+mod requests;
 
 // ---------- public exports ----------
 pub use err::{
@@ -387,7 +390,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             note,
             allow_key_change,
             rekey,
-        } => remote::request(
+        } => requests::request(
             &cli.global,
             user.clone(),
             note.clone(),
@@ -395,21 +398,23 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             *rekey,
             out,
         ),
-        Command::Requests => remote::requests(&cli.global, out),
+        Command::Requests => requests::requests(&cli.global, out),
         Command::Accept {
             user,
             allow_key_change,
-        } => remote::accept(&cli.global, user.clone(), *allow_key_change, out),
-        Command::Reject { user, notify } => remote::reject(&cli.global, user.clone(), *notify, out),
-        Command::CancelRequest { user } => remote::cancel_request(&cli.global, user.clone(), out),
+        } => requests::accept(&cli.global, user.clone(), *allow_key_change, out),
+        Command::Reject { user, notify } => {
+            requests::reject(&cli.global, user.clone(), *notify, out)
+        }
+        Command::CancelRequest { user } => requests::cancel_request(&cli.global, user.clone(), out),
         Command::Contacts => remote::contacts(&cli.global, out),
-        Command::Send { user, text } => remote::send(&cli.global, user.clone(), text.clone(), out),
-        Command::Chat { user } => remote::chat(&cli.global, user.clone(), out),
+        Command::Send { user, text } => chat::send(&cli.global, user.clone(), text.clone(), out),
+        Command::Chat { user } => chat::chat(&cli.global, user.clone(), out),
         Command::History {
             user,
             search,
             limit,
-        } => remote::history(&cli.global, user.clone(), search.clone(), *limit, out),
+        } => chat::history(&cli.global, user.clone(), search.clone(), *limit, out),
         Command::Verify {
             user,
             fingerprint,

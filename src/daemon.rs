@@ -9,7 +9,7 @@
 //! so a crash never leaves a stale lock).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use tokio::net::UnixListener;
@@ -20,10 +20,7 @@ use crate::config::{Config, NetworkKind};
 use crate::control::proto::TorView;
 use crate::control::server::{self, Context, HANDSHAKER_SETTING};
 use crate::error::{ErrorKind, HasKind};
-use crate::handshaker_client::{
-    Connector, HandshakerAddress, HandshakerClient, HandshakerClientError, TcpConnector,
-    TransportConnector,
-};
+use crate::handshaker_client::{Connector, Directory, HandshakerClient, TransportConnector};
 use crate::identity::{Fingerprint, Identity, PublicCert, Username};
 use crate::node::{MailItem, Mailbox, MailboxError, Node, NodeConfig, NodeError};
 use crate::store::Store;
@@ -109,66 +106,6 @@ pub struct DaemonOptions {
     pub data_dir: PathBuf,
     /// Node timers and limits.
     pub node: NodeConfig,
-}
-
-/// The Handshaker currently in use, shared by the mailbox poller and the
-/// control commands (`register --handshaker` switches it).
-pub struct Directory {
-    current: RwLock<Option<HandshakerClient>>,
-    onion: Option<Arc<dyn Connector>>,
-}
-
-impl std::fmt::Debug for Directory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Directory")
-    }
-}
-
-impl Directory {
-    /// A directory with no Handshaker yet; `onion` opens onion streams.
-    pub fn new(onion: Option<Arc<dyn Connector>>) -> Self {
-        Directory {
-            current: RwLock::new(None),
-            onion,
-        }
-    }
-
-    /// The Handshaker in use.
-    pub fn current(&self) -> Option<HandshakerClient> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Switches to `client`.
-    pub fn set(&self, client: HandshakerClient) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(client);
-    }
-
-    /// A client for `address` with the right connector (Arti for onion
-    /// addresses, TCP for `http://host:port`).
-    pub fn client_for(&self, address: &str) -> Result<HandshakerClient, DirectoryError> {
-        let parsed = HandshakerAddress::parse(address)?;
-        let connector: Arc<dyn Connector> = if parsed.is_onion() {
-            self.onion.clone().ok_or(DirectoryError::NoTor)?
-        } else {
-            Arc::new(TcpConnector)
-        };
-        Ok(HandshakerClient::with_connector(address, connector)?)
-    }
-}
-
-/// Why a Handshaker client could not be made.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DirectoryError {
-    /// An onion Handshaker without Tor.
-    #[error("this Handshaker is an onion service, but the daemon runs without Tor")]
-    NoTor,
-    /// A bad address.
-    #[error(transparent)]
-    Client(#[from] HandshakerClientError),
 }
 
 /// The node's [`Mailbox`] over the Handshaker in use.

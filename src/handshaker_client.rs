@@ -15,8 +15,11 @@
 //! canonical string is signed into every proof, so a proof made for one
 //! Handshaker cannot be replayed to another.
 
+mod directory;
 pub mod pow;
 pub mod wire;
+
+pub use directory::{Directory, DirectoryError};
 
 use std::fmt;
 use std::future::Future;

@@ -24,6 +24,7 @@
 //! | `node/requests.rs` | sending, accepting, rejecting requests; opening their answers |
 //! | `node/file_api.rs` | [`NodeHandle`]: offering, accepting, cancelling, saving files |
 //! | `node/files.rs` | the transfer engine of one connection, lanes, part files |
+//! | `node/queries.rs` | what front ends read (contacts, history, settings) |
 //! | `node/registry.rs` | which connection holds each session (sans-IO, table tests) |
 //! | `node/inner.rs` | shared state; claims and releases around the registry; running one connection |
 //! | `node/inbound.rs` | accepting peer streams (listener side of §10) |
@@ -55,6 +56,7 @@ mod inner;
 pub mod mailbox;
 pub mod peer;
 mod poller;
+mod queries;
 mod records;
 mod registry;
 mod requests;
@@ -83,6 +85,7 @@ pub use event::{Event, ReceivedRequest};
 pub use housekeeping::Swept;
 pub(crate) use inner::Dial;
 pub use mailbox::{MailItem, Mailbox, MailboxError, MemoryMailbox};
+pub use queries::ContactSummary;
 
 /// Entry point of the node.
 #[derive(Debug)]

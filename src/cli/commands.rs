@@ -9,35 +9,16 @@ use clap::CommandFactory;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+use super::common::{Result, grouped, json, read_passphrase};
 use super::err::{CliError, PassphraseRole};
 use super::{BackupPassphraseArgs, Cli, GlobalArgs};
-use crate::identity::{Fingerprint, Identity, Username};
+use crate::identity::{Identity, Username};
 use crate::store::passphrase::{
     ENV_BACKUP_PASSPHRASE, ENV_NEW_PASSPHRASE, ENV_PASSPHRASE, PassphraseSource,
 };
 use crate::store::{self, DataDir, KdfParams, OwnIdentity, Store, datadir, lifecycle};
 
-type Result<T, E = CliError> = std::result::Result<T, E>;
-
 // ---------------------------------------------------------------- helpers
-
-fn print_json(out: &mut dyn Write, value: &impl Serialize) -> Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
-    writeln!(out)?;
-    Ok(())
-}
-
-/// Read an existing passphrase of `role` (file flag, then environment, then prompt).
-pub(crate) fn read_passphrase(role: PassphraseRole, file: Option<&Path>) -> Result<SecretString> {
-    let (env, prompt) = match role {
-        PassphraseRole::Store => (ENV_PASSPHRASE, "Umbra passphrase: "),
-        PassphraseRole::NewStore => (ENV_NEW_PASSPHRASE, "New Umbra passphrase: "),
-        PassphraseRole::Backup => (ENV_BACKUP_PASSPHRASE, "Backup passphrase: "),
-    };
-    PassphraseSource::choose_with(file, env)
-        .read(prompt)
-        .map_err(CliError::passphrase(role))
-}
 
 /// Read a passphrase being chosen now: on a prompt it is asked twice.
 fn read_new_passphrase(role: PassphraseRole, file: Option<&Path>) -> Result<SecretString> {
@@ -104,16 +85,6 @@ fn unlock_keeping_passphrase(global: &GlobalArgs) -> Result<(Store, SecretString
     Ok((store, pass))
 }
 
-/// A stored 40-hex fingerprint in the grouped display form.
-fn grouped(hex: &str) -> Result<String> {
-    Fingerprint::from_hex(hex)
-        .map(|f| f.to_string())
-        .map_err(|source| CliError::Identity {
-            action: "read the stored fingerprint",
-            source,
-        })
-}
-
 // ---------------------------------------------------------------- init
 
 #[derive(Serialize)]
@@ -164,7 +135,7 @@ pub(crate) fn init(global: &GlobalArgs, name: &Username, out: &mut dyn Write) ->
         hs_dir,
     };
     if global.json {
-        return print_json(out, &o);
+        return json(out, &o);
     }
     writeln!(out, "Created the identity {}", o.username)?;
     writeln!(out, "  fingerprint  {}", o.fingerprint_grouped)?;
@@ -206,19 +177,19 @@ struct StatusOutput {
 /// `umbra status`.
 pub(crate) fn status(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     // A running daemon holds the store: ask it (no passphrase needed).
-    if let Some(d) = super::remote::daemon_status(global)? {
-        let config = super::remote::load_config(global)?;
-        let dir = super::remote::data_dir(global, &config)?;
+    if let Some(d) = super::common::daemon_status(global)? {
+        let config = super::common::load_config(global)?;
+        let dir = super::common::data_dir(global, &config)?;
         let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
         if global.json {
-            return print_json(
+            return json(
                 out,
                 &StatusOutput {
                     running: true,
                     data_dir: dir,
                     username: Some(d.username.clone()),
                     fingerprint: Some(d.fingerprint.clone()),
-                    fingerprint_grouped: Some(grouped(&d.fingerprint)?),
+                    fingerprint_grouped: Some(grouped(&d.fingerprint)),
                     contacts: d.contacts,
                     schema_version: None,
                     kdf: None,
@@ -227,7 +198,7 @@ pub(crate) fn status(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
                 },
             );
         }
-        let mut rows = super::remote::status_rows(&d);
+        let mut rows = super::common::status_rows(&d);
         rows.insert(2, ("data dir", dir.display().to_string()));
         for (label, value) in rows {
             writeln!(out, "{label:<19} {value}")?;
@@ -237,9 +208,9 @@ pub(crate) fn status(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let store = unlock(global)?;
     let status = lifecycle::status(&store)?;
     store.close()?;
-    let fingerprint_grouped = status.fingerprint.as_deref().map(grouped).transpose()?;
+    let fingerprint_grouped = status.fingerprint.as_deref().map(grouped);
     if global.json {
-        return print_json(
+        return json(
             out,
             &StatusOutput {
                 running: false,
@@ -326,7 +297,7 @@ pub(crate) fn export_identity(
         contacts,
     };
     if global.json {
-        return print_json(out, &o);
+        return json(out, &o);
     }
     writeln!(
         out,
@@ -335,7 +306,7 @@ pub(crate) fn export_identity(
         o.contacts,
         o.file.display()
     )?;
-    writeln!(out, "  fingerprint  {}", grouped(&o.fingerprint)?)?;
+    writeln!(out, "  fingerprint  {}", grouped(&o.fingerprint))?;
     writeln!(
         out,
         "Keep it somewhere safe: with its passphrase it restores your identity (`umbra import-identity`)."
@@ -388,7 +359,7 @@ pub(crate) fn import_identity(
         new_store,
     };
     if global.json {
-        return print_json(out, &o);
+        return json(out, &o);
     }
     writeln!(
         out,
@@ -397,7 +368,7 @@ pub(crate) fn import_identity(
         o.contacts_added,
         o.data_dir.display()
     )?;
-    writeln!(out, "  fingerprint  {}", grouped(&o.fingerprint)?)?;
+    writeln!(out, "  fingerprint  {}", grouped(&o.fingerprint))?;
     Ok(())
 }
 
@@ -449,7 +420,7 @@ pub(crate) fn passwd(
         changed: true,
     };
     if global.json {
-        return print_json(out, &o);
+        return json(out, &o);
     }
     writeln!(
         out,
@@ -477,7 +448,7 @@ pub(crate) fn demo(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     }
     let mut buf = Vec::new();
     crate::demo::run(&mut buf)?;
-    print_json(
+    json(
         out,
         &DemoOutput {
             transcript: String::from_utf8_lossy(&buf).into_owned(),

@@ -13,8 +13,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::GlobalArgs;
+use super::common::{data_dir, json, load_config, reply, runtime};
 use super::err::CliError;
-use super::remote::{call, data_dir, json, load_config, runtime, unexpected};
 use crate::control::proto::{Event, Reply, Request, TransferView};
 use crate::control::{Client, ClientError};
 use crate::tui::model::human_size;
@@ -71,17 +71,15 @@ pub(crate) fn send_file(
     out: &mut dyn Write,
 ) -> Result<()> {
     let abs = absolute(&path)?;
-    let Reply::Transfer(t) = call(
+    let t = reply!(
         global,
         Request::SendFile {
             username,
             path: abs,
             media,
         },
-    )?
-    else {
-        return Err(unexpected());
-    };
+        Reply::Transfer
+    );
     if detach {
         if global.json {
             return json(out, &t);
@@ -130,9 +128,7 @@ pub(crate) fn files(
     username: Option<String>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let Reply::Transfers(list) = call(global, Request::Files { username })? else {
-        return Err(unexpected());
-    };
+    let list = reply!(global, Request::Files { username }, Reply::Transfers);
     if global.json {
         return json(out, &list);
     }
@@ -152,9 +148,7 @@ pub(crate) fn accept_file(
     detach: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let Reply::Transfer(t) = call(global, Request::AcceptFile { id })? else {
-        return Err(unexpected());
-    };
+    let t = reply!(global, Request::AcceptFile { id }, Reply::Transfer);
     if detach {
         if global.json {
             return json(out, &t);
@@ -167,9 +161,7 @@ pub(crate) fn accept_file(
 
 /// `umbra reject-file ID` / `umbra cancel-file ID`.
 pub(crate) fn cancel_file(global: &GlobalArgs, id: String, out: &mut dyn Write) -> Result<()> {
-    let Reply::Transfer(t) = call(global, Request::CancelFile { id })? else {
-        return Err(unexpected());
-    };
+    let t = reply!(global, Request::CancelFile { id }, Reply::Transfer);
     if global.json {
         return json(out, &t);
     }
@@ -185,9 +177,7 @@ pub(crate) fn save_file(
     out: &mut dyn Write,
 ) -> Result<()> {
     let abs = absolute(&path)?;
-    let Reply::Transfer(t) = call(global, Request::SaveFile { id, path: abs })? else {
-        return Err(unexpected());
-    };
+    let t = reply!(global, Request::SaveFile { id, path: abs }, Reply::Transfer);
     if global.json {
         return json(out, &t);
     }

@@ -21,10 +21,11 @@ use super::proto::{
     MessageView, Reply, Request, RequestView, ServerMessage, StatusView, TorView, TransferView,
     VERSION,
 };
-use crate::daemon::{Directory, DirectoryError};
 use crate::error::{ErrorKind, HasKind};
 use crate::files;
-use crate::handshaker_client::{DirectoryEntry, HandshakerClient, HandshakerClientError};
+use crate::handshaker_client::{
+    Directory, DirectoryEntry, DirectoryError, HandshakerClient, HandshakerClientError,
+};
 use crate::identity::{Identity, Username};
 use crate::node::{self, NodeError, NodeHandle};
 use crate::store::{
@@ -33,12 +34,14 @@ use crate::store::{
 
 mod errors;
 mod events;
+mod views;
 
 use errors::{
     did_you_mean, hs_err, node_err, node_err_for, not_registered, parse_fingerprint, send_err,
-    store_err,
 };
 pub use events::forward_events;
+pub use views::{at, message_view, transfer_view};
+use views::{contact_view, contacts, request_view};
 
 /// Most simultaneous control connections.
 pub const MAX_CLIENTS: usize = 32;
@@ -280,11 +283,11 @@ async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
             // `limit: 0` asks for nothing and gets nothing.
             let limit = limit.unwrap_or(100).min(MAX_HISTORY);
             let id = c.id;
-            let msgs = db(&ctx.node, move |s| match search {
-                Some(q) => s.search_messages(Some(id), &q, limit),
-                None => s.history(id, limit),
-            })
-            .await?;
+            let msgs = ctx
+                .node
+                .history(id, limit, search)
+                .await
+                .map_err(node_err)?;
             Ok(Reply::History(msgs.iter().map(message_view).collect()))
         }
         Request::MarkRead { username } => {
@@ -308,7 +311,7 @@ async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
                 }
             }
             let id = c.id;
-            db(&ctx.node, move |s| s.set_contact_verified(id, true)).await?;
+            ctx.node.verify_contact(id).await.map_err(node_err)?;
             let c = contact(ctx, &username).await?;
             Ok(Reply::Contact(contact_view(ctx, &c).await?))
         }
@@ -401,7 +404,7 @@ async fn status(ctx: &Context) -> ApiResult<StatusView> {
         .current()
         .map(|c| c.address().as_str().to_owned());
     let (contacts, pending) = (
-        db(&ctx.node, |s| s.contacts()).await?.len(),
+        ctx.node.contacts().await.map_err(node_err)?.len(),
         ctx.node.requests().await.map_err(node_err)?.len(),
     );
     Ok(StatusView {
@@ -440,10 +443,10 @@ async fn register(ctx: &Context, address: Option<String>) -> ApiResult<Reply> {
     let entry = hs.register(&ctx.identity).await.map_err(hs_err)?;
     let canonical = hs.address().as_str().to_owned();
     ctx.directory.set(hs);
-    db(&ctx.node, move |s| {
-        s.set_setting(HANDSHAKER_SETTING, &canonical)
-    })
-    .await?;
+    ctx.node
+        .set_setting(HANDSHAKER_SETTING, &canonical)
+        .await
+        .map_err(node_err)?;
     Ok(Reply::Registered(DirectoryView {
         username: entry.username.to_string(),
         fingerprint: entry.fingerprint.to_hex(),
@@ -477,13 +480,16 @@ async fn directory_view(
 ) -> ApiResult<DirectoryView> {
     let name = username.trim_start_matches('@').to_owned();
     let fpr = fingerprint.to_owned();
-    let (by_fpr, by_name) = db(&ctx.node, move |s| -> Result<_, crate::store::Error> {
-        Ok((
-            s.contact_by_fingerprint(&fpr)?,
-            s.contact_by_username(&name)?,
-        ))
-    })
-    .await?;
+    let by_fpr = ctx
+        .node
+        .contact_by_fingerprint(&fpr)
+        .await
+        .map_err(node_err)?;
+    let by_name = ctx
+        .node
+        .contact_by_username(&name)
+        .await
+        .map_err(node_err)?;
     Ok(DirectoryView {
         username: format!("@{}", username.trim_start_matches('@')),
         fingerprint: fingerprint.to_owned(),
@@ -558,99 +564,6 @@ async fn accept(ctx: &Context, username: &str, allow_key_change: bool) -> ApiRes
     Ok(Reply::Contact(contact_view(ctx, &c).await?))
 }
 
-async fn contacts(ctx: &Context) -> ApiResult<Vec<ContactView>> {
-    let all = db(&ctx.node, |s| s.contacts()).await?;
-    let mut out = Vec::with_capacity(all.len());
-    for c in &all {
-        out.push(contact_view(ctx, c).await?);
-    }
-    Ok(out)
-}
-
-async fn contact_view(ctx: &Context, c: &Contact) -> ApiResult<ContactView> {
-    let id = c.id;
-    let (session, unread, queued) = db(&ctx.node, move |s| -> Result<_, crate::store::Error> {
-        Ok((
-            s.session_for_contact(id)?.is_some(),
-            s.unread_count(id)?,
-            s.outbox(id)?.len() as u64,
-        ))
-    })
-    .await?;
-    Ok(ContactView {
-        username: at(&c.username),
-        fingerprint: c.fingerprint.clone(),
-        verified: c.verified,
-        state: c.state.as_str().to_owned(),
-        session,
-        online: ctx.node.is_connected(id),
-        last_seen: c.last_seen,
-        unread,
-        queued,
-        problem: ctx.node.trouble(id).map(|t| {
-            match t {
-                node::Trouble::SessionMismatch => "session_mismatch",
-                _ => "unreachable",
-            }
-            .to_owned()
-        }),
-    })
-}
-
-fn request_view(r: node::ReceivedRequest) -> RequestView {
-    RequestView {
-        username: at(&r.from),
-        fingerprint: r.fingerprint.to_hex(),
-        note: r.note,
-        received_at: r.received_at,
-        key_changed: r.key_changed,
-        rekey: r.rekey,
-    }
-}
-
-/// `@name` for display.
-pub fn at(name: &str) -> String {
-    format!("@{}", name.trim_start_matches('@'))
-}
-
-/// The API view of a stored message.
-pub fn message_view(m: &Message) -> MessageView {
-    MessageView {
-        id: hex::encode(m.msg_id),
-        direction: m.direction.as_str().to_owned(),
-        seq: m.seq,
-        sent_at: m.sent_at,
-        received_at: m.received_at,
-        body: m.body.clone(),
-        state: m.state.as_str().to_owned(),
-    }
-}
-
-/// The API view of a transfer.
-pub fn transfer_view(c: &Contact, t: &FileTransfer) -> TransferView {
-    let done = (t.have_count.saturating_mul(u64::from(t.chunk_size))).min(t.size);
-    TransferView {
-        id: hex::encode(t.transfer_id),
-        username: at(&c.username),
-        direction: t.direction.as_str().to_owned(),
-        name: t.name.clone(),
-        size: t.size,
-        media: t.media.as_str().to_owned(),
-        state: t.state.as_str().to_owned(),
-        done: if t.state == TransferState::Completed {
-            t.size
-        } else {
-            done
-        },
-        sha256: hex::encode(t.sha256),
-        reason: t.reason.map(|r| files::reason::describe(r).to_owned()),
-        path: t.local_path.clone(),
-        stored: t.part_file.is_some() && t.state == TransferState::Completed,
-        chunks_sent: t.chunks_sent,
-        created_at: t.created_at,
-    }
-}
-
 /// A transfer by full hex id or unique prefix (≥ 4 hex digits).
 async fn find_transfer(ctx: &Context, id: &str) -> ApiResult<FileTransfer> {
     let want = id.trim().to_ascii_lowercase();
@@ -676,8 +589,11 @@ async fn find_transfer(ctx: &Context, id: &str) -> ApiResult<FileTransfer> {
 }
 
 async fn transfer_reply(ctx: &Context, id: [u8; 16]) -> ApiResult<Reply> {
-    let t = db(&ctx.node, move |s| s.transfer(&id))
-        .await?
+    let t = ctx
+        .node
+        .transfer(id)
+        .await
+        .map_err(node_err)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such transfer"))?;
     let c = contact_by_id(ctx, t.contact).await?;
     Ok(Reply::Transfer(transfer_view(&c, &t)))
@@ -691,16 +607,15 @@ fn parse_name(input: &str) -> ApiResult<Username> {
 async fn contact(ctx: &Context, username: &str) -> ApiResult<Contact> {
     let name = parse_name(username)?;
     let folded = name.as_str().trim_start_matches('@').to_owned();
-    let (found, all) = db(&ctx.node, move |s| -> Result<_, crate::store::Error> {
-        Ok(match s.contact_by_username(&folded)? {
-            Some(c) => (Some(c), Vec::new()),
-            None => (None, s.contacts()?),
-        })
-    })
-    .await?;
-    if let Some(c) = found {
+    if let Some(c) = ctx
+        .node
+        .contact_by_username(&folded)
+        .await
+        .map_err(node_err)?
+    {
         return Ok(c);
     }
+    let all = ctx.node.contacts().await.map_err(node_err)?;
     let err = ApiError::new(
         ErrorCode::NotFound,
         format!("{name} is not one of your contacts"),
@@ -718,20 +633,9 @@ async fn contact(ctx: &Context, username: &str) -> ApiResult<Contact> {
 }
 
 async fn contact_by_id(ctx: &Context, id: ContactId) -> ApiResult<Contact> {
-    db(&ctx.node, move |s| s.contact(id))
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the contact vanished from the store"))
-}
-
-/// Runs `f` on the store (blocking pool).
-async fn db<R, F>(node: &NodeHandle, f: F) -> ApiResult<R>
-where
-    R: Send + 'static,
-    F: FnOnce(&mut crate::store::Store) -> Result<R, crate::store::Error> + Send + 'static,
-{
-    node.store()
-        .run(f)
+    ctx.node
+        .contact(id)
         .await
         .map_err(node_err)?
-        .map_err(store_err)
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the contact vanished from the store"))
 }

@@ -94,11 +94,6 @@ fn key_changed(name: &Username) -> ApiError {
     )
 }
 
-pub(super) fn store_err(e: crate::store::Error) -> ApiError {
-    tracing::warn!(kind = ?e.kind(), "store operation failed");
-    ApiError::new(ErrorCode::Store, format!("the store failed: {e}"))
-}
-
 pub(super) fn hs_err(e: HandshakerClientError) -> ApiError {
     tracing::info!(kind = ?e.kind(), "Handshaker call failed");
     let code = match &e {
@@ -146,7 +141,10 @@ pub(super) fn node_err(e: NodeError) -> ApiError {
         NodeError::Invalid { .. } => ErrorCode::BadRequest,
         NodeError::ShuttingDown => ErrorCode::ShuttingDown,
         NodeError::File(_) => ErrorCode::BadRequest,
-        NodeError::Store(_) => ErrorCode::Store,
+        NodeError::Store(s) => {
+            tracing::warn!(kind = ?s.kind(), "store operation failed");
+            ErrorCode::Store
+        }
         NodeError::Mailbox(_) | NodeError::Transport(_) | NodeError::Stream { .. } => {
             ErrorCode::Network
         }

@@ -26,8 +26,9 @@ pub async fn forward_events(node: NodeHandle, out: broadcast::Sender<Event>) {
 }
 
 pub(super) async fn name_of(node: &NodeHandle, id: ContactId) -> ApiResult<Contact> {
-    db(node, move |s| s.contact(id))
-        .await?
+    node.contact(id)
+        .await
+        .map_err(node_err)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "contact"))
 }
 
@@ -37,8 +38,10 @@ pub(super) async fn map_event(node: &NodeHandle, ev: node::Event) -> ApiResult<O
             contact, message, ..
         } => {
             let c = name_of(node, contact).await?;
-            let m = db(node, move |s| s.message(message))
-                .await?
+            let m = node
+                .message(message)
+                .await
+                .map_err(node_err)?
                 .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "message"))?;
             Event::Message {
                 username: at(&c.username),
@@ -56,7 +59,7 @@ pub(super) async fn map_event(node: &NodeHandle, ev: node::Event) -> ApiResult<O
         },
         node::Event::MessageFailed { contact, message } => {
             let c = name_of(node, contact).await?;
-            let m = db(node, move |s| s.message(message)).await?;
+            let m = node.message(message).await.map_err(node_err)?;
             Event::MessageFailed {
                 username: at(&c.username),
                 id: m.map(|m| hex::encode(m.msg_id)).unwrap_or_default(),
@@ -96,7 +99,7 @@ pub(super) async fn map_event(node: &NodeHandle, ev: node::Event) -> ApiResult<O
             contact, transfer, ..
         } => {
             let c = name_of(node, contact).await?;
-            let Some(t) = db(node, move |s| s.transfer(&transfer)).await? else {
+            let Some(t) = node.transfer(transfer).await.map_err(node_err)? else {
                 return Ok(None);
             };
             Event::FileOffered(transfer_view(&c, &t))
@@ -116,7 +119,7 @@ pub(super) async fn map_event(node: &NodeHandle, ev: node::Event) -> ApiResult<O
             contact, transfer, ..
         } => {
             let c = name_of(node, contact).await?;
-            let Some(t) = db(node, move |s| s.transfer(&transfer)).await? else {
+            let Some(t) = node.transfer(transfer).await.map_err(node_err)? else {
                 return Ok(None);
             };
             Event::FileCompleted(transfer_view(&c, &t))
