@@ -596,13 +596,9 @@ mod test {
             .collect()
     }
 
-    #[test]
-    fn hello_exchange_then_text_store_then_ack() {
-        let (mut a, mut b) = ready();
-        let sent = a.queue(vec![text(1), text(2)]).unwrap();
-        assert_eq!(frames(&sent).len(), 2);
-        let got = deliver(&sent, &mut b);
-        let stored: Vec<u64> = got
+    /// The seqs of the Texts `actions` record.
+    fn text_seqs(actions: &[Action]) -> Vec<u64> {
+        actions
             .iter()
             .filter_map(|x| match x {
                 Action::Record {
@@ -611,7 +607,16 @@ mod test {
                 } => Some(t.seq),
                 _ => None,
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn hello_exchange_then_text_store_then_ack() {
+        let (mut a, mut b) = ready();
+        let sent = a.queue(vec![text(1), text(2)]).unwrap();
+        assert_eq!(frames(&sent).len(), 2);
+        let got = deliver(&sent, &mut b);
+        let stored = text_seqs(&got);
         assert_eq!(stored, vec![1, 2]);
         // No Ack before the driver says the records are durable.
         assert!(frames(&got).is_empty());
@@ -694,16 +699,7 @@ mod test {
             }
         ));
         let stored = deliver(&got, &mut b);
-        let texts: Vec<u64> = stored
-            .iter()
-            .filter_map(|x| match x {
-                Action::Record {
-                    effect: Effect::Text(t),
-                    ..
-                } => Some(t.seq),
-                _ => None,
-            })
-            .collect();
+        let texts = text_seqs(&stored);
         assert_eq!(texts, vec![3]);
     }
 

@@ -9,7 +9,7 @@
 use rusqlite::params;
 
 use super::err::db;
-use super::messages::insert;
+use super::messages::{apply_ack, insert};
 use super::sessions::{save_chain_tx, wipe_sessions};
 use super::{ChainState, ContactId, Inserted, MessageId, NewMessage, Result, Store};
 
@@ -44,23 +44,6 @@ pub struct Ended {
     pub existed: bool,
     /// Outgoing messages that were still in the outbox and are now `failed`.
     pub failed: Vec<MessageId>,
-}
-
-fn apply_ack(tx: &rusqlite::Transaction<'_>, contact: ContactId, upto: u64) -> Result<usize> {
-    let n = tx
-        .execute(
-            "DELETE FROM outbox WHERE message_id IN (
-                 SELECT id FROM messages WHERE contact_id = ?1 AND direction = 'out' AND seq <= ?2)",
-            params![contact.0, upto],
-        )
-        .map_err(db("applying an ack"))?;
-    tx.execute(
-        "UPDATE messages SET state = 'delivered'
-         WHERE contact_id = ?1 AND direction = 'out' AND seq <= ?2 AND state IN ('queued', 'sent')",
-        params![contact.0, upto],
-    )
-    .map_err(db("applying an ack"))?;
-    Ok(n)
 }
 
 impl Store {

@@ -332,22 +332,29 @@ impl Store {
     /// leaves the outbox and becomes `delivered`. Returns how many left the outbox.
     pub fn ack_outbox(&mut self, contact: ContactId, upto: u64) -> Result<usize> {
         let tx = self.conn.transaction().map_err(db("applying an ack"))?;
-        let n = tx
-            .execute(
-                "DELETE FROM outbox WHERE message_id IN (
-                     SELECT id FROM messages WHERE contact_id = ?1 AND direction = 'out' AND seq <= ?2)",
-                params![contact.0, upto],
-            )
-            .map_err(db("applying an ack"))?;
-        tx.execute(
-            "UPDATE messages SET state = 'delivered'
-             WHERE contact_id = ?1 AND direction = 'out' AND seq <= ?2 AND state IN ('queued', 'sent')",
-            params![contact.0, upto],
-        )
-        .map_err(db("applying an ack"))?;
+        let n = apply_ack(&tx, contact, upto)?;
         tx.commit().map_err(db("applying an ack"))?;
         Ok(n)
     }
+}
+
+/// Applies a cumulative ack inside `tx`: every outgoing message to `contact`
+/// with seq ≤ `upto` leaves the outbox and becomes `delivered`.
+pub(super) fn apply_ack(tx: &Transaction<'_>, contact: ContactId, upto: u64) -> Result<usize> {
+    let n = tx
+        .execute(
+            "DELETE FROM outbox WHERE message_id IN (
+                 SELECT id FROM messages WHERE contact_id = ?1 AND direction = 'out' AND seq <= ?2)",
+            params![contact.0, upto],
+        )
+        .map_err(db("applying an ack"))?;
+    tx.execute(
+        "UPDATE messages SET state = 'delivered'
+         WHERE contact_id = ?1 AND direction = 'out' AND seq <= ?2 AND state IN ('queued', 'sent')",
+        params![contact.0, upto],
+    )
+    .map_err(db("applying an ack"))?;
+    Ok(n)
 }
 
 #[cfg(test)]
