@@ -17,17 +17,9 @@ use crate::transport::arti::{ArtiNetwork, ArtiOptions, DEFAULT_VIRTUAL_PORT};
 /// The example configuration shipped in `config/umbra.example.toml`.
 pub const EXAMPLE_CONFIG: &str = include_str!("../config/umbra.example.toml");
 
-/// Coarse classification of a configuration [`Error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The file could not be read.
-    Io,
-    /// The file is not valid TOML for this schema.
-    Parse,
-    /// A value is out of range or inconsistent with another.
-    Invalid,
-}
+/// The crate's one error classification (configuration errors are `Io` or
+/// `Config`).
+pub use crate::error::ErrorKind;
 
 /// A configuration error. Messages name the offending field.
 #[derive(Debug, thiserror::Error)]
@@ -71,9 +63,14 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Read { .. } => ErrorKind::Io,
-            Error::Parse { .. } => ErrorKind::Parse,
-            Error::Invalid { .. } => ErrorKind::Invalid,
+            Error::Parse { .. } | Error::Invalid { .. } => ErrorKind::Config,
         }
+    }
+}
+
+impl crate::error::HasKind for Error {
+    fn kind(&self) -> ErrorKind {
+        Error::kind(self)
     }
 }
 
@@ -431,7 +428,7 @@ mod test {
     #[test]
     fn unknown_fields_are_rejected() {
         let e = Config::from_toml("[network]\nkin = \"tor\"\n").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Parse);
+        assert!(matches!(e, Error::Parse { .. }), "{e}");
         // The message says what the file is; its source what toml found,
         // once (UX-2026-11 P1: it used to be printed twice).
         assert_eq!(e.to_string(), "invalid configuration file");
@@ -446,9 +443,9 @@ mod test {
             format!("invalid configuration file {}", path.display())
         );
         let e = Config::from_toml("[nope]\n").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Parse);
+        assert!(matches!(e, Error::Parse { .. }), "{e}");
         let e = Config::from_toml("[network]\nkind = \"carrier-pigeon\"\n").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Parse);
+        assert!(matches!(e, Error::Parse { .. }), "{e}");
     }
 
     #[test]
@@ -467,7 +464,7 @@ mod test {
     #[test]
     fn trust_everyone_only_on_local() {
         let e = Config::from_toml("[network]\ndangerously_trust_everyone = true\n").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Invalid);
+        assert!(matches!(e, Error::Invalid { .. }), "{e}");
         Config::from_toml(
             "[network]\nkind = \"local\"\nlocal_network = \"/x\"\n\
              dangerously_trust_everyone = true\n",
@@ -484,11 +481,9 @@ mod test {
             "[limits]\nmax_connections = 0\n",
             "[network]\nvirtual_port = 0\n",
         ] {
-            assert_eq!(
-                Config::from_toml(bad).unwrap_err().kind(),
-                ErrorKind::Invalid,
-                "{bad}"
-            );
+            let e = Config::from_toml(bad).unwrap_err();
+            assert!(matches!(e, Error::Invalid { .. }), "{bad}: {e}");
+            assert_eq!(e.kind(), ErrorKind::Config);
         }
     }
 

@@ -1,4 +1,5 @@
-//! The crate-wide error classification.
+//! The crate-wide error classification: one [`ErrorKind`] for every error
+//! type of the client, the store, the configuration and the transports.
 //!
 //! Every module has its own `thiserror` enum; each implements [`HasKind`] so
 //! that the CLI and the daemon can branch on the *kind* of failure without
@@ -28,6 +29,37 @@ pub enum ErrorKind {
     Io,
     /// A bug in Umbra: please report it.
     Internal,
+    /// The passphrase does not unlock the store (or the backup file).
+    WrongPassphrase,
+    /// No usable passphrase could be obtained.
+    Passphrase,
+    /// No store exists where one was expected.
+    NotInitialized,
+    /// Something (a store, an identity, a record) already exists where a new
+    /// one was to be created.
+    AlreadyExists,
+    /// A requested record does not exist, or nobody listens at an address.
+    NotFound,
+    /// A file or directory has permissions or ownership that let others tamper with it.
+    UnsafePermissions,
+    /// A file on disk (header, database, backup) is malformed or from an unknown version.
+    Corrupt,
+    /// The database engine reported an error.
+    Database,
+    /// A security invariant would have been violated (e.g. a counter going backwards).
+    InvariantViolation,
+    /// The configuration is invalid (unreadable, not this schema, a value out of range).
+    Config,
+    /// A peer address is malformed or belongs to another transport.
+    BadAddress,
+    /// Local files or directories of a transport are unusable (permissions, locks, I/O).
+    LocalState,
+    /// Could not join the Tor network.
+    Bootstrap,
+    /// The peer exists but could not be reached in time.
+    Unreachable,
+    /// A listener or transport was shut down.
+    Closed,
 }
 
 /// Implemented by every error type of the crate.

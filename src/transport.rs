@@ -157,29 +157,10 @@ pub trait Listener: Send {
     fn accept(&mut self) -> impl Future<Output = Result<BoxedStream, Error>> + Send;
 }
 
-/// Coarse classification of a transport [`Error`], so that callers (CLI,
-/// daemon) can decide without string matching.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The address is malformed or belongs to another transport.
-    BadAddress,
-    /// The configuration is invalid.
-    Config,
-    /// Local files or directories are unusable (permissions, locks, I/O).
-    LocalState,
-    /// Could not join the Tor network.
-    Bootstrap,
-    /// Nobody is listening at that address (onion service descriptor not
-    /// found, connection refused): check the address or try later.
-    NotFound,
-    /// The peer exists but could not be reached in time.
-    Unreachable,
-    /// The listener or transport was shut down.
-    Closed,
-    /// Any other failure inside the transport.
-    Internal,
-}
+/// The crate's one error classification (transport errors use its
+/// `BadAddress`, `Config`, `LocalState`, `Bootstrap`, `NotFound`,
+/// `Unreachable`, `Closed` and `Internal` kinds).
+pub use crate::error::ErrorKind;
 
 /// An error from a transport.
 #[derive(Debug, thiserror::Error)]

@@ -88,21 +88,21 @@ pub enum NodeError {
 impl HasKind for NodeError {
     fn kind(&self) -> ErrorKind {
         match self {
-            NodeError::Store(_) => ErrorKind::Io,
+            NodeError::Store(e) => e.kind(),
             NodeError::Peer(e) => e.kind(),
             NodeError::Handshake(e) => e.kind(),
             NodeError::Session(e) => e.kind(),
-            NodeError::Stream { .. } | NodeError::Transport(_) | NodeError::Mailbox(_) => {
-                ErrorKind::Io
-            }
-            NodeError::Timeout { .. } => ErrorKind::Io,
+            NodeError::Transport(e) => e.kind(),
+            NodeError::Mailbox(e) => e.kind(),
+            NodeError::Stream { .. } => ErrorKind::Io,
+            NodeError::Timeout { .. } => ErrorKind::Unreachable,
             NodeError::File(e) => e.kind(),
+            NodeError::NotFound { .. } => ErrorKind::NotFound,
             NodeError::NoSession
-            | NodeError::NotFound { .. }
             | NodeError::Invalid { .. }
             | NodeError::KeyChanged
             | NodeError::AlreadyConnected => ErrorKind::InvalidInput,
-            NodeError::ShuttingDown => ErrorKind::Io,
+            NodeError::ShuttingDown => ErrorKind::Closed,
             NodeError::PeerNotReading => ErrorKind::Protocol,
             NodeError::Internal { .. } => ErrorKind::Internal,
         }

@@ -6,34 +6,9 @@
 
 use std::path::PathBuf;
 
-/// Coarse classification of a store [`Error`], for callers that need to branch
-/// (exit codes, retry prompts) without matching on variants or text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The passphrase does not unlock the store (or the backup file).
-    WrongPassphrase,
-    /// No store exists where one was expected.
-    NotInitialized,
-    /// A store (or identity) already exists where a new one was to be created.
-    AlreadyExists,
-    /// A file or directory has permissions or ownership that let others tamper with it.
-    UnsafePermissions,
-    /// An operating-system I/O operation failed.
-    Io,
-    /// A file on disk (header, database, backup) is malformed or from an unknown version.
-    Corrupt,
-    /// The database engine reported an error.
-    Database,
-    /// A requested record does not exist.
-    NotFound,
-    /// The caller passed an invalid value.
-    InvalidInput,
-    /// A security invariant would have been violated (e.g. a counter going backwards).
-    InvariantViolation,
-    /// No usable passphrase could be obtained.
-    Passphrase,
-}
+/// The crate's one error classification (store errors use its
+/// `WrongPassphrase` … `Passphrase` kinds).
+pub use crate::error::ErrorKind;
 
 /// Everything that can go wrong in the encrypted store.
 #[derive(Debug, thiserror::Error)]
@@ -247,5 +222,11 @@ pub(crate) fn io(
         action,
         path,
         source,
+    }
+}
+
+impl crate::error::HasKind for Error {
+    fn kind(&self) -> ErrorKind {
+        Error::kind(self)
     }
 }
