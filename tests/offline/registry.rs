@@ -11,7 +11,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures::StreamExt;
-use umbra::node::{Event, MemoryMailbox};
+use std::time::Duration;
+
+use umbra::node::{Event, MemoryMailbox, NodeConfig};
 use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
 use umbra::transport::{Listener, PeerAddress, Transport};
 use umbra::wire::{PeerMessage, PresenceState, Text};
@@ -40,7 +42,20 @@ async fn a_reconnect_after_goodbye_replaces_the_connection_the_tie_break_keeps()
         ab,
         ba,
         b_events: mut b_ev,
-    } = support::pair_then_alice_leaves(&net, &mailbox, &alice, &bob).await;
+    } = support::pair_then_alice_leaves_with(
+        &net,
+        &mailbox,
+        &alice,
+        &bob,
+        // The test drives alice's side by hand and answers no heartbeat: bob
+        // must not declare her first connection dead (and redial, winning the
+        // tie-break against her reconnect) while a loaded machine runs it.
+        NodeConfig {
+            dead_after: Duration::from_secs(120),
+            ..support::fast_config()
+        },
+    )
+    .await;
 
     // alice's address now answers by hand; bob's dialer reconnects to it, so
     // bob is the connector of this connection.
