@@ -18,15 +18,23 @@
 //! Lower layers know nothing of the upper ones:
 //!
 //! ```text
-//!  cli                           argument parsing and commands (`umbra init`, ...)
-//!  node / control                (planned: daemon, control socket)
+//!  cli   tui                     commands (`umbra init`, `umbra send`, ...); the terminal UI
+//!        |                       (both talk to the daemon over the control socket)
+//!  daemon / control              `umbra up`; the control socket
 //!        |
-//!  handshake   wire              handshake payloads; peer framing + message set
-//!        |       |
-//!  envelope   session            OpenPGP sign+encrypt; key schedule, ratchet, AES-256-GCM
+//!  node   files                  connections, dialing, mailbox, transfers
 //!        |
-//!  identity                      OpenPGP v4 certs, fingerprints, usernames
+//!  store   handshaker_client     SQLCipher store; HTTP client of a Handshaker
+//!        |
+//!  umbra-proto                   identity, envelope, handshake, session, wire, ...
+//!  umbra-transport               Arti onion services, direct TCP, in-memory
 //! ```
+//!
+//! The protocol pieces the Handshaker shares (`identity`, `envelope`,
+//! `handshake`, `session`, `wire`, `limits`, `time`, `error`, and the
+//! Handshaker API types under `handshaker_client`) live in the `umbra-proto`
+//! crate, the transports in `umbra-transport`; both are re-exported here under
+//! their old paths.
 //!
 //! `redact` provides the [`redact::Sensitive`] wrapper used whenever an
 //! identifier could reach a log line; `error` provides the crate-wide
@@ -38,21 +46,14 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
-pub mod envelope;
-pub mod error;
 pub mod files;
-pub mod handshake;
 pub mod handshaker_client;
-pub mod identity;
-pub mod limits;
 pub mod node;
 pub mod redact;
-pub mod session;
 pub mod store;
-pub mod time;
-pub mod transport;
 pub mod tui;
-pub mod wire;
 
 // ---------- public exports ----------
 pub use error::{ErrorKind, HasKind};
+pub use umbra_proto::{envelope, error, handshake, identity, limits, session, time, wire};
+pub use umbra_transport as transport;

@@ -22,10 +22,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use umbra::handshaker_client::pow::{self, PowError, PowStamp, Purpose};
-use umbra::handshaker_client::wire::*;
-use umbra::identity::{Fingerprint, IdentityError, PublicCert, Username};
-use umbra::{ErrorKind, HasKind};
+use umbra_proto::handshaker_api::pow::{self, PowError, PowStamp, Purpose};
+use umbra_proto::handshaker_api::wire::*;
+use umbra_proto::identity::{Fingerprint, IdentityError, PublicCert, Username};
+use umbra_proto::{ErrorKind, HasKind};
 
 use crate::config::Config;
 use crate::ephemeral::ExpiringMap;
@@ -395,7 +395,7 @@ async fn db<T: Send + 'static>(
 type Shared = State<Arc<AppState>>;
 
 fn now() -> u64 {
-    umbra::time::now_secs()
+    umbra_proto::time::now_secs()
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(
@@ -525,7 +525,7 @@ async fn info(State(st): Shared) -> axum::Json<InfoResponse> {
         limits: InfoLimits {
             max_body: c.limits.max_body_bytes,
             max_message: c.limits.max_message_bytes,
-            max_cert: umbra::limits::MAX_CERT,
+            max_cert: umbra_proto::limits::MAX_CERT,
             mailbox_capacity: c.mailbox.capacity,
             mailbox_retention_secs: c.mailbox.retention_secs,
             max_search_limit: MAX_SEARCH_LIMIT,

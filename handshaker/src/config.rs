@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use umbra::{ErrorKind, HasKind};
+use umbra_proto::{ErrorKind, HasKind};
 
 /// Errors from loading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -238,7 +238,7 @@ impl Config {
         if l.max_connections == 0 {
             return bad("limits.max_connections", "must be at least 1");
         }
-        if l.max_message_bytes == 0 || l.max_message_bytes > umbra::limits::MAX_ENVELOPE {
+        if l.max_message_bytes == 0 || l.max_message_bytes > umbra_proto::limits::MAX_ENVELOPE {
             return bad("limits.max_message_bytes", "must be 1..=65536");
         }
         if l.max_body_bytes < l.max_message_bytes || l.max_body_bytes > 1024 * 1024 {

@@ -23,8 +23,11 @@
 //!  ephemeral          challenges, ack tokens, spent PoW stamps (memory)
 //! ```
 //!
-//! Wire types, statements and proof of work come from
-//! `umbra::handshaker_client`, shared with the client.
+//! Wire types, statements, proof of work and the canonical address come from
+//! `umbra_proto::handshaker_api`, identities from `umbra_proto::identity` and
+//! the listeners from `umbra-transport`: the crates the client uses too. The
+//! client crate `umbra` itself is only a dev-dependency (tests and benchmarks
+//! drive the server with the real `HandshakerClient`).
 
 // ---------- modules ----------
 pub mod api;
@@ -39,7 +42,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use umbra::transport::Listener;
+use umbra_transport::Listener;
 
 // ---------- public exports ----------
 pub use api::{ApiError, AppState};
@@ -66,7 +69,7 @@ async fn maintenance(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
-        let now = umbra::time::now_secs();
+        let now = umbra_proto::time::now_secs();
         state.prune(now);
         let store = state.store.clone();
         match tokio::task::spawn_blocking(move || store.purge_expired(now)).await {

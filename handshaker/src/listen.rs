@@ -1,8 +1,8 @@
 //! Where connections come from: plain TCP, our own onion service, or both.
 
-use umbra::transport::arti::ArtiListener;
-use umbra::transport::tcp::TcpTransportListener;
-use umbra::transport::{BoxedStream, Error, Listener, PeerAddress};
+use umbra_transport::arti::ArtiListener;
+use umbra_transport::tcp::TcpTransportListener;
+use umbra_transport::{BoxedStream, Error, Listener, PeerAddress};
 
 /// TCP, onion service, or both at once.
 #[derive(Debug)]

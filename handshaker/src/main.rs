@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use umbra::transport::arti::{ArtiNetwork, ArtiOptions, ArtiTransport};
-use umbra::transport::tcp::TcpTransport;
-use umbra::transport::{Listener, Transport};
 use umbra_handshaker::listen::AnyListener;
 use umbra_handshaker::{AppState, Config, SqliteStore, Store};
+use umbra_transport::arti::{ArtiNetwork, ArtiOptions, ArtiTransport};
+use umbra_transport::tcp::TcpTransport;
+use umbra_transport::{Listener, Transport};
 
 /// The Umbra Handshaker: a directory of usernames and OpenPGP keys with
 /// request mailboxes, served as an onion service.
@@ -172,7 +172,7 @@ async fn start(
         (None, AnyListener::Tcp(t)) => format!("http://{}", t.address().as_str()),
         (None, l) => l.address().as_str().to_string(),
     };
-    let address = umbra::handshaker_client::HandshakerAddress::parse(&address)
+    let address = umbra_proto::handshaker_api::HandshakerAddress::parse(&address)
         .context("invalid public address")?
         .as_str()
         .to_string();

@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{Semaphore, broadcast, mpsc};
-use umbra::transport::{self, BoxedStream, Listener};
+use umbra_transport::{self as transport, BoxedStream, Listener};
 
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]

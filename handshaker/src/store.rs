@@ -11,8 +11,8 @@
 
 pub mod sqlite;
 
-use umbra::identity::{Fingerprint, Username};
-use umbra::{ErrorKind, HasKind};
+use umbra_proto::identity::{Fingerprint, Username};
+use umbra_proto::{ErrorKind, HasKind};
 
 /// Errors from a store.
 #[derive(Debug, thiserror::Error)]

@@ -42,7 +42,7 @@ impl Directory {
     /// A client for `address` with the right connector (Arti for onion
     /// addresses, TCP for `http://host:port`).
     pub fn client_for(&self, address: &str) -> Result<HandshakerClient, DirectoryError> {
-        let parsed = HandshakerAddress::parse(address)?;
+        let parsed = HandshakerAddress::parse(address).map_err(HandshakerClientError::from)?;
         let connector: Arc<dyn Connector> = if parsed.is_onion() {
             self.onion.clone().ok_or(DirectoryError::NoTor)?
         } else {

@@ -475,3 +475,32 @@ fn killed_mid_write_single_inserts() {
 fn killed_mid_write_batches() {
     killed_mid_write(50, 2000);
 }
+
+/// Replay records are durable: a connection request opened once is refused as a
+/// replay after the store is closed and reopened (the store is the client's
+/// `SeenRequests`). Moved here from `handshake.rs` when that module moved to
+/// `umbra-proto`, which has no store.
+#[test]
+fn durable_replay_cache_in_the_store() {
+    use umbra::envelope::Freshness;
+    use umbra::handshake::{HandshakeError, make_request, open_request};
+    use umbra::identity::{Identity, Username};
+
+    let ident = |name: &str| Identity::generate(&Username::parse(name).unwrap()).unwrap();
+    let (alice, bob) = (ident("alice"), ident("bob"));
+    let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
+    let addr = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.onion";
+    let (env, _) = make_request(&alice, &pb, bob.username(), addr, "").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let pass = pw("p");
+    let mut store = Store::create(&dir, &pass, params()).unwrap();
+    open_request(env.as_bytes(), &bob, &pa, &mut store, Freshness::default()).unwrap();
+    store.close().unwrap();
+    // Still refused after reopening.
+    let mut store = Store::open(&dir, &pass).unwrap();
+    assert!(matches!(
+        open_request(env.as_bytes(), &bob, &pa, &mut store, Freshness::default()),
+        Err(HandshakeError::Replay)
+    ));
+}

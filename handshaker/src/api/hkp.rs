@@ -15,8 +15,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use openpgp::parse::Parse;
 use sequoia_openpgp as openpgp;
-use umbra::handshaker_client::wire::MAX_SEARCH_LIMIT;
-use umbra::identity::Fingerprint;
+use umbra_proto::handshaker_api::wire::MAX_SEARCH_LIMIT;
+use umbra_proto::identity::Fingerprint;
 
 use super::{ApiError, AppState, db, search_prefix};
 use crate::store::UserRecord;
@@ -66,7 +66,7 @@ pub(crate) async fn lookup(
         "get" => {
             let rec = match search {
                 Search::Fingerprint(f) => db(&st, move |s| s.user_by_fingerprint(&f)).await?,
-                Search::Name(n) => match umbra::identity::Username::parse(&n) {
+                Search::Name(n) => match umbra_proto::identity::Username::parse(&n) {
                     Ok(u) => db(&st, move |s| s.user_by_name(&u)).await?,
                     Err(_) => None,
                 },
@@ -108,7 +108,7 @@ fn machine_readable_index(recs: &[UserRecord]) -> String {
                 (
                     u8::from(k.pk_algo()).to_string(),
                     k.mpis().bits().map(|b| b.to_string()).unwrap_or_default(),
-                    umbra::time::unix_secs(k.creation_time()).to_string(),
+                    umbra_proto::time::unix_secs(k.creation_time()).to_string(),
                 )
             }
             Err(_) => (String::new(), String::new(), String::new()),

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use umbra::identity::{Fingerprint, Username};
+use umbra_proto::identity::{Fingerprint, Username};
 
 use super::{Store, StoreCounts, StoreError, StoreSnapshot, StoredItem, UserRecord};
 

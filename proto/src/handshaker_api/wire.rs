@@ -1,6 +1,6 @@
 //! JSON bodies and signed statements of the Handshaker HTTP API v1.
 //!
-//! The server (`umbra-handshaker`) and [`super::HandshakerClient`] both use
+//! The server (`umbra-handshaker`) and the client (`umbra::handshaker_client`) both use
 //! these types, so client and server cannot drift apart. Requests reject
 //! unknown fields; responses ignore them (forward compatibility).
 

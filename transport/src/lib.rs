@@ -1,6 +1,21 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![deny(clippy::mod_module_files)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::print_stdout,
+        clippy::print_stderr
+    )
+)]
+
 //! Transports: "listen as an onion service" and "connect to an address".
 //!
-//! Everything above this module (wire framing, sessions, the daemon) sees a
+//! Everything above this crate (wire framing, sessions, the daemon) sees a
 //! [`Transport`] that hands out [`BoxedStream`]s: ordered, reliable byte
 //! streams implementing tokio's `AsyncRead + AsyncWrite`. Three
 //! implementations exist:
@@ -10,13 +25,13 @@
 //!   other users' `.onion` addresses.
 //! * [`tcp::TcpTransport`]: direct TCP between IP addresses. Only for an
 //!   explicit, opt-in LAN mode and fast tests; it offers no anonymity and is
-//!   never chosen silently (see [`crate::config::NetworkKind`]).
+//!   never chosen silently (see the client's `umbra::config::NetworkKind`).
 //! * [`memory::MemoryTransport`]: in-process pipes for unit tests.
 //!
 //! Streams may buffer (Arti packs bytes into 509-byte cells): callers must
 //! `flush()` after every message.
 //!
-//! As little code as possible touches the network: only this module opens
+//! As little code as possible touches the network: only this crate opens
 //! connections or listens.
 
 pub mod arti;

@@ -31,6 +31,11 @@ pub const FRAME_TYPE_ENVELOPE: u8 = 1;
 pub const FRAME_TYPE_LANE: u8 = 3;
 /// The peer protocol version announced in [`Hello`].
 pub const PROTOCOL_VERSION: u16 = 1;
+/// Onion-service virtual port of peer connections (PEER_PORT, PROTOCOL.md
+/// §3.3): onion addresses carry no port. `umbra-transport`'s Arti backend
+/// listens on it by default, and a Handshaker `.onion` address without a
+/// port is dialled on it.
+pub const PEER_PORT: u16 = 7400;
 
 /// Errors from decoding or encoding frames and peer messages.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +114,7 @@ pub enum Frame<'a> {
     /// [`crate::session::Session::open`] (the header is authenticated).
     Sealed(&'a [u8]),
     /// A lane frame (file chunks on an extra stream): the whole body, to be
-    /// opened by [`crate::files::Lane::open`].
+    /// opened by the client's file lanes (`umbra::files::Lane::open`).
     Lane(&'a [u8]),
 }
 

@@ -638,26 +638,6 @@ mod test {
     }
 
     #[test]
-    fn durable_replay_cache_in_the_store() {
-        let (alice, bob) = (ident("alice"), ident("bob"));
-        let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
-        let (env, _) = make_request(&alice, &pb, bob.username(), ADDR_A, "").unwrap();
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("d");
-        let pass = secrecy::SecretString::from("p".to_owned());
-        let params = crate::store::KdfParams::insecure_for_tests();
-        let mut store = crate::store::Store::create(&dir, &pass, params).unwrap();
-        open_request(env.as_bytes(), &bob, &pa, &mut store, Freshness::default()).unwrap();
-        store.close().unwrap();
-        // Still refused after reopening.
-        let mut store = crate::store::Store::open(&dir, &pass).unwrap();
-        assert!(matches!(
-            open_request(env.as_bytes(), &bob, &pa, &mut store, Freshness::default()),
-            Err(HandshakeError::Replay)
-        ));
-    }
-
-    #[test]
     fn swapped_sender_is_refused() {
         // Mallory signs a request that claims to come from Alice.
         let (alice, bob, mallory) = (ident("alice"), ident("bob"), ident("mallory"));

@@ -37,8 +37,9 @@ use super::{
     TransportKind, retry_connect,
 };
 
-/// The virtual port of every Umbra onion service.
-pub const DEFAULT_VIRTUAL_PORT: u16 = 7400;
+/// The virtual port of every Umbra onion service (the protocol's
+/// [`umbra_proto::wire::PEER_PORT`]).
+pub const DEFAULT_VIRTUAL_PORT: u16 = umbra_proto::wire::PEER_PORT;
 
 /// Which Tor network to join.
 #[derive(Debug, Clone, PartialEq, Eq)]
