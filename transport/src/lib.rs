@@ -175,7 +175,7 @@ pub trait Listener: Send {
 /// The crate's one error classification (transport errors use its
 /// `BadAddress`, `Config`, `LocalState`, `Bootstrap`, `NotFound`,
 /// `Unreachable`, `Closed` and `Internal` kinds).
-pub use crate::error::ErrorKind;
+pub use umbra_proto::error::ErrorKind;
 
 /// An error from a transport.
 #[derive(Debug, thiserror::Error)]
