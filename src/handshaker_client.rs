@@ -125,10 +125,55 @@ fn io_err(
 pub type ConnectFuture<'a> =
     Pin<Box<dyn Future<Output = std::io::Result<BoxedStream>> + Send + 'a>>;
 
+/// Which circuits a Handshaker call may share (SECURITY-2026-11 H2).
+///
+/// Calls made as the user (registration, deletion, and the signed mailbox
+/// challenge, fetch and ack) share one isolation group: the Handshaker knows
+/// who makes them anyway. Every other call (lookup, search, deposit, info)
+/// gets a fresh group, so the Handshaker cannot link it to the user's
+/// account by circuit, nor to another anonymous call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// The user's own account operations.
+    Account,
+    /// A call no other call may share a circuit with.
+    Fresh,
+}
+
+impl Isolation {
+    /// The isolation of an API call (`method`, `path`), decided in one place:
+    /// `POST /v1/register`, `DELETE /v1/users/<me>` and
+    /// `POST /v1/mailbox/<me>/{challenge,fetch,ack}` are account calls;
+    /// everything else (including a deposit, `POST /v1/mailbox/<other>`) is
+    /// fresh.
+    pub fn of(method: &Method, path: &str) -> Isolation {
+        let account = match *method {
+            Method::DELETE => path.starts_with("/v1/users/"),
+            Method::POST => {
+                path == "/v1/register"
+                    || path.strip_prefix("/v1/mailbox/").is_some_and(|rest| {
+                        rest.split_once('/')
+                            .is_some_and(|(_, op)| matches!(op, "challenge" | "fetch" | "ack"))
+                    })
+            }
+            _ => false,
+        };
+        if account {
+            Isolation::Account
+        } else {
+            Isolation::Fresh
+        }
+    }
+}
+
 /// Opens byte streams to a Handshaker.
 pub trait Connector: Send + Sync {
-    /// Opens a fresh stream to `addr`.
-    fn connect<'a>(&'a self, addr: &'a HandshakerAddress) -> ConnectFuture<'a>;
+    /// Opens a fresh stream to `addr`, on circuits chosen by `isolation`.
+    fn connect<'a>(
+        &'a self,
+        addr: &'a HandshakerAddress,
+        isolation: Isolation,
+    ) -> ConnectFuture<'a>;
 }
 
 /// Plain TCP, for `http://host:port` Handshakers.
@@ -136,7 +181,8 @@ pub trait Connector: Send + Sync {
 pub struct TcpConnector;
 
 impl Connector for TcpConnector {
-    fn connect<'a>(&'a self, addr: &'a HandshakerAddress) -> ConnectFuture<'a> {
+    /// Plain TCP has no circuits: `isolation` does not apply.
+    fn connect<'a>(&'a self, addr: &'a HandshakerAddress, _: Isolation) -> ConnectFuture<'a> {
         Box::pin(async move {
             if addr.is_onion() {
                 return Err(std::io::Error::new(
@@ -155,12 +201,21 @@ impl Connector for TcpConnector {
 pub struct TransportConnector<T>(pub Arc<T>);
 
 impl<T: Transport + 'static> Connector for TransportConnector<T> {
-    fn connect<'a>(&'a self, addr: &'a HandshakerAddress) -> ConnectFuture<'a> {
+    /// [`Isolation::Account`] uses the transport's default isolation group
+    /// (nothing else of ours connects to the Handshaker's onion service with
+    /// it); [`Isolation::Fresh`] a new group per stream.
+    fn connect<'a>(
+        &'a self,
+        addr: &'a HandshakerAddress,
+        isolation: Isolation,
+    ) -> ConnectFuture<'a> {
         Box::pin(async move {
-            self.0
-                .connect(&PeerAddress::new(addr.host()))
-                .await
-                .map_err(std::io::Error::other)
+            let peer = PeerAddress::new(addr.host());
+            match isolation {
+                Isolation::Account => self.0.connect(&peer).await,
+                Isolation::Fresh => self.0.connect_isolated(&peer).await,
+            }
+            .map_err(std::io::Error::other)
         })
     }
 }
@@ -522,9 +577,10 @@ impl HandshakerClient {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<(StatusCode, Bytes)> {
+        let isolation = Isolation::of(&method, path);
         let stream = self
             .connector
-            .connect(&self.addr)
+            .connect(&self.addr, isolation)
             .await
             .map_err(|e| io_err("connecting")(Box::new(e)))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -588,8 +644,10 @@ fn verify_entry(resp: UserResponse, expected: Option<&Username>) -> Result<Direc
     if !cert.fingerprint().ct_eq(&fingerprint) {
         return Err(bad("certificate does not match the fingerprint"));
     }
-    if !cert.usernames().contains(&username) {
-        return Err(bad("certificate does not carry the username"));
+    if cert.username().ok().as_ref() != Some(&username) {
+        return Err(bad(
+            "the certificate's one @name user ID is not the username (it must carry exactly one)",
+        ));
     }
     Ok(DirectoryEntry {
         username,

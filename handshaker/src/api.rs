@@ -547,9 +547,11 @@ async fn register(
     let cert = PublicCert::from_bytes(req.cert.as_bytes())
         .and_then(|c| c.stripped())
         .map_err(cert_err)?;
-    if !cert.usernames().contains(&username) {
+    // Exactly one `@` user ID, self-signed, equal to the registered name:
+    // served certificates can vouch for no other name (SECURITY-2026-11 H1).
+    if cert.username().ok().as_ref() != Some(&username) {
         return Err(ApiError::BadCert {
-            reason: "the certificate must carry the user ID @username".into(),
+            reason: "the certificate must carry exactly one @name user ID, @username, with a valid self-signature".into(),
         });
     }
     let stamp = st.check_pow(req.pow.as_ref(), Purpose::Register, username.as_str(), now)?;

@@ -47,6 +47,13 @@ pub enum EnvelopeError {
     /// The bytes are not an OpenPGP message.
     #[error("not a well-formed OpenPGP message")]
     Malformed,
+    /// The message contains a compressed data packet. Umbra never compresses
+    /// (PROTOCOL.md §4.2): decompressing before the signature is checked
+    /// would let anyone make us inflate a few KiB into megabytes.
+    #[error(
+        "compressed envelopes are refused (Umbra never compresses; with GnuPG, use --compress-algo none)"
+    )]
+    Compressed,
     /// The message is not encrypted.
     #[error("message is not encrypted; Umbra only accepts signed and encrypted envelopes")]
     NotEncrypted,
@@ -94,7 +101,7 @@ impl HasKind for EnvelopeError {
     fn kind(&self) -> ErrorKind {
         match self {
             EnvelopeError::TooLarge { .. } => ErrorKind::TooLarge,
-            EnvelopeError::Malformed => ErrorKind::InvalidInput,
+            EnvelopeError::Malformed | EnvelopeError::Compressed => ErrorKind::InvalidInput,
             EnvelopeError::NotEncrypted | EnvelopeError::NotForMe => ErrorKind::Decryption,
             EnvelopeError::Unsigned
             | EnvelopeError::UnknownSigner
@@ -279,6 +286,10 @@ pub fn open<L: SenderLookup>(
     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let verdict = verdict_in;
         DecryptorBuilder::from_bytes(bytes)
+            // Never buffer more than a whole payload (sequoia's default is
+            // 25 MiB): a message over the limit is refused once the payload
+            // limit is read, not after buffering it.
+            .map(|b| b.buffer_size(MAX_ENVELOPE_PAYLOAD + 1))
             // sequoia applies no skew tolerance to an explicit time; our own
             // window check (Helper::check_time) is the authority on freshness.
             .and_then(|b| {
@@ -350,6 +361,7 @@ enum Failure {
     Expired(u64),
     FromFuture(u64),
     PayloadTooLarge(usize),
+    Compressed,
 }
 
 impl Failure {
@@ -369,6 +381,7 @@ impl Failure {
                 len,
                 limit: MAX_ENVELOPE_PAYLOAD,
             },
+            Failure::Compressed => EnvelopeError::Compressed,
         }
     }
 }
@@ -411,6 +424,17 @@ impl<L> Helper<L> {
 }
 
 impl<L: SenderLookup> VerificationHelper for Helper<L> {
+    /// Called for every packet as it is parsed, before its body is read: a
+    /// compressed data packet is refused here, before anything is inflated.
+    /// (sequoia is also built without its compression features, so it
+    /// could not inflate one anyway.)
+    fn inspect(&mut self, pp: &openpgp::parse::PacketParser<'_>) -> openpgp::Result<()> {
+        if matches!(pp.packet, openpgp::Packet::CompressedData(_)) {
+            return Err(self.fail(Failure::Compressed));
+        }
+        Ok(())
+    }
+
     fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
         let found = self.senders.lookup(ids);
         self.verdict.borrow_mut().sender = found.clone();
@@ -424,7 +448,7 @@ impl<L: SenderLookup> VerificationHelper for Helper<L> {
         for layer in structure.into_iter() {
             match layer {
                 MessageLayer::Encryption { .. } => encrypted = true,
-                MessageLayer::Compression { .. } => {}
+                MessageLayer::Compression { .. } => return Err(self.fail(Failure::Compressed)),
                 MessageLayer::SignatureGroup { results } => {
                     for r in results {
                         signed = true;

@@ -53,7 +53,8 @@ pub enum HandshakeError {
     /// The payload names a sender other than the key that signed it.
     #[error("sender mismatch: the message claims a sender other than its signer")]
     SwappedSender,
-    /// The payload's `from_username` is not a user ID of the signer's certificate.
+    /// The payload's `from_username` is not the one username of the signer's
+    /// certificate.
     #[error("sender username does not match the signer's certificate")]
     UsernameMismatch,
     /// The body's `created_at` disagrees with the signature time.
@@ -339,12 +340,14 @@ fn open_payload<L: SenderLookup>(
         HandshakeMessage::Accept(a) => Some(&a.from_username),
         HandshakeMessage::Reject(_) => None,
     };
+    // The claimed name must be the signer certificate's one username
+    // (PROTOCOL.md §5.5 row 7): a certificate with several `@` user IDs has
+    // none, so a key cannot speak for a name that is not its own.
     if let Some(name) = from_username
         && !opened
             .signer_cert
-            .usernames()
-            .iter()
-            .any(|u| u.as_str() == name)
+            .username()
+            .is_ok_and(|u| u.as_str() == name)
     {
         return Err(HandshakeError::UsernameMismatch);
     }

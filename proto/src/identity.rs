@@ -344,18 +344,45 @@ impl PublicCert {
         self.fingerprint
     }
 
-    /// The `@name` user IDs on the certificate that parse as Umbra usernames.
-    pub fn usernames(&self) -> Vec<Username> {
-        self.cert
+    /// The certificate's Umbra username: its one `@name` user ID, which must
+    /// carry a valid self-signature under the standard policy and be in
+    /// canonical (folded) form. A certificate with any other `@` user ID,
+    /// bound or not, has no username: otherwise a key registered as
+    /// `@mallory` could also claim `@alice` (SECURITY-2026-11 H1).
+    pub fn username(&self) -> Result<Username, IdentityError> {
+        let bad = |reason: &str| IdentityError::BadCert {
+            reason: reason.to_owned(),
+        };
+        let at_ids = self
+            .cert
             .userids()
-            .filter_map(|u| {
-                std::str::from_utf8(u.userid().value())
-                    .ok()
-                    .map(str::to_owned)
-            })
-            .filter(|s| s.starts_with('@'))
-            .filter_map(|s| Username::parse(&s).ok())
-            .collect()
+            .filter(|u| u.userid().value().starts_with(b"@"))
+            .count();
+        if at_ids != 1 {
+            return Err(bad(if at_ids == 0 {
+                "no @name user ID"
+            } else {
+                "more than one @name user ID; exactly one is allowed"
+            }));
+        }
+        let valid = self
+            .cert
+            .with_policy(&*POLICY, None)
+            .map_err(|_| bad("not valid under policy"))?;
+        let bound = valid
+            .userids()
+            .find(|u| u.userid().value().starts_with(b"@"))
+            .ok_or_else(|| bad("the @name user ID has no valid self-signature"))?;
+        let text = std::str::from_utf8(bound.userid().value())
+            .map_err(|_| bad("the @name user ID is not UTF-8"))?;
+        let name =
+            Username::parse(text).map_err(|_| bad("the @name user ID is not a valid username"))?;
+        if name.user_id() != text {
+            return Err(bad(
+                "the @name user ID is not in canonical (lower-case) form",
+            ));
+        }
+        Ok(name)
     }
 
     /// ASCII-armored serialization.
@@ -526,13 +553,7 @@ impl Identity {
         }
         // Must be usable as a public certificate too.
         let public = PublicCert::from_cert(cert.clone().strip_secret_key_material())?;
-        let username = public
-            .usernames()
-            .into_iter()
-            .next()
-            .ok_or(IdentityError::BadCert {
-                reason: "no @name user ID".into(),
-            })?;
+        let username = public.username()?;
         Ok(Identity {
             fingerprint: public.fingerprint,
             cert,
@@ -771,8 +792,50 @@ mod test {
             enc[0].key().pk_algo(),
             openpgp::types::PublicKeyAlgorithm::ECDH
         );
-        assert_eq!(id.public_cert().unwrap().usernames(), vec![name]);
+        assert_eq!(id.public_cert().unwrap().username().unwrap(), name);
         assert!(!id.public_cert().unwrap().cert().is_tsk());
+    }
+
+    /// `id`'s public certificate plus `extra` user IDs, self-signed if
+    /// `bound`.
+    fn with_user_ids(id: &Identity, extra: &[&str], bound: bool) -> PublicCert {
+        use openpgp::packet::{UserID, signature::SignatureBuilder};
+        let mut signer = id.signing_keypair().unwrap();
+        let mut packets: Vec<Packet> = Vec::new();
+        for name in extra {
+            let uid = UserID::from(*name);
+            let sig = bound.then(|| {
+                uid.bind(
+                    &mut signer,
+                    id.cert(),
+                    SignatureBuilder::new(SignatureType::PositiveCertification),
+                )
+                .unwrap()
+            });
+            packets.push(uid.into());
+            packets.extend(sig.map(Into::into));
+        }
+        let (cert, _) = id.cert().clone().insert_packets(packets).unwrap();
+        PublicCert::from_cert(cert.strip_secret_key_material()).unwrap()
+    }
+
+    #[test]
+    fn a_certificate_speaks_for_exactly_one_username() {
+        let id = Identity::generate(&Username::parse("mallory").unwrap()).unwrap();
+        let mallory = Username::parse("mallory").unwrap();
+        assert_eq!(id.public_cert().unwrap().username().unwrap(), mallory);
+        // Another self-signed @ user ID, reserved or not: no username at all.
+        for extra in ["@alice", "@admin"] {
+            let two = with_user_ids(&id, &[extra], true);
+            assert!(two.username().is_err(), "{extra}");
+            assert!(two.stripped().unwrap().username().is_err(), "{extra}");
+        }
+        // An unbound @ user ID counts too.
+        assert!(with_user_ids(&id, &["@alice"], false).username().is_err());
+        // A non-@ user ID beside the name is fine (stripping drops it).
+        let mail = with_user_ids(&id, &["Mallory <m@example.org>"], true);
+        assert_eq!(mail.username().unwrap(), mallory);
+        assert_eq!(mail.stripped().unwrap().username().unwrap(), mallory);
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub struct NodeConfig {
     pub backoff_max: Duration,
     /// Most unacknowledged Texts in flight. Default 256 (well under MAX_SKIP).
     pub window: u64,
-    /// Mailbox poll interval. Default 60 s.
+    /// Mean mailbox poll interval; each wait is drawn uniformly from half to
+    /// twice this (default 60 s: 30 to 120 s), see PROTOCOL.md §12.1.
     pub mailbox_poll: Duration,
     /// Concurrent inbound connections (`limits.max_connections`). Default 64.
     pub max_inbound: usize,

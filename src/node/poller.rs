@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::envelope::{Freshness, SenderLookup};
+use crate::envelope::{EnvelopeError, Freshness, SenderLookup};
 use crate::error::HasKind;
 use crate::handshake::{self, ConnectionRequest, HandshakeError, SeenRequests};
 use crate::identity::{Fingerprint, PublicCert};
@@ -59,10 +59,20 @@ pub(super) async fn mailbox_loop(inner: Arc<Inner>) {
             tracing::debug!(kind = ?e.kind(), "mailbox poll failed");
         }
         tokio::select! {
-            _ = tokio::time::sleep(inner.config.mailbox_poll) => {}
+            _ = tokio::time::sleep(jittered(inner.config.mailbox_poll)) => {}
             _ = inner.shutdown.cancelled() => return,
         }
     }
+}
+
+/// The wait before the next poll: uniform in [poll / 2, 2 × poll] (30 to
+/// 120 s by default), so that the Handshaker does not get a clock-exact
+/// timeline of when each user is online (SECURITY-2026-11 H2).
+fn jittered(poll: std::time::Duration) -> std::time::Duration {
+    let mut b = [0u8; 8];
+    crate::session::fill_random(&mut b);
+    let frac = u64::from_le_bytes(b) as f64 / u64::MAX as f64;
+    poll / 2 + (poll * 2 - poll / 2).mul_f64(frac)
 }
 
 pub(super) async fn poll_mailbox(inner: &Arc<Inner>) -> Result<(), NodeError> {
@@ -74,19 +84,38 @@ pub(super) async fn poll_mailbox(inner: &Arc<Inner>) -> Result<(), NodeError> {
         if !inner.table(|t| t.seen_mail.insert(item.id)) {
             continue;
         }
-        match open_mail(inner, mailbox.as_ref(), &item).await {
+        let opened = open_mail(inner, mailbox.as_ref(), &item).await;
+        if let Err(e) = &opened
+            && retry_later(e)
+        {
+            // Not a decision about the item (PROTOCOL.md §12.1): it stays in
+            // the mailbox and the next poll tries again. Items expire at the
+            // Handshaker after its retention, so nothing is kept forever.
+            tracing::debug!(kind = ?e.kind(), "mailbox item kept for a later poll");
+            inner.table(|t| t.seen_mail.remove(&item.id));
+            continue;
+        }
+        match opened {
             Ok(Some((request, cert))) => {
                 // Stored with its replay record before the item is acked
                 // (PROTOCOL.md §11.2): a crash in between re-fetches it,
                 // and the replay record then drops the copy.
-                if let Some(event) = store_request(inner, request, cert).await? {
-                    let _ = inner.events.send(event);
+                match store_request(inner, request, cert).await {
+                    Ok(Some(event)) => {
+                        let _ = inner.events.send(event);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        inner.table(|t| t.seen_mail.remove(&item.id));
+                        return Err(e);
+                    }
                 }
             }
             Ok(None) | Err(_) => {
                 // Maybe an answer to one of our requests (a Reject travels
-                // through the mailbox); otherwise refused (replay, forgery,
-                // expired...). Either way it leaves the mailbox.
+                // through the mailbox); otherwise refused on purpose
+                // (replay, forgery, expired...). Either way it leaves the
+                // mailbox.
                 if inner
                     .open_envelope(item.envelope.clone().into_bytes(), None)
                     .await
@@ -101,6 +130,26 @@ pub(super) async fn poll_mailbox(inner: &Arc<Inner>) -> Result<(), NodeError> {
         }
     }
     Ok(())
+}
+
+/// Whether opening a mailbox item failed for a reason that says nothing
+/// about the item (SECURITY-2026-11 L6): the directory or the store could
+/// not be reached, or the item was signed "in the future" by our clock (our
+/// clock may be slow; the item becomes acceptable later). Everything else is
+/// a decision about the item (forged, replayed, expired, malformed, not for
+/// us) and the item is acked.
+fn retry_later(e: &NodeError) -> bool {
+    match e {
+        NodeError::Mailbox(_)
+        | NodeError::Store(_)
+        | NodeError::Handshake(HandshakeError::Seen(_)) => true,
+        // Further ahead than the Handshaker keeps items: no clock is that
+        // wrong; dropped like any other refusal.
+        NodeError::Handshake(HandshakeError::Envelope(EnvelopeError::FromFuture {
+            ahead_secs,
+        })) => *ahead_secs <= ENVELOPE_MAX_AGE_SECS,
+        _ => false,
+    }
 }
 
 /// Stores a verified request for the user's decision; `None` if it is a
@@ -185,4 +234,23 @@ pub(super) async fn open_mail(
         };
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used)]
+    use super::jittered;
+    use std::time::Duration;
+
+    #[test]
+    fn polls_are_jittered_between_half_and_twice_the_interval() {
+        let poll = Duration::from_secs(60);
+        let waits: Vec<Duration> = (0..200).map(|_| jittered(poll)).collect();
+        assert!(waits.iter().all(|w| *w >= poll / 2 && *w <= poll * 2));
+        let (min, max) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+        assert!(
+            *max - *min > Duration::from_secs(30),
+            "spread {min:?}..{max:?}"
+        );
+    }
 }

@@ -18,7 +18,7 @@ use super::records::session_parts;
 use super::{Event, NodeError, NodeHandle, ReceivedRequest, poller};
 
 impl NodeHandle {
-    /// Sends a connection request to the owner of `to` (its first `@name`)
+    /// Sends a connection request to the owner of `to` (its one `@name`)
     /// through the mailbox. Returns the contact (state Requested). Refuses
     /// ([`NodeError::KeyChanged`]) if that name is pinned to another key.
     pub async fn request(&self, to: &PublicCert, note: &str) -> Result<ContactId, NodeError> {
@@ -66,14 +66,10 @@ impl NodeHandle {
         let mailbox = self.inner.mailbox.clone().ok_or(NodeError::NotFound {
             what: "Handshaker mailbox (configure a Handshaker)",
         })?;
-        let username = to
-            .usernames()
-            .into_iter()
-            .next()
-            .ok_or(NodeError::Invalid {
-                what: "certificate",
-                reason: "it has no @name user ID",
-            })?;
+        let username = to.username().map_err(|_| NodeError::Invalid {
+            what: "certificate",
+            reason: "it does not carry exactly one self-signed @name user ID",
+        })?;
         let (envelope, pending) = handshake::make_request(
             &self.inner.identity,
             to,

@@ -116,12 +116,14 @@ fn umbra_opens_gpg_envelopes_from_the_right_signer_only() {
     let other = gpg.generate("@gpgother");
     let bob_fpr = bob.fingerprint().to_hex();
 
-    let encrypt_as = |signer: &PublicCert| {
+    let encrypt_compressed = |signer: &PublicCert, compress: &str| {
         gpg.ok(
             &[
                 "--trust-model",
                 "always",
                 "--armor",
+                "--compress-algo",
+                compress,
                 "--local-user",
                 &signer.fingerprint().to_hex(),
                 "--recipient",
@@ -132,12 +134,27 @@ fn umbra_opens_gpg_envelopes_from_the_right_signer_only() {
             b"hello from gnupg",
         )
     };
+    // Umbra never compresses and refuses compressed envelopes (PROTOCOL.md
+    // §4.2): GnuPG users pass --compress-algo none.
+    let encrypt_as = |signer: &PublicCert| encrypt_compressed(signer, "none");
 
     // Signed by the expected sender: accepted, with the right signer.
     let msg = encrypt_as(&sender);
     let opened = envelope::open(&msg, &bob, &sender, Freshness::default()).unwrap();
     assert_eq!(&opened.payload[..], b"hello from gnupg");
     assert_eq!(opened.signer, sender.fingerprint());
+
+    // The same, compressed as GnuPG does by default: refused before
+    // anything is inflated (SECURITY-2026-11 M2).
+    for algo in ["zlib", "zip", "bzip2"] {
+        let msg = encrypt_compressed(&sender, algo);
+        let refused = envelope::open(&msg, &bob, &sender, Freshness::default());
+        assert!(
+            matches!(refused, Err(EnvelopeError::Compressed)),
+            "{algo}: {:?}",
+            refused.err()
+        );
+    }
 
     // Signed by a different gpg key: refused as an unexpected signer.
     let msg = encrypt_as(&other);
@@ -152,6 +169,8 @@ fn umbra_opens_gpg_envelopes_from_the_right_signer_only() {
             "--trust-model",
             "always",
             "--armor",
+            "--compress-algo",
+            "none",
             "--recipient",
             &bob_fpr,
             "--encrypt",
@@ -167,6 +186,8 @@ fn umbra_opens_gpg_envelopes_from_the_right_signer_only() {
     let signed_only = gpg.ok(
         &[
             "--armor",
+            "--compress-algo",
+            "none",
             "--local-user",
             &sender.fingerprint().to_hex(),
             "--sign",

@@ -7,8 +7,20 @@
 
 use crate::support;
 
-use support::{User, connect_pair, fast_config, memory_pair, wait_event, wait_store};
+use futures::future::BoxFuture;
+use support::{
+    User, connect_pair, fast_config, memory_pair, wait_event, wait_store, with_user_ids,
+};
+use umbra::envelope;
+use umbra::handshake::{ConnectionRequest, HandshakeMessage};
+use umbra::identity::{Identity, PublicCert, Username};
 use umbra::node::{Event, MemoryMailbox, NodeConfig, NodeError};
+use umbra::node::{MailItem, Mailbox, MailboxError, Node};
+use umbra::session::{KeyShare, fill_random};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use umbra::identity::Fingerprint;
 use umbra::store::{ContactState, DeliveryState, Direction};
 use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
 
@@ -119,6 +131,67 @@ async fn reject_silently_or_with_notice() {
     for n in [a, b, c] {
         n.shutdown().await;
     }
+}
+
+/// A ConnectionRequest to @bob signed by `from`, claiming to be `claimed`,
+/// made `ahead` seconds in the future (by the signer's clock).
+fn request_as(from: &Identity, claimed: &str, to: &PublicCert, ahead: u64) -> String {
+    let share = KeyShare::generate();
+    let mut request_id = [0u8; 16];
+    fill_random(&mut request_id);
+    let at = umbra::time::now_secs() + ahead;
+    let request = HandshakeMessage::Request(ConnectionRequest {
+        request_id,
+        from_username: claimed.into(),
+        from_fingerprint: *from.fingerprint().as_bytes(),
+        to_username: "bob".into(),
+        onion_address: "somewhere-hs".into(),
+        session_half: share.half(),
+        ephemeral_public: share.ephemeral_public(),
+        note: "it's me, new number".into(),
+        created_at: at,
+    });
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at);
+    envelope::seal_at(&request.encode().unwrap(), from, to, when).unwrap()
+}
+
+/// SECURITY-2026-11 H1: a key whose certificate also carries `@alice` (here
+/// served by the directory as it was before the Handshaker refused such
+/// certificates) cannot make Bob see a request "from @alice"; the real
+/// Alice is not flagged as a key change afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_another_users_name_is_refused_and_never_shown() {
+    let net = MemoryNetwork::new();
+    let mailbox = MemoryMailbox::new();
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    let b = bob
+        .start(MemoryTransport::new(&net, "bob-hs"), &mailbox)
+        .await;
+    let mallory = Identity::generate(&Username::parse("mallory").unwrap()).unwrap();
+    mailbox.register(with_user_ids(&mallory, &["@alice", "@admin"]));
+    for claimed in ["alice", "admin", "mallory"] {
+        mailbox.inject("bob", request_as(&mallory, claimed, &bob.cert, 0));
+    }
+    b.poll_mailbox().await.unwrap();
+    assert!(b.requests().await.unwrap().is_empty(), "nothing shown");
+    assert_eq!(
+        mailbox.pending("bob"),
+        0,
+        "forgeries are dropped on purpose"
+    );
+
+    let a = alice
+        .start(MemoryTransport::new(&net, "alice-hs"), &mailbox)
+        .await;
+    a.request(&bob.cert, "hi bob").await.unwrap();
+    b.poll_mailbox().await.unwrap();
+    let reqs = b.requests().await.unwrap();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].from, "alice");
+    assert!(reqs[0].fingerprint.ct_eq(&alice.cert.fingerprint()));
+    assert!(!reqs[0].key_changed, "the real alice is not flagged");
+    a.shutdown().await;
+    b.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,5 +346,95 @@ async fn without_read_receipts_the_sender_sees_only_delivered() {
         .collect();
     assert_eq!(states, vec![DeliveryState::Delivered]);
     a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A Mailbox whose directory lookups fail while `failing` is set (a
+/// Handshaker that is briefly unreachable).
+struct Flaky {
+    inner: MemoryMailbox,
+    failing: AtomicBool,
+}
+
+impl Mailbox for Flaky {
+    fn deposit<'a>(
+        &'a self,
+        to: &'a str,
+        envelope: String,
+    ) -> BoxFuture<'a, Result<(), MailboxError>> {
+        self.inner.deposit(to, envelope)
+    }
+    fn fetch<'a>(&'a self, me: &'a str) -> BoxFuture<'a, Result<Vec<MailItem>, MailboxError>> {
+        self.inner.fetch(me)
+    }
+    fn ack<'a>(&'a self, me: &'a str, id: u64) -> BoxFuture<'a, Result<(), MailboxError>> {
+        self.inner.ack(me, id)
+    }
+    fn certificate<'a>(
+        &'a self,
+        fingerprint: &'a Fingerprint,
+    ) -> BoxFuture<'a, Result<Option<PublicCert>, MailboxError>> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Box::pin(async {
+                Err(MailboxError::Unavailable {
+                    reason: "directory unreachable (test)".into(),
+                })
+            });
+        }
+        self.inner.certificate(fingerprint)
+    }
+}
+
+/// SECURITY-2026-11 L6: a request signed a little "in the future" by the
+/// receiver's clock, or one whose signer could not be looked up because the
+/// directory was briefly unreachable, stays in the mailbox and is delivered
+/// by a later poll; neither is acked and lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skewed_or_unlucky_requests_are_delivered_later_not_lost() {
+    let net = MemoryNetwork::new();
+    let memory = MemoryMailbox::new();
+    let flaky = Arc::new(Flaky {
+        inner: memory.clone(),
+        failing: AtomicBool::new(true),
+    });
+    let bob = User::new("bob");
+    memory.register(bob.cert.clone());
+    let mb: Arc<dyn Mailbox> = flaky.clone();
+    let b = Node::start(
+        fast_config(),
+        bob.open(),
+        MemoryTransport::new(&net, "bob-hs"),
+        Some(mb),
+    )
+    .await
+    .unwrap();
+    let alice = Identity::generate(&Username::parse("alice").unwrap()).unwrap();
+    memory.register(alice.public_cert().unwrap());
+
+    // The directory is unreachable: kept, not acked.
+    memory.inject("bob", request_as(&alice, "alice", &bob.cert, 0));
+    b.poll_mailbox().await.unwrap();
+    assert!(b.requests().await.unwrap().is_empty());
+    assert_eq!(memory.pending("bob"), 1, "kept for the next poll");
+    flaky.failing.store(false, Ordering::SeqCst);
+    b.poll_mailbox().await.unwrap();
+    assert_eq!(b.requests().await.unwrap().len(), 1, "delivered later");
+    assert_eq!(memory.pending("bob"), 0);
+
+    // Signed 4 s beyond the 300 s skew allowance: kept until the receiver's
+    // clock catches up, then delivered (bounded retries, no fixed sleep).
+    let carol = Identity::generate(&Username::parse("carol").unwrap()).unwrap();
+    memory.register(carol.public_cert().unwrap());
+    memory.inject("bob", request_as(&carol, "carol", &bob.cert, 304));
+    b.poll_mailbox().await.unwrap();
+    assert_eq!(memory.pending("bob"), 1, "from the future: kept, not acked");
+    assert_eq!(b.requests().await.unwrap().len(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while b.requests().await.unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        b.poll_mailbox().await.unwrap();
+    }
+    assert_eq!(memory.pending("bob"), 0);
     b.shutdown().await;
 }

@@ -490,3 +490,36 @@ pub fn set_address(user: &User, contact: ContactId, address: &str) {
     s.update_contact(&c).unwrap();
     s.close().unwrap();
 }
+
+/// `who`'s public certificate with more self-signed user IDs, e.g. a second
+/// `@name` (SECURITY-2026-11 H1: a key that tries to speak for two names).
+pub fn with_user_ids(who: &Identity, extra: &[&str]) -> PublicCert {
+    use sequoia_openpgp::packet::{UserID, signature::SignatureBuilder};
+    use sequoia_openpgp::parse::Parse;
+    use sequoia_openpgp::serialize::SerializeInto;
+    use sequoia_openpgp::types::SignatureType;
+    let tsk = sequoia_openpgp::Cert::from_bytes(&who.to_secret_bytes().unwrap()[..]).unwrap();
+    let mut signer = tsk
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .unwrap()
+        .into_keypair()
+        .unwrap();
+    let mut packets: Vec<sequoia_openpgp::Packet> = Vec::new();
+    for name in extra {
+        let uid = UserID::from(*name);
+        let sig = uid
+            .bind(
+                &mut signer,
+                &tsk,
+                SignatureBuilder::new(SignatureType::PositiveCertification),
+            )
+            .unwrap();
+        packets.push(uid.into());
+        packets.push(sig.into());
+    }
+    let (cert, _) = tsk.insert_packets(packets).unwrap();
+    PublicCert::from_bytes(&cert.strip_secret_key_material().to_vec().unwrap()).unwrap()
+}

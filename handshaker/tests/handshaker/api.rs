@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use umbra::envelope::Freshness;
 use umbra::handshake::{self, MemorySeen};
-use umbra::handshaker_client::{HandshakerClient, HandshakerClientError};
+use umbra::handshaker_client::{
+    ConnectFuture, Connector, HandshakerAddress, HandshakerClient, HandshakerClientError, Isolation,
+};
 use umbra::identity::{Identity, Username};
 
 /// A running `umbra-handshaker`; killed on drop.
@@ -380,6 +382,42 @@ struct Reg<'a> {
     pow: bool,
     /// Use a stamp whose hash has no leading zero bit at all.
     weak_pow: bool,
+    /// Send this armored certificate instead of `who`'s.
+    cert: Option<String>,
+}
+
+/// `who`'s public certificate with more `@` user IDs: self-signed by `who`'s
+/// primary key if `bound`, else bare user ID packets (SECURITY-2026-11 H1).
+fn with_user_ids(who: &Identity, extra: &[&str], bound: bool) -> String {
+    use sequoia_openpgp::packet::{UserID, signature::SignatureBuilder};
+    use sequoia_openpgp::parse::Parse;
+    use sequoia_openpgp::serialize::SerializeInto;
+    use sequoia_openpgp::types::SignatureType;
+    let tsk = sequoia_openpgp::Cert::from_bytes(&who.to_secret_bytes().unwrap()[..]).unwrap();
+    let mut signer = tsk
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .unwrap()
+        .into_keypair()
+        .unwrap();
+    let mut packets: Vec<sequoia_openpgp::Packet> = Vec::new();
+    for name in extra {
+        let uid = UserID::from(*name);
+        let sig = bound.then(|| {
+            uid.bind(
+                &mut signer,
+                &tsk,
+                SignatureBuilder::new(SignatureType::PositiveCertification),
+            )
+            .unwrap()
+        });
+        packets.push(uid.into());
+        packets.extend(sig.map(Into::into));
+    }
+    let (cert, _) = tsk.insert_packets(packets).unwrap();
+    String::from_utf8(cert.strip_secret_key_material().armored().to_vec().unwrap()).unwrap()
 }
 
 impl Reg<'_> {
@@ -400,7 +438,10 @@ impl Reg<'_> {
         };
         let req = RegisterRequest {
             username: self.name.to_owned(),
-            cert: self.who.public_cert().unwrap().to_armored().unwrap(),
+            cert: self
+                .cert
+                .clone()
+                .unwrap_or_else(|| self.who.public_cert().unwrap().to_armored().unwrap()),
             proof: self.signer.sign_detached(statement.as_bytes()).unwrap(),
             timestamp: self.timestamp,
             current_proof: None,
@@ -434,8 +475,33 @@ fn every_registration_rejection_has_its_status_and_changes_nothing() {
         difficulty: 8,
         pow: true,
         weak_pow: false,
+        cert: None,
     };
     let cases: Vec<(&str, Reg, &[u16])> = vec![
+        (
+            "a second, self-signed @ user ID (@alice)",
+            Reg {
+                cert: Some(with_user_ids(&gina, &["@alice"], true)),
+                ..good()
+            },
+            &[400],
+        ),
+        (
+            "a reserved @ user ID beside the name (@admin)",
+            Reg {
+                cert: Some(with_user_ids(&gina, &["@admin"], true)),
+                ..good()
+            },
+            &[400],
+        ),
+        (
+            "an unbound @ user ID (@admin, no self-signature)",
+            Reg {
+                cert: Some(with_user_ids(&gina, &["@admin"], false)),
+                ..good()
+            },
+            &[400],
+        ),
         (
             "bad signature (another key signed)",
             Reg {
@@ -606,7 +672,7 @@ fn stored_certs_are_stripped_and_vks_serves_them() {
     assert_eq!(status, 200, "{body}");
     let served = umbra::identity::PublicCert::from_bytes(body.as_bytes()).unwrap();
     assert_eq!(served.fingerprint(), kim.fingerprint());
-    assert_eq!(served.usernames(), vec![kim.username().clone()]);
+    assert_eq!(served.username().unwrap(), *kim.username());
     assert!(!body.contains("PRIVATE KEY"));
 }
 
@@ -643,4 +709,64 @@ fn sigterm_and_sigint_shut_down_gracefully() {
         assert!(text.contains("shutting down"), "{sig}: {text}");
         assert!(text.contains("stopped"), "{sig}: {text}");
     }
+}
+
+/// Records the isolation of every stream a client opens (plain TCP below).
+#[derive(Default)]
+struct Recording(std::sync::Mutex<Vec<Isolation>>);
+
+impl Connector for Recording {
+    fn connect<'a>(
+        &'a self,
+        addr: &'a HandshakerAddress,
+        isolation: Isolation,
+    ) -> ConnectFuture<'a> {
+        self.0.lock().unwrap().push(isolation);
+        umbra::handshaker_client::TcpConnector.connect(addr, isolation)
+    }
+}
+
+/// SECURITY-2026-11 H2: the calls made as the user (register, the signed
+/// mailbox challenge, fetch and ack) never share an isolation group with
+/// anonymous ones (lookup, info, deposit, search), and each anonymous call
+/// gets a group of its own.
+#[test]
+fn account_calls_and_anonymous_calls_never_share_circuits() {
+    let server = Server::start();
+    let rec = std::sync::Arc::new(Recording::default());
+    let client = HandshakerClient::with_connector(&server.url(), rec.clone()).unwrap();
+    let (alice, bob) = (ident("alice"), ident("bobby"));
+    let calls = |rec: &Recording| std::mem::take(&mut *rec.0.lock().unwrap());
+    rt().block_on(async {
+        client.register(&bob).await.unwrap();
+        assert_eq!(
+            calls(&rec),
+            [Isolation::Fresh, Isolation::Account],
+            "info, register"
+        );
+        client.register(&alice).await.unwrap();
+        calls(&rec);
+        let found = client.lookup(bob.username()).await.unwrap().unwrap();
+        client.search("bob", 5).await.unwrap();
+        client.lookup_fingerprint(&bob.fingerprint()).await.unwrap();
+        let (env, _) =
+            handshake::make_request(&alice, &found.cert, bob.username(), "a.onion", "hi").unwrap();
+        client.deposit(bob.username(), &env).await.unwrap();
+        assert_eq!(
+            calls(&rec),
+            [Isolation::Fresh; 5],
+            "lookup, search, by-fingerprint, info, deposit"
+        );
+        let fetched = client.fetch(&bob).await.unwrap();
+        let ids: Vec<String> = fetched.items.iter().map(|i| i.id.clone()).collect();
+        client
+            .ack(bob.username(), &fetched.ack_token, &ids)
+            .await
+            .unwrap();
+        assert_eq!(
+            calls(&rec),
+            [Isolation::Account; 3],
+            "challenge, fetch, ack"
+        );
+    });
 }

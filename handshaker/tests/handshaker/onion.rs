@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use umbra::handshaker_client::{ConnectFuture, Connector, HandshakerAddress, HandshakerClient};
+use umbra::handshaker_client::{
+    ConnectFuture, Connector, HandshakerAddress, HandshakerClient, Isolation,
+};
 use umbra::identity::{Identity, Username};
 use umbra::transport::arti::{ArtiOptions, ArtiTransport};
 use umbra::transport::{PeerAddress, Transport};
@@ -27,7 +29,7 @@ impl Drop for Kill {
 struct ArtiConnector(ArtiTransport);
 
 impl Connector for ArtiConnector {
-    fn connect<'a>(&'a self, addr: &'a HandshakerAddress) -> ConnectFuture<'a> {
+    fn connect<'a>(&'a self, addr: &'a HandshakerAddress, _: Isolation) -> ConnectFuture<'a> {
         Box::pin(async move {
             self.0
                 .connect(&PeerAddress::new(addr.host()))
