@@ -51,6 +51,7 @@ pub mod handshaker_client;
 pub mod node;
 pub mod redact;
 pub mod store;
+pub mod terminal;
 pub mod tui;
 
 // ---------- public exports ----------

@@ -30,14 +30,18 @@ fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
-    let mut stdout = std::io::stdout().lock();
+    // Everything printed may quote peers or a Handshaker: no escape
+    // sequence, carriage return or bidi override reaches the terminal.
+    let mut stdout = umbra::terminal::SafeWriter::new(std::io::stdout().lock());
     let result = umbra::cli::run(cli, &mut stdout);
     let _ = stdout.flush();
+    drop(stdout);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             if !failure.is_broken_pipe() {
-                let _ = std::io::stderr().write_all(failure.report().as_bytes());
+                let mut stderr = umbra::terminal::SafeWriter::new(std::io::stderr().lock());
+                let _ = stderr.write_all(failure.report().as_bytes());
             }
             ExitCode::from(failure.exit_code())
         }

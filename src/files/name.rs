@@ -5,11 +5,9 @@
 
 use crate::limits::MAX_FILE_NAME;
 
-/// Bidirectional formatting characters that can disguise an extension
-/// (`photo\u{202e}gpj.exe` shows as `photoexe.jpg`).
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
+// Bidirectional formatting characters can disguise an extension
+// (`photo\u{202e}gpj.exe` shows as `photoexe.jpg`).
+use crate::terminal::is_bidi_control;
 
 /// A safe single path component for an untrusted `name`: no separators, no NUL or
 /// control or bidi characters, no leading/trailing dots or spaces (so never `.` or

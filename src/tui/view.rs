@@ -51,11 +51,10 @@ impl Theme {
     }
 }
 
-/// Printable form of peer text: control characters become `�`.
+/// Printable form of peer text: control and bidi formatting characters
+/// become `�` ([`crate::terminal::neutralize`]).
 pub fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-        .collect()
+    crate::terminal::neutralize(s).into_owned()
 }
 
 fn ago(secs: u64) -> String {
@@ -535,7 +534,7 @@ mod test {
         a.set_history(
             "@bob",
             vec![
-                msg("in", 1, "hi alice\x1b[31m", "received"),
+                msg("in", 1, "hi alice\x1b[31m\u{202e}", "received"),
                 msg("out", 1, "hello bob", "read"),
                 msg("out", 2, "two\nlines", "delivered"),
                 msg("out", 3, "still queued", "queued"),
@@ -582,8 +581,8 @@ mod test {
         assert!(has(&l, "○ @carol (2)"));
         assert!(has(&l, "» 1 request(s) ^R"), "{l:#?}");
         assert!(
-            has(&l, "@bob: hi alice\u{FFFD}[31m"),
-            "control characters are neutralized: {l:#?}"
+            has(&l, "@bob: hi alice\u{FFFD}[31m\u{FFFD}"),
+            "control and bidi characters are neutralized: {l:#?}"
         );
         assert!(has(&l, "me: hello bob  [read]"));
         assert!(has(&l, "me: two"));
