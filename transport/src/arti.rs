@@ -680,12 +680,12 @@ impl ArtiTransport {
         let dir =
             tor_persist::state_dir::StateDirectory::new(&state_dir, &self.mistrust).map_err(err)?;
         let handle = wait_for_lock(
-            || dir.acquire_instance(nickname),
+            || dir.acquire_instance(nickname).map_err(Box::new),
             |e| e.kind() == ArtiKind::LocalResourceAlreadyInUse,
             SERVICE_LOCK_WAIT,
         )
         .await
-        .map_err(err)?;
+        .map_err(|e| err(*e))?;
         handle.purge().map_err(err)
     }
 
