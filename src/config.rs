@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::transport::RetryPolicy;
-use crate::transport::arti::{ArtiNetwork, ArtiOptions, DEFAULT_VIRTUAL_PORT};
+use crate::transport::arti::{ArtiNetwork, ArtiOptions, DEFAULT_VIRTUAL_PORT, VanguardsMode};
 
 /// The example configuration shipped in `config/umbra.example.toml`.
 pub const EXAMPLE_CONFIG: &str = include_str!("../config/umbra.example.toml");
@@ -184,6 +184,32 @@ pub enum NetworkKind {
     Direct,
 }
 
+/// Vanguards for our onion-service circuits (`network.vanguards`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum VanguardsConfig {
+    /// Lite vanguards: the second hop of every onion-service circuit comes
+    /// from a small, slowly rotating relay set (default).
+    #[default]
+    Lite,
+    /// Full vanguards: second and third hops from such sets (more circuits'
+    /// worth of latency, stronger against guard discovery).
+    Full,
+    /// No vanguards. Not recommended.
+    Disabled,
+}
+
+impl From<VanguardsConfig> for VanguardsMode {
+    fn from(v: VanguardsConfig) -> Self {
+        match v {
+            VanguardsConfig::Lite => VanguardsMode::Lite,
+            VanguardsConfig::Full => VanguardsMode::Full,
+            VanguardsConfig::Disabled => VanguardsMode::Disabled,
+        }
+    }
+}
+
 /// `[network]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -201,6 +227,9 @@ pub struct NetworkConfig {
     /// Disable permission checks of the data directory. Only allowed with
     /// `kind = "local"` (test networks in temp dirs). Default: false.
     pub dangerously_trust_everyone: bool,
+    /// Vanguards for onion-service circuits: `lite` (default), `full` or
+    /// `disabled`.
+    pub vanguards: VanguardsConfig,
 }
 
 impl Default for NetworkConfig {
@@ -211,6 +240,7 @@ impl Default for NetworkConfig {
             direct_listen: None,
             virtual_port: DEFAULT_VIRTUAL_PORT,
             dangerously_trust_everyone: false,
+            vanguards: VanguardsConfig::default(),
         }
     }
 }
@@ -389,6 +419,7 @@ impl Config {
             ..RetryPolicy::default()
         };
         o.dangerously_trust_everyone = self.network.dangerously_trust_everyone;
+        o.vanguards = self.network.vanguards.into();
         Ok(Some(o))
     }
 }
@@ -412,6 +443,33 @@ mod test {
         let default = Config::default().node_config();
         assert_eq!(default.max_frame, crate::limits::MAX_FRAME);
         assert_eq!(default.max_inbound, 64);
+    }
+
+    #[test]
+    fn vanguards_reach_arti() {
+        let mode = |toml: &str| {
+            let cfg = Config::from_toml(toml).unwrap();
+            let o = cfg.arti_options().unwrap().unwrap();
+            let built = o.client_config().unwrap();
+            let carried = crate::transport::arti::configured_vanguards(&built).unwrap();
+            assert_eq!(o.vanguards, carried);
+            carried
+        };
+        assert_eq!(mode(""), VanguardsMode::Lite);
+        assert_eq!(
+            mode("[network]\nvanguards = \"lite\"\n"),
+            VanguardsMode::Lite
+        );
+        assert_eq!(
+            mode("[network]\nvanguards = \"full\"\n"),
+            VanguardsMode::Full
+        );
+        assert_eq!(
+            mode("[network]\nvanguards = \"disabled\"\n"),
+            VanguardsMode::Disabled
+        );
+        let e = Config::from_toml("[network]\nvanguards = \"heavy\"\n").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
     }
 
     #[test]

@@ -25,8 +25,11 @@ use crate::identity::{Fingerprint, Identity, PublicCert, Username};
 use crate::node::{MailItem, Mailbox, MailboxError, Node, NodeConfig, NodeError};
 use crate::store::Store;
 use crate::transport::RetryPolicy;
-use crate::transport::arti::{ArtiTransport, ServiceState, TransportStatus};
+use crate::transport::arti::{ArtiTransport, ServiceState, TransportStatus, VanguardsMode};
 use crate::transport::tcp::TcpTransport;
+
+mod onion_key;
+pub use onion_key::{OnionKeySource, onion_service_key, use_stored_onion_key};
 
 /// File name of the daemon lock inside the data directory.
 pub const LOCK_NAME: &str = "daemon.lock";
@@ -266,7 +269,7 @@ impl DaemonLock {
     }
 }
 
-fn tor_view(network: &str, s: &TransportStatus) -> TorView {
+fn tor_view(network: &str, vanguards: VanguardsMode, s: &TransportStatus) -> TorView {
     let onion_service = match s.service {
         ServiceState::NotLaunched => "starting",
         ServiceState::Bootstrapping => "bootstrapping",
@@ -292,6 +295,7 @@ fn tor_view(network: &str, s: &TransportStatus) -> TorView {
         ready: s.ready_for_traffic,
         onion_service: onion_service.to_owned(),
         summary,
+        vanguards: vanguards.as_str().to_owned(),
     }
 }
 
@@ -322,6 +326,7 @@ pub async fn run(
         ready: false,
         onion_service: "starting".into(),
         summary: "starting".into(),
+        vanguards: String::new(),
     });
     let mut arti: Option<Arc<ArtiTransport>> = None;
     let mut tcp: Option<TcpTransport> = None;
@@ -342,6 +347,7 @@ pub async fn run(
                 ready: true,
                 onion_service: "not_applicable".into(),
                 summary: "direct TCP mode (NOT anonymous)".into(),
+                vanguards: String::new(),
             });
         }
         NetworkKind::Tor | NetworkKind::Local => {
@@ -355,6 +361,12 @@ pub async fn run(
                 .map_err(|e| DaemonError::Config(e.to_string()))?
                 .ok_or_else(|| DaemonError::Config("no Arti options".into()))?;
             o.data_dir = opts.data_dir.clone();
+            // The onion service key lives in the encrypted store (moved
+            // there from Arti's keystore on the first start of this
+            // version) and reaches Arti only in memory.
+            let source = use_stored_onion_key(&store, &mut o)?;
+            tracing::debug!(?source, "onion service key ready");
+            let vanguards = o.vanguards;
             let status = watch::Sender::new(TransportStatus::default());
             let mut rx = status.subscribe();
             let p = progress.clone();
@@ -369,7 +381,7 @@ pub async fn run(
                         last = Some(s.bootstrap_percent);
                     }
                     tx.send_if_modified(|v| {
-                        let n = tor_view(network, &s);
+                        let n = tor_view(network, vanguards, &s);
                         let changed = *v != n;
                         *v = n;
                         changed

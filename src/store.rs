@@ -49,6 +49,7 @@ pub mod kdf;
 pub mod lifecycle;
 mod messages;
 pub mod migrations;
+mod onion_key;
 pub mod passphrase;
 mod records;
 mod sessions;
@@ -61,10 +62,11 @@ pub use delivery::{Ended, IncomingEffect};
 pub use err::{Error, ErrorKind};
 pub use inbox::ReceivedRequestRecord;
 pub use kdf::{KdfParams, StoreHeader};
+pub use onion_key::ONION_KEY_LEN;
 pub use records::{
     ChainState, Contact, ContactId, ContactState, DeliveryState, Direction, FileKind, FileTransfer,
-    Inserted, Message, MessageId, NewContact, NewMessage, NewTransfer, OwnIdentity, PendingRequest,
-    SecretBytes, SessionRecord, TransferState,
+    Inserted, Message, MessageId, NewContact, NewMessage, NewTransfer, OnionKeyOrigin,
+    OnionKeyRecord, OwnIdentity, PendingRequest, SecretBytes, SessionRecord, TransferState,
 };
 
 use err::db;

@@ -208,6 +208,14 @@ pub(crate) fn status_rows(s: &StatusView) -> Vec<(&'static str, String)> {
             },
         ),
         (
+            "vanguards",
+            if s.tor.vanguards.is_empty() {
+                "none (not on Tor)".to_owned()
+            } else {
+                s.tor.vanguards.clone()
+            },
+        ),
+        (
             "handshaker",
             s.handshaker
                 .clone()

@@ -362,6 +362,10 @@ pub struct TorView {
     pub onion_service: String,
     /// One line for a person.
     pub summary: String,
+    /// Vanguards of onion-service circuits: `lite`, `full`, `disabled`, or
+    /// empty when not on Tor (`direct`). Absent in older daemons' replies.
+    #[serde(default)]
+    pub vanguards: String,
 }
 
 /// A directory entry at the Handshaker.

@@ -13,6 +13,8 @@
 //! - v6: a receiver's chunks one row each (`file_chunks`) and their count, so recording
 //!   a batch costs O(batch) whatever order a peer sends chunks in (was one ranges blob
 //!   rewritten per batch).
+//! - v7: the onion service's identity key (`onion_key`), until then a plain file in Arti's
+//!   keystore.
 
 use rusqlite::{Connection, Transaction};
 
@@ -211,6 +213,20 @@ const MIGRATIONS: &[Step] = &[
     ),
     // ---------------------------------------------------------------- v6
     Step::Code(v6_chunk_rows),
+    // ---------------------------------------------------------------- v7
+    // The onion service's identity key (issue 15, point 7): one row, the
+    // 64-byte expanded Ed25519 secret, generated here or moved in from
+    // Arti's on-disk keystore by the daemon.
+    Step::Sql(
+        r#"
+    CREATE TABLE onion_key (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        secret      BLOB NOT NULL CHECK (length(secret) = 64),
+        origin      TEXT NOT NULL CHECK (origin IN ('generated', 'migrated')),
+        created_at  INTEGER NOT NULL
+    );
+    "#,
+    ),
 ];
 
 /// The schema version this build creates and reads.

@@ -523,6 +523,7 @@ mod test {
                     ready: true,
                     onion_service: "running".into(),
                     summary: String::new(),
+                    vanguards: "lite".into(),
                 },
                 contacts: 2,
                 pending_requests: 1,

@@ -10,3 +10,4 @@ mod at_rest;
 mod node;
 mod soak;
 mod transport;
+mod vanguards;

@@ -1,11 +1,18 @@
 //! The Arti transport: one embedded `TorClient` per user, one onion service
 //! on a fixed virtual port, connections to other users' `.onion` addresses.
 //!
-//! State, cache and keystore live under `<data dir>/arti/`, so the onion
-//! service key (and therefore the user's address) survives restarts. Arti
-//! checks the permissions of those directories (`fs-mistrust`); only a
-//! test-network configuration may switch that off, with the explicit
-//! [`ArtiOptions::dangerously_trust_everyone`] flag.
+//! State and cache live under `<data dir>/arti/`. The onion service's
+//! identity key (and therefore the user's address) either comes from the
+//! caller and stays in memory ([`ServiceKey::InMemory`]: the client keeps it
+//! in its encrypted store; Arti then uses an in-memory keystore for every
+//! onion-service key), or lives in Arti's on-disk keystore under
+//! `<data dir>/arti/state/keystore/` ([`ServiceKey::Keystore`], the
+//! Handshaker). Arti checks the permissions of those directories
+//! (`fs-mistrust`); only a test-network configuration may switch that off,
+//! with the explicit [`ArtiOptions::dangerously_trust_everyone`] flag.
+//!
+//! Onion-service circuits use vanguards ([`VanguardsMode`], lite by
+//! default), against guard-discovery attacks on the service.
 //!
 //! Progress (bootstrap percentage, onion service state) is published on a
 //! `tokio::sync::watch` channel, see [`ArtiTransport::status`].
@@ -18,6 +25,7 @@
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arti_client::config::onion_service::OnionServiceConfigBuilder;
@@ -31,6 +39,11 @@ use tor_cell::relaycell::msg::Connected;
 use tor_hsservice::{RunningOnionService, StreamRequest};
 use tor_proto::stream::IncomingStreamRequest;
 use tor_rtcompat::PreferredRuntime;
+
+mod service_key;
+pub use service_key::{
+    OnionServiceKey, SERVICE_KEY_LEN, remove_keystore as remove_keystore_dir, take_keystore_key,
+};
 
 use super::{
     BoxedStream, Error, ErrorKind, Failure, Listener, PeerAddress, RetryPolicy, Transport,
@@ -54,6 +67,74 @@ pub enum ArtiNetwork {
         /// The TOML text.
         arti_toml: String,
     },
+}
+
+/// Which vanguards onion-service circuits use (Arti's `vanguards.mode`).
+/// Vanguards pin the second (and, in full mode, third) hop of onion-service
+/// circuits to small, slowly rotating relay sets, so an adversary who makes
+/// the service build many circuits cannot walk back to its guard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VanguardsMode {
+    /// Lite vanguards (a set of L2 relays), Arti's and C tor's default for
+    /// clients; the default here.
+    #[default]
+    Lite,
+    /// Full vanguards (L2 and L3 sets, persisted across restarts), as the
+    /// `vanguards` add-on does for C tor onion services.
+    Full,
+    /// No vanguards (not recommended).
+    Disabled,
+}
+
+impl VanguardsMode {
+    /// The name used in configuration files (`lite`, `full`, `disabled`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VanguardsMode::Lite => "lite",
+            VanguardsMode::Full => "full",
+            VanguardsMode::Disabled => "disabled",
+        }
+    }
+
+    fn to_arti(self) -> tor_guardmgr::VanguardMode {
+        match self {
+            VanguardsMode::Lite => tor_guardmgr::VanguardMode::Lite,
+            VanguardsMode::Full => tor_guardmgr::VanguardMode::Full,
+            VanguardsMode::Disabled => tor_guardmgr::VanguardMode::Disabled,
+        }
+    }
+
+    fn from_arti(m: tor_guardmgr::VanguardMode) -> Option<Self> {
+        match m {
+            tor_guardmgr::VanguardMode::Lite => Some(VanguardsMode::Lite),
+            tor_guardmgr::VanguardMode::Full => Some(VanguardsMode::Full),
+            tor_guardmgr::VanguardMode::Disabled => Some(VanguardsMode::Disabled),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for VanguardsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the onion service's identity key comes from.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum ServiceKey {
+    /// Arti's on-disk keystore under `<data_dir>/arti/state/keystore/`
+    /// (generated there on first launch, plain files). The Handshaker's
+    /// choice; the default.
+    #[default]
+    Keystore,
+    /// Handed in by the caller (the client keeps it in its encrypted store).
+    /// Arti's primary keystore is then in memory: the identity key and every
+    /// key derived from it (blinded identities, descriptor signing and
+    /// introduction point keys) never reach the disk.
+    InMemory(Arc<OnionServiceKey>),
 }
 
 /// Everything needed to start an [`ArtiTransport`].
@@ -81,6 +162,11 @@ pub struct ArtiOptions {
     /// `false`. Only for test networks (temporary directories fail the
     /// checks); refused together with [`ArtiNetwork::Tor`].
     pub dangerously_trust_everyone: bool,
+    /// Vanguards for onion-service circuits. Default: [`VanguardsMode::Lite`].
+    pub vanguards: VanguardsMode,
+    /// Where the onion service's identity key comes from. Default:
+    /// [`ServiceKey::Keystore`].
+    pub service_key: ServiceKey,
 }
 
 impl ArtiOptions {
@@ -95,6 +181,8 @@ impl ArtiOptions {
             retry: RetryPolicy::default(),
             isolate_every_connection: false,
             dangerously_trust_everyone: false,
+            vanguards: VanguardsMode::default(),
+            service_key: ServiceKey::default(),
         }
     }
 
@@ -115,7 +203,7 @@ impl ArtiOptions {
     }
 
     /// Build Arti's client configuration.
-    fn client_config(&self) -> Result<arti_client::TorClientConfig, Error> {
+    pub fn client_config(&self) -> Result<arti_client::TorClientConfig, Error> {
         let mut b: TorClientConfigBuilder = match &self.network {
             ArtiNetwork::Tor => {
                 if self.dangerously_trust_everyone {
@@ -141,6 +229,17 @@ impl ArtiOptions {
             b.storage().permissions().dangerously_trust_everyone();
         }
         b.address_filter().allow_onion_addrs(true);
+        b.vanguards().mode(tor_config::ExplicitOrAuto::Explicit(
+            self.vanguards.to_arti(),
+        ));
+        if matches!(self.service_key, ServiceKey::InMemory(_)) {
+            b.storage()
+                .keystore()
+                .primary()
+                .kind(tor_config::ExplicitOrAuto::Explicit(
+                    tor_keymgr::config::ArtiKeystoreKind::Ephemeral,
+                ));
+        }
         b.build().map_err(|e| Error::Config {
             reason: format!("invalid Arti configuration: {e}"),
         })
@@ -223,6 +322,12 @@ pub struct ArtiTransport {
     status: watch::Sender<TransportStatus>,
     /// How long [`ArtiTransport::bootstrap`] took.
     bootstrap_time: Duration,
+    /// The vanguards mode of the client configuration in use.
+    vanguards: VanguardsMode,
+    /// Arti's permission checker (for its state directory).
+    mistrust: fs_mistrust::Mistrust,
+    /// Has the in-memory identity key been handed to Arti's keystore?
+    hsid_given: AtomicBool,
 }
 
 impl std::fmt::Debug for ArtiTransport {
@@ -250,6 +355,8 @@ impl ArtiTransport {
     ) -> Result<Self, Error> {
         let started = Instant::now();
         let config = opts.client_config()?;
+        let vanguards = configured_vanguards(&config)?;
+        let mistrust = config.fs_mistrust().clone();
         let runtime = PreferredRuntime::current().map_err(|e| Error::Config {
             reason: format!("no tokio runtime to run Arti on: {e}"),
         })?;
@@ -295,6 +402,9 @@ impl ArtiTransport {
             opts,
             status,
             bootstrap_time: started.elapsed(),
+            vanguards,
+            mistrust,
+            hsid_given: AtomicBool::new(false),
         })
     }
 
@@ -308,10 +418,25 @@ impl ArtiTransport {
         self.bootstrap_time
     }
 
+    /// The vanguards mode of the Tor client (as read back from the
+    /// configuration Arti was given).
+    pub fn vanguards(&self) -> VanguardsMode {
+        self.vanguards
+    }
+
     /// Replace the retry policy of `connect`.
     pub fn set_retry(&mut self, retry: RetryPolicy) {
         self.opts.retry = retry;
     }
+}
+
+/// The vanguards mode a built Arti configuration carries (`None` if Arti
+/// reports a mode this version does not know).
+pub fn configured_vanguards(config: &arti_client::TorClientConfig) -> Result<VanguardsMode, Error> {
+    let vc: &tor_guardmgr::VanguardConfig = config.as_ref();
+    VanguardsMode::from_arti(vc.mode()).ok_or_else(|| Error::Config {
+        reason: format!("unknown vanguards mode {}", vc.mode()),
+    })
 }
 
 /// Wrap an Arti error.
@@ -453,20 +578,49 @@ impl Transport for ArtiTransport {
     }
 
     async fn listen(&self) -> Result<ArtiListener, Error> {
-        let nickname = self.opts.nickname.parse().map_err(|e| Error::Config {
-            reason: format!("invalid onion service nickname: {e}"),
-        })?;
+        let nickname: tor_hsservice::HsNickname =
+            self.opts.nickname.parse().map_err(|e| Error::Config {
+                reason: format!("invalid onion service nickname: {e}"),
+            })?;
         let config = OnionServiceConfigBuilder::default()
-            .nickname(nickname)
+            .nickname(nickname.clone())
             .build()
             .map_err(|e| Error::Launch {
                 source: Box::new(e),
             })?;
+        let in_memory = match &self.opts.service_key {
+            ServiceKey::Keystore => None,
+            ServiceKey::InMemory(key) => Some(key.clone()),
+        };
+        if in_memory.is_some() && !self.hsid_given.load(Ordering::SeqCst) {
+            self.purge_service_state(&nickname).await?;
+        }
         // A previous onion service of the same nickname (e.g. of a Tor
         // client dropped a moment ago, in this process) keeps its state
         // directory locked until its background tasks have wound down.
         let launched = wait_for_lock(
-            || self.client.launch_onion_service(config.clone()),
+            || match &in_memory {
+                Some(key) if !self.hsid_given.load(Ordering::SeqCst) => {
+                    let r = self
+                        .client
+                        .launch_onion_service_with_hsid(config.clone(), key.to_hsid_keypair())
+                        .map(|o| o.map(|(svc, reqs)| (svc, reqs.boxed())));
+                    // The key is in the keystore unless inserting it failed;
+                    // a launch that failed on the state lock after the
+                    // insertion is retried without inserting it again.
+                    if r.as_ref()
+                        .err()
+                        .is_none_or(|e| e.kind() == ArtiKind::LocalResourceAlreadyInUse)
+                    {
+                        self.hsid_given.store(true, Ordering::SeqCst);
+                    }
+                    r
+                }
+                _ => self
+                    .client
+                    .launch_onion_service(config.clone())
+                    .map(|o| o.map(|(svc, reqs)| (svc, reqs.boxed()))),
+            },
             |e| e.kind() == ArtiKind::LocalResourceAlreadyInUse,
             SERVICE_LOCK_WAIT,
         )
@@ -510,6 +664,31 @@ impl Transport for ArtiTransport {
 }
 
 impl ArtiTransport {
+    /// Delete what Arti keeps about onion service `nickname` in its state
+    /// directory (`<state>/hss/<nickname>/`: introduction point records and
+    /// replay logs). With an in-memory keystore the introduction point keys
+    /// those records refer to died with the previous process; starting clean
+    /// avoids Arti's "missing previous key" errors and leaves no record of
+    /// which relays introduced us. Waits like `listen` for a previous
+    /// instance's lock.
+    async fn purge_service_state(&self, nickname: &tor_hsservice::HsNickname) -> Result<(), Error> {
+        let state_dir = self.opts.data_dir.join("arti").join("state");
+        let err = |source: tor_persist::Error| Error::ServiceKey {
+            action: "clear the onion service's previous state",
+            source: Box::new(source),
+        };
+        let dir =
+            tor_persist::state_dir::StateDirectory::new(&state_dir, &self.mistrust).map_err(err)?;
+        let handle = wait_for_lock(
+            || dir.acquire_instance(nickname).map_err(Box::new),
+            |e| e.kind() == ArtiKind::LocalResourceAlreadyInUse,
+            SERVICE_LOCK_WAIT,
+        )
+        .await
+        .map_err(|e| err(*e))?;
+        handle.purge().map_err(err)
+    }
+
     async fn connect_with(&self, addr: &PeerAddress, isolate: bool) -> Result<BoxedStream, Error> {
         let bad = |reason| Error::BadAddress {
             transport: "Tor",
@@ -634,5 +813,50 @@ mod lock_wait_test {
         )
         .await;
         assert_eq!((r, calls), (Err(Fail::Other), 1));
+    }
+}
+
+#[cfg(test)]
+mod config_test {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tor_keymgr::config::ArtiKeystoreKind;
+
+    /// The options reach Arti's configuration: the vanguards mode (lite by
+    /// default), and an in-memory primary keystore exactly when the key is
+    /// handed in.
+    #[test]
+    fn vanguards_and_keystore_reach_the_arti_config() {
+        let d = std::env::temp_dir().join("umbra-arti-config-test");
+        let mut o = ArtiOptions::new(ArtiNetwork::Tor, &d);
+        let c = o.client_config().unwrap();
+        assert_eq!(configured_vanguards(&c).unwrap(), VanguardsMode::Lite);
+        assert_eq!(c.keystore().primary_kind(), Some(ArtiKeystoreKind::Native));
+        for m in [
+            VanguardsMode::Full,
+            VanguardsMode::Disabled,
+            VanguardsMode::Lite,
+        ] {
+            o.vanguards = m;
+            assert_eq!(
+                configured_vanguards(&o.client_config().unwrap()).unwrap(),
+                m
+            );
+        }
+        o.service_key = ServiceKey::InMemory(Arc::new(OnionServiceKey::generate().unwrap()));
+        let c = o.client_config().unwrap();
+        assert_eq!(
+            c.keystore().primary_kind(),
+            Some(ArtiKeystoreKind::Ephemeral)
+        );
+        // Nothing was created on disk by building the configuration.
+        assert!(!d.exists());
+        // The key never shows in Debug output of the options.
+        let ServiceKey::InMemory(k) = &o.service_key else {
+            unreachable!()
+        };
+        let dbg = format!("{o:?}");
+        assert!(!dbg.contains(&k.onion_address().as_str()[..20]), "{dbg}");
+        assert!(dbg.contains("[scrubbed]"), "{dbg}");
     }
 }

@@ -247,6 +247,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The onion service's identity key could not be read, moved or
+    /// deleted (Arti's old on-disk keystore, its state directory).
+    #[error("failed to {action}")]
+    ServiceKey {
+        /// What we were doing.
+        action: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The listener or transport has been shut down.
     #[error("the transport has been shut down")]
     Closed,
@@ -262,7 +272,7 @@ impl Error {
             Error::Launch { .. } => ErrorKind::Internal,
             Error::BootstrapTimeout { .. } => ErrorKind::Bootstrap,
             Error::ConnectFailed { kind, .. } => *kind,
-            Error::Io { .. } => ErrorKind::LocalState,
+            Error::Io { .. } | Error::ServiceKey { .. } => ErrorKind::LocalState,
             Error::Closed => ErrorKind::Closed,
         }
     }
