@@ -266,3 +266,55 @@ fn a_pending_request_and_file_commands_say_what_happens() {
     alice.down();
     bob.down();
 }
+
+/// A Handshaker that answers every request with 400 and an error text full
+/// of terminal escapes: a window title (OSC 0), a clipboard write (OSC 52),
+/// a carriage return and a bidi override. Returns its address.
+fn hostile_handshaker() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < 65536 {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = r#"{"error":"x\u001b[2J","message":"\u001b]0;pwned\u0007\u001b]52;c;ZWNobyBoaQ==\u0007\rgone \u202etxt.exe"}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// SECURITY-2026-11 L5: a Handshaker's error text reaches the terminal with
+/// every escape, carriage return and bidi override neutralised.
+#[test]
+fn a_hostile_handshaker_error_reaches_the_terminal_neutralised() {
+    let root = tempfile::tempdir().unwrap();
+    let mut u = User::new(root.path(), "alice", &Net::Direct, &hostile_handshaker());
+    u.up();
+    let (code, stdout, stderr) = text(&u, &["lookup", "@somebody"]);
+    assert_ne!(code, 0, "{stdout}{stderr}");
+    let shown = format!("{stdout}{stderr}");
+    for bad in ['\u{1b}', '\u{7}', '\r', '\u{202e}'] {
+        assert!(
+            !shown.contains(bad),
+            "{bad:?} reached the terminal: {shown:?}"
+        );
+    }
+    assert!(
+        shown.contains("pwned"),
+        "the text itself is still shown: {shown:?}"
+    );
+    u.down();
+}
