@@ -17,7 +17,7 @@ use super::{Event, NodeError};
 
 /// Records issuer handles and vouches for nobody (first pass of opening a
 /// request: learn who signed it).
-pub(super) struct Issuers(Vec<Fingerprint>);
+pub(super) struct Issuers(pub(super) Vec<Fingerprint>);
 
 impl SenderLookup for &mut Issuers {
     fn lookup(&mut self, issuers: &[sequoia_openpgp::KeyHandle]) -> Option<PublicCert> {

@@ -413,12 +413,30 @@ impl Inner {
         if self.table(|t| t.accepted.contains(&digest)) {
             return Ok(()); // re-delivered identical Accept (PROTOCOL.md §5.5)
         }
+        // Who signed it: one decryption that verifies and trusts nothing.
+        // The envelope is then opened only against the pending request to
+        // that key, never against every pending request (SECURITY-2026-11
+        // M2: each open is a decryption and a signature check).
+        let mut issuers = poller::Issuers(Vec::new());
+        let _ = crate::envelope::open(
+            &envelope,
+            &self.identity,
+            &mut issuers,
+            Freshness::default(),
+        );
+        let signers = issuers.0;
+        if signers.is_empty() {
+            return Err(HandshakeError::UnknownRequest.into());
+        }
         let candidates = self
             .store
-            .run(|s| -> Result<Vec<_>, crate::store::Error> {
+            .run(move |s| -> Result<Vec<_>, crate::store::Error> {
                 let mut out = Vec::new();
                 for p in s.pending_requests()? {
-                    if let Some(c) = s.contact_by_username(&p.to_username)? {
+                    if let Some(c) = s.contact_by_username(&p.to_username)?
+                        && Fingerprint::from_hex(&c.fingerprint)
+                            .is_ok_and(|f| signers.iter().any(|s| s.ct_eq(&f)))
+                    {
                         out.push((p, c));
                     }
                 }
