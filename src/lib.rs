@@ -37,7 +37,8 @@
 //! their old paths.
 //!
 //! `redact` provides the [`redact::Sensitive`] wrapper used whenever an
-//! identifier could reach a log line; `error` provides the crate-wide
+//! identifier could reach a log line; `terminal` neutralises text from
+//! peers and Handshakers before it reaches a terminal; `error` provides the crate-wide
 //! [`ErrorKind`] every module error maps to.
 
 // ---------- modules ----------

@@ -15,9 +15,19 @@ use super::inner::Inner;
 use super::mailbox::{MailItem, Mailbox};
 use super::{Event, NodeError};
 
-/// Records issuer handles and vouches for nobody (first pass of opening a
-/// request: learn who signed it).
-pub(super) struct Issuers(pub(super) Vec<Fingerprint>);
+/// Records issuer handles and vouches for nobody (first pass of opening an
+/// envelope: learn who signed it).
+struct Issuers(Vec<Fingerprint>);
+
+/// The fingerprints an envelope addressed to `me` names as its signers: one
+/// decryption that verifies and trusts nothing (the open fails: nobody is
+/// vouched for). Used to pick the one certificate or pending request to
+/// open it against.
+pub(super) fn claimed_signers(envelope: &[u8], me: &crate::identity::Identity) -> Vec<Fingerprint> {
+    let mut issuers = Issuers(Vec::new());
+    let _ = crate::envelope::open(envelope, me, &mut issuers, Freshness::default());
+    issuers.0
+}
 
 impl SenderLookup for &mut Issuers {
     fn lookup(&mut self, issuers: &[sequoia_openpgp::KeyHandle]) -> Option<PublicCert> {
@@ -201,17 +211,7 @@ pub(super) async fn open_mail(
     item: &MailItem,
 ) -> Result<Option<(ConnectionRequest, PublicCert)>, NodeError> {
     let env = item.envelope.as_bytes();
-    let mut issuers = Issuers(Vec::new());
-    let mut scratch = HashMap::new();
-    // First pass: learn the signer (fails: nobody is vouched for yet).
-    let _ = handshake::open_request(
-        env,
-        &inner.identity,
-        &mut issuers,
-        &mut SeenSet(&mut scratch),
-        Freshness::default(),
-    );
-    for fpr in issuers.0 {
+    for fpr in claimed_signers(env, &inner.identity) {
         let Some(cert) = mailbox.certificate(&fpr).await? else {
             continue;
         };

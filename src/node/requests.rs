@@ -413,36 +413,29 @@ impl Inner {
         if self.table(|t| t.accepted.contains(&digest)) {
             return Ok(()); // re-delivered identical Accept (PROTOCOL.md §5.5)
         }
-        // Who signed it: one decryption that verifies and trusts nothing.
-        // The envelope is then opened only against the pending request to
-        // that key, never against every pending request (SECURITY-2026-11
-        // M2: each open is a decryption and a signature check).
-        let mut issuers = poller::Issuers(Vec::new());
-        let _ = crate::envelope::open(
-            &envelope,
-            &self.identity,
-            &mut issuers,
-            Freshness::default(),
-        );
-        let signers = issuers.0;
-        if signers.is_empty() {
-            return Err(HandshakeError::UnknownRequest.into());
-        }
-        let candidates = self
+        let mut candidates = self
             .store
-            .run(move |s| -> Result<Vec<_>, crate::store::Error> {
+            .run(|s| -> Result<Vec<_>, crate::store::Error> {
                 let mut out = Vec::new();
                 for p in s.pending_requests()? {
-                    if let Some(c) = s.contact_by_username(&p.to_username)?
-                        && Fingerprint::from_hex(&c.fingerprint)
-                            .is_ok_and(|f| signers.iter().any(|s| s.ct_eq(&f)))
-                    {
+                    if let Some(c) = s.contact_by_username(&p.to_username)? {
                         out.push((p, c));
                     }
                 }
                 Ok(out)
             })
             .await??;
+        // With several pending requests, open the envelope only against the
+        // one(s) to its signer, never against each (SECURITY-2026-11 M2:
+        // every open is a decryption and a signature check). With none or
+        // one, the open below costs no more than learning the signer would.
+        if candidates.len() > 1 {
+            let signers = poller::claimed_signers(&envelope, &self.identity);
+            candidates.retain(|(_, c)| {
+                Fingerprint::from_hex(&c.fingerprint)
+                    .is_ok_and(|f| signers.iter().any(|s| s.ct_eq(&f)))
+            });
+        }
         for (pending, contact) in candidates {
             let Ok(cert) = PublicCert::from_bytes(&contact.public_cert) else {
                 continue;
