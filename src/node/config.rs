@@ -13,6 +13,10 @@ pub struct NodeConfig {
     pub hello_timeout: Duration,
     /// Re-send unacknowledged Texts after this long. Default 60 s.
     pub ack_timeout: Duration,
+    /// How long after our dialed connection became Ready a crossing
+    /// connection from the peer still loses the tie-break; a later one
+    /// replaces it (PROTOCOL.md §10). Default 30 s.
+    pub crossing_window: Duration,
     /// First reconnect delay. Default 5 s.
     pub backoff_initial: Duration,
     /// Largest reconnect delay. Default 300 s.
@@ -47,6 +51,7 @@ impl Default for NodeConfig {
             dead_after: Duration::from_secs(90),
             hello_timeout: Duration::from_secs(30),
             ack_timeout: Duration::from_secs(60),
+            crossing_window: Duration::from_secs(30),
             backoff_initial: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
             window: 256,

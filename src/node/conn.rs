@@ -85,6 +85,9 @@ pub struct ConnCtx {
     pub events: broadcast::Sender<Event>,
     /// The contact this session belongs to.
     pub contact: ContactId,
+    /// Called when this connection becomes Ready: from then on the registry
+    /// knows how long it has been Ready (the tie-break's crossing window).
+    pub on_ready: Arc<dyn Fn() + Send + Sync>,
     /// Called once this connection is going away (the peer announced it
     /// is going offline, or the connection stopped), so that the registry
     /// lets a reconnect replace it instead of refusing it by the tie-break.
@@ -541,6 +544,8 @@ where
                 }
                 Action::File(m) => self.file_inbox.push(m),
                 Action::Ready { peer_last_received } => {
+                    tracing::debug!("peer connection ready");
+                    (self.ctx.on_ready)();
                     let contact = self.ctx.contact;
                     self.was_ready = true;
                     self.announce_due = true;

@@ -210,6 +210,7 @@ async fn attempt(
     claim: super::inner::Claim,
     backoff: &mut Backoff,
 ) -> (Attempt, Reached) {
+    tracing::debug!(failures = backoff.failures(), "dialing a contact");
     let dialed = tokio::select! {
         r = inner.dial.dial(addr) => Some(r),
         _ = claim.cancel.cancelled() => None,
@@ -217,6 +218,7 @@ async fn attempt(
     let stream = match dialed {
         None => {
             // Preempted by an inbound connection: it holds the session now.
+            tracing::debug!("a dial was preempted by an inbound connection");
             inner.release(claim);
             return (Attempt::Now, Reached::Nothing);
         }

@@ -343,6 +343,7 @@ impl FileLink {
                     self.lanes_out.insert(lane_id, job.spawn(lane));
                     lane_ids.push(lane_id);
                 }
+                tracing::debug!(lanes = n, "sending a transfer on lanes");
                 self.out.start(id, lay, have, &lane_ids);
                 self.source = None;
             } else {
@@ -480,6 +481,7 @@ impl FileLink {
         let Some(s) = self.out.take() else {
             return;
         };
+        tracing::debug!("re-synchronising a transfer with the receiver");
         self.announced.forget(&s.id);
         self.source = None;
         self.abort_lanes(s.id);

@@ -298,17 +298,45 @@ impl Inner {
             let notified = released.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let decision = self.table(|t| match t.registry.inbound(contact, &mine, peer_fpr) {
-                Inbound::Claimed(slot) => Ok(Self::open_slot(t, slot, &self.shutdown)),
-                Inbound::Yield => Err(None),
-                Inbound::Preempt(old) => Err(t.io.get(&old).map(|io| io.cancel.clone())),
+            let decision = self.table(|t| {
+                match t.registry.inbound(
+                    contact,
+                    &mine,
+                    peer_fpr,
+                    std::time::Instant::now(),
+                    self.config.crossing_window,
+                ) {
+                    Inbound::Claimed(slot) => Ok(Self::open_slot(t, slot, &self.shutdown)),
+                    Inbound::Yield => Err(None),
+                    Inbound::Preempt(old) => match t.io.get(&old) {
+                        Some(io) => Err(Some(io.cancel.clone())),
+                        None => {
+                            // Not reachable (slots and their IO change together);
+                            // refuse rather than wait for a release that never comes.
+                            t.registry.unreserve(contact);
+                            Err(None)
+                        }
+                    },
+                }
             });
             match decision {
-                Ok(claim) => return Some(claim),
-                Err(None) => return None,
+                Ok(claim) => {
+                    tracing::debug!("an inbound connection holds the session");
+                    return Some(claim);
+                }
+                Err(None) => {
+                    tracing::debug!("an inbound connection lost the tie-break to our own");
+                    return None;
+                }
                 Err(Some(cancel)) => {
+                    tracing::debug!("an inbound connection preempts the current one");
                     cancel.cancel();
-                    tokio::time::timeout_at(deadline, notified).await.ok()?;
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        tracing::debug!("a preempted connection did not stop in time");
+                        self.table(|t| t.registry.unreserve(contact));
+                        self.wake(contact);
+                        return None;
+                    }
                 }
             }
         }
@@ -397,6 +425,15 @@ impl Inner {
             store: self.store.clone(),
             events: self.events.clone(),
             contact,
+            on_ready: {
+                let inner = Arc::downgrade(self);
+                let slot = claim.slot;
+                Arc::new(move || {
+                    if let Some(i) = inner.upgrade() {
+                        i.table(|t| t.registry.ready(slot, std::time::Instant::now()));
+                    }
+                })
+            },
             on_leaving: {
                 let inner = Arc::downgrade(self);
                 let slot = claim.slot;
@@ -421,9 +458,17 @@ impl Inner {
             },
         };
         let cancel = claim.cancel.clone();
+        let started = std::time::Instant::now();
         let outcome = conn::drive(framed, peer, first, &ctx, &mut claim.cmds, &cancel).await;
-        if let Outcome::Failed { error, .. } = &outcome {
-            tracing::debug!(kind = ?error.kind(), "peer connection failed");
+        let secs = started.elapsed().as_secs();
+        match &outcome {
+            Outcome::Failed { error, was_ready } => tracing::debug!(
+                ?side, was_ready, secs, kind = ?error.kind(), "peer connection failed"
+            ),
+            Outcome::Closed { was_ready } => {
+                tracing::debug!(?side, was_ready, secs, "peer connection closed")
+            }
+            Outcome::Ended => tracing::debug!(?side, secs, "peer connection ended its session"),
         }
         if matches!(
             outcome,

@@ -178,6 +178,32 @@ pub struct User {
     daemon: Proc,
 }
 
+/// When a test fails, the end of each of its daemons' logs (umbra's own
+/// lines) goes to the test output: a CI failure then says what the daemons
+/// were doing.
+impl Drop for User {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let ours: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" umbra::") || l.contains(" umbra_"))
+            .collect();
+        let tail = &ours[ours.len().saturating_sub(LOG_TAIL)..];
+        eprintln!(
+            "---- last {} umbra log lines of {} ----\n{}",
+            tail.len(),
+            self.name,
+            tail.join("\n")
+        );
+    }
+}
+
+/// Log lines [`User`] prints when a test fails.
+const LOG_TAIL: usize = 60;
+
 impl User {
     /// Creates the user under `root` (`umbra init`), configured for `net`
     /// and the Handshaker at `handshaker`.

@@ -251,6 +251,11 @@ async fn lane_writer(job: LaneJob, mut lane: Lane, permits: Arc<Semaphore>, sent
         }
     }
     .await;
+    tracing::debug!(
+        ok = result.is_ok(),
+        sent = sent.load(Ordering::Relaxed),
+        "a file lane ended"
+    );
     let _ = report.send(Command::LaneDone {
         lane_id,
         sent: sent.load(Ordering::Relaxed),
