@@ -135,6 +135,8 @@ impl Node {
             mailbox,
             tables: Mutex::new(Tables::default()),
             tasks: Mutex::new(JoinSet::new()),
+            polling: tokio::sync::Mutex::new(()),
+            openpgp: tokio::sync::Semaphore::new(inner::OPENPGP_JOBS),
             shutdown: CancellationToken::new(),
         });
         // Expired requests and accepts go before anything is dialed.

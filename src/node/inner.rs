@@ -107,8 +107,17 @@ pub(super) struct Inner {
     pub(super) mailbox: Option<Arc<dyn Mailbox>>,
     pub(super) tables: Mutex<Tables>,
     pub(super) tasks: Mutex<JoinSet<()>>,
+    /// Held for a whole mailbox poll: one poll at a time, so an explicit
+    /// poll returns only after every item fetched so far was handled (a
+    /// background poll's in-flight items included).
+    pub(super) polling: tokio::sync::Mutex<()>,
+    /// Permits for OpenPGP work ([`Inner::openpgp`]).
+    pub(super) openpgp: tokio::sync::Semaphore,
     pub(super) shutdown: CancellationToken,
 }
+
+/// OpenPGP jobs (opening or sealing an envelope) that may run at once.
+pub(super) const OPENPGP_JOBS: usize = 2;
 
 impl Inner {
     /// Events for a session that ended.
@@ -159,6 +168,27 @@ impl Inner {
                 }
             }
         });
+    }
+
+    /// Runs OpenPGP work (opening or sealing an envelope) on the blocking
+    /// pool, at most [`OPENPGP_JOBS`] at a time: envelopes from strangers
+    /// cost bounded CPU and never stall the async workers that Arti and the
+    /// peer connections run on (SECURITY-2026-11 M2).
+    pub(super) async fn openpgp<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Inner) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
+        let _permit = self
+            .openpgp
+            .acquire()
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .map_err(|_| NodeError::Internal {
+                what: "an OpenPGP task panicked",
+            })
     }
 
     pub(super) fn table<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> R {

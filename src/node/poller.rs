@@ -85,10 +85,13 @@ fn jittered(poll: std::time::Duration) -> std::time::Duration {
     poll / 2 + (poll * 2 - poll / 2).mul_f64(frac)
 }
 
+/// One poll: fetch, open, store, ack. Polls never overlap (see
+/// `Inner::polling`).
 pub(super) async fn poll_mailbox(inner: &Arc<Inner>) -> Result<(), NodeError> {
     let Some(mailbox) = inner.mailbox.clone() else {
         return Ok(());
     };
+    let _one_at_a_time = inner.polling.lock().await;
     let me = inner.identity.username().as_str().to_owned();
     for item in mailbox.fetch(&me).await? {
         if !inner.table(|t| t.seen_mail.insert(item.id)) {
@@ -210,19 +213,29 @@ pub(super) async fn open_mail(
     mailbox: &dyn Mailbox,
     item: &MailItem,
 ) -> Result<Option<(ConnectionRequest, PublicCert)>, NodeError> {
-    let env = item.envelope.as_bytes();
-    for fpr in claimed_signers(env, &inner.identity) {
+    let env: Arc<str> = item.envelope.as_str().into();
+    let e = env.clone();
+    let signers = inner
+        .openpgp(move |i| claimed_signers(e.as_bytes(), &i.identity))
+        .await?;
+    for fpr in signers {
         let Some(cert) = mailbox.certificate(&fpr).await? else {
             continue;
         };
-        let mut seen = HashMap::new();
-        let opened = handshake::open_request(
-            env,
-            &inner.identity,
-            &cert,
-            &mut SeenSet(&mut seen),
-            Freshness::default(),
-        );
+        let (e, c) = (env.clone(), cert.clone());
+        let (opened, seen) = inner
+            .openpgp(move |i| {
+                let mut seen = HashMap::new();
+                let opened = handshake::open_request(
+                    e.as_bytes(),
+                    &i.identity,
+                    &c,
+                    &mut SeenSet(&mut seen),
+                    Freshness::default(),
+                );
+                (opened, seen)
+            })
+            .await?;
         return match opened {
             Ok((req, _)) => {
                 let expires = seen.get(&req.request_id).copied().unwrap_or(u64::MAX);

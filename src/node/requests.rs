@@ -70,13 +70,13 @@ impl NodeHandle {
             what: "certificate",
             reason: "it does not carry exactly one self-signed @name user ID",
         })?;
-        let (envelope, pending) = handshake::make_request(
-            &self.inner.identity,
-            to,
-            &username,
-            self.inner.address.as_str(),
-            note,
-        )?;
+        let (to_cert, to_name, note) = (to.clone(), username.clone(), note.to_owned());
+        let (envelope, pending) = self
+            .inner
+            .openpgp(move |i| {
+                handshake::make_request(&i.identity, &to_cert, &to_name, i.address.as_str(), &note)
+            })
+            .await??;
         let secret = pending.share.to_secret_bytes();
         let record = PendingRequest {
             request_id: pending.request_id,
@@ -209,7 +209,9 @@ impl NodeHandle {
         Ok(())
     }
 
-    /// Polls the mailbox now (the poller also runs on its interval).
+    /// Polls the mailbox now (the poller also runs on its interval). Waits
+    /// for a poll in progress first: on return, every item fetched so far
+    /// was handled.
     pub async fn poll_mailbox(&self) -> Result<(), NodeError> {
         poller::poll_mailbox(&self.inner).await
     }
@@ -248,12 +250,11 @@ impl NodeHandle {
         }
         let cert = PublicCert::from_bytes(&rec.public_cert).map_err(HandshakeError::Identity)?;
         let req = decode_request(&rec.payload)?;
-        let (envelope, session) = handshake::make_accept(
-            &self.inner.identity,
-            &cert,
-            &req,
-            self.inner.address.as_str(),
-        )?;
+        let (c, r) = (cert.clone(), req.clone());
+        let (envelope, session) = self
+            .inner
+            .openpgp(move |i| handshake::make_accept(&i.identity, &c, &r, i.address.as_str()))
+            .await??;
         let expires = req
             .created_at
             .saturating_add(ENVELOPE_MAX_AGE_SECS + MAX_FUTURE_SKEW_SECS);
@@ -429,8 +430,12 @@ impl Inner {
         // one(s) to its signer, never against each (SECURITY-2026-11 M2:
         // every open is a decryption and a signature check). With none or
         // one, the open below costs no more than learning the signer would.
+        let envelope: Arc<[u8]> = envelope.into();
         if candidates.len() > 1 {
-            let signers = poller::claimed_signers(&envelope, &self.identity);
+            let e = envelope.clone();
+            let signers = self
+                .openpgp(move |i| poller::claimed_signers(&e, &i.identity))
+                .await?;
             candidates.retain(|(_, c)| {
                 Fingerprint::from_hex(&c.fingerprint)
                     .is_ok_and(|f| signers.iter().any(|s| s.ct_eq(&f)))
@@ -446,21 +451,26 @@ impl Inner {
             let mut share = Some(KeyShare::from_secret_bytes(&secret)?);
             let rid = pending.request_id;
             let to_fingerprint = cert.fingerprint();
-            let answer = handshake::open_answer(
-                &envelope,
-                &self.identity,
-                &cert,
-                &mut |id| {
-                    (*id == rid).then(|| share.take()).flatten().map(|share| {
-                        handshake::PendingRequest {
-                            request_id: rid,
-                            to_fingerprint,
-                            share,
-                        }
-                    })
-                },
-                Freshness::default(),
-            );
+            let e = envelope.clone();
+            let answer = self
+                .openpgp(move |i| {
+                    handshake::open_answer(
+                        &e,
+                        &i.identity,
+                        &cert,
+                        &mut |id| {
+                            (*id == rid).then(|| share.take()).flatten().map(|share| {
+                                handshake::PendingRequest {
+                                    request_id: rid,
+                                    to_fingerprint,
+                                    share,
+                                }
+                            })
+                        },
+                        Freshness::default(),
+                    )
+                })
+                .await?;
             let cid = contact.id;
             match answer {
                 Ok(Answer::Accepted { accept, session }) => {

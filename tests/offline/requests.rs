@@ -350,10 +350,29 @@ async fn without_read_receipts_the_sender_sees_only_delivered() {
 }
 
 /// A Mailbox whose directory lookups fail while `failing` is set (a
-/// Handshaker that is briefly unreachable).
+/// Handshaker that is briefly unreachable), and wait for a permit of `gate`
+/// (a slow one), saying when one is waiting.
 struct Flaky {
     inner: MemoryMailbox,
     failing: AtomicBool,
+    gate: tokio::sync::Semaphore,
+    waiting: tokio::sync::Notify,
+}
+
+impl Flaky {
+    fn new(inner: &MemoryMailbox, failing: bool, open: bool) -> Arc<Flaky> {
+        let permits = if open {
+            tokio::sync::Semaphore::MAX_PERMITS
+        } else {
+            0
+        };
+        Arc::new(Flaky {
+            inner: inner.clone(),
+            failing: AtomicBool::new(failing),
+            gate: tokio::sync::Semaphore::new(permits),
+            waiting: tokio::sync::Notify::new(),
+        })
+    }
 }
 
 impl Mailbox for Flaky {
@@ -374,32 +393,28 @@ impl Mailbox for Flaky {
         &'a self,
         fingerprint: &'a Fingerprint,
     ) -> BoxFuture<'a, Result<Option<PublicCert>, MailboxError>> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Box::pin(async {
-                Err(MailboxError::Unavailable {
+        Box::pin(async move {
+            self.waiting.notify_one();
+            let _permit = self.gate.acquire().await;
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(MailboxError::Unavailable {
                     reason: "directory unreachable (test)".into(),
-                })
-            });
-        }
-        self.inner.certificate(fingerprint)
+                });
+            }
+            self.inner.certificate(fingerprint).await
+        })
     }
 }
 
-/// SECURITY-2026-11 L6: a request signed a little "in the future" by the
-/// receiver's clock, or one whose signer could not be looked up because the
-/// directory was briefly unreachable, stays in the mailbox and is delivered
-/// by a later poll; neither is acked and lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn skewed_or_unlucky_requests_are_delivered_later_not_lost() {
+/// bob's node on `mailbox` (over `memory`), and a registered alice.
+async fn bob_on(
+    memory: &MemoryMailbox,
+    mailbox: Arc<Flaky>,
+) -> (User, umbra::node::NodeHandle, Identity) {
     let net = MemoryNetwork::new();
-    let memory = MemoryMailbox::new();
-    let flaky = Arc::new(Flaky {
-        inner: memory.clone(),
-        failing: AtomicBool::new(true),
-    });
     let bob = User::new("bob");
     memory.register(bob.cert.clone());
-    let mb: Arc<dyn Mailbox> = flaky.clone();
+    let mb: Arc<dyn Mailbox> = mailbox;
     let b = Node::start(
         fast_config(),
         bob.open(),
@@ -410,6 +425,18 @@ async fn skewed_or_unlucky_requests_are_delivered_later_not_lost() {
     .unwrap();
     let alice = Identity::generate(&Username::parse("alice").unwrap()).unwrap();
     memory.register(alice.public_cert().unwrap());
+    (bob, b, alice)
+}
+
+/// SECURITY-2026-11 L6: a request signed a little "in the future" by the
+/// receiver's clock, or one whose signer could not be looked up because the
+/// directory was briefly unreachable, stays in the mailbox and is delivered
+/// by a later poll; neither is acked and lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skewed_or_unlucky_requests_are_delivered_later_not_lost() {
+    let memory = MemoryMailbox::new();
+    let flaky = Flaky::new(&memory, true, true);
+    let (bob, b, alice) = bob_on(&memory, flaky.clone()).await;
 
     // The directory is unreachable: kept, not acked.
     memory.inject("bob", request_as(&alice, "alice", &bob.cert, 0));
@@ -436,5 +463,40 @@ async fn skewed_or_unlucky_requests_are_delivered_later_not_lost() {
         b.poll_mailbox().await.unwrap();
     }
     assert_eq!(memory.pending("bob"), 0);
+    b.shutdown().await;
+}
+
+/// An explicit poll returns only once every item fetched so far was
+/// handled, also items a background poll was still opening: before, it
+/// skipped them and returned at once, and a request could be listed only
+/// after the caller had looked (seen as a flaky "a repeated request is
+/// listed once" test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_poll_waits_for_the_items_a_background_poll_is_handling() {
+    let memory = MemoryMailbox::new();
+    let gated = Flaky::new(&memory, false, false);
+    let (bob, b, alice) = bob_on(&memory, gated.clone()).await;
+    memory.inject("bob", request_as(&alice, "alice", &bob.cert, 0));
+    // The background poll has the item and waits for the directory.
+    tokio::time::timeout(support::WAIT, gated.waiting.notified())
+        .await
+        .expect("the background poll looks up the signer");
+
+    {
+        let explicit = b.poll_mailbox();
+        tokio::pin!(explicit);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(500), &mut explicit)
+                .await
+                .is_err(),
+            "the explicit poll returned while an item was still being handled"
+        );
+        gated.gate.add_permits(1000);
+        tokio::time::timeout(support::WAIT, explicit)
+            .await
+            .expect("the poll ends once the directory answers")
+            .unwrap();
+    }
+    assert_eq!(b.requests().await.unwrap().len(), 1, "listed on return");
     b.shutdown().await;
 }
