@@ -240,6 +240,9 @@ pub struct Fetched {
     pub ack_token: String,
     /// Items still pending beyond this batch.
     pub remaining: u64,
+    /// The Handshaker's fresh binding of our name and key, hex (PROTOCOL.md
+    /// §17.11); `None` from servers without bindings.
+    pub binding: Option<String>,
 }
 
 /// Progress callback for proof-of-work computations.
@@ -485,6 +488,7 @@ impl HandshakerClient {
             items: resp.items,
             ack_token: resp.ack_token,
             remaining: resp.remaining,
+            binding: resp.binding,
         })
     }
 

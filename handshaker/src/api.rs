@@ -22,6 +22,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use umbra_proto::handshaker_api::binding::{BindingKey, BindingSigner};
 use umbra_proto::handshaker_api::pow::{self, PowError, PowStamp, Purpose};
 use umbra_proto::handshaker_api::wire::*;
 use umbra_proto::identity::{Fingerprint, IdentityError, PublicCert, Username};
@@ -306,6 +307,8 @@ pub struct AppState {
     writes: TokenBucket,
     /// Aggregate counters.
     pub counters: Counters,
+    /// Signs registration bindings (PROTOCOL.md §17.11).
+    binding: BindingSigner,
 }
 
 impl std::fmt::Debug for AppState {
@@ -331,7 +334,43 @@ impl AppState {
             store,
             cfg: Arc::new(cfg),
             address,
+            binding: BindingSigner::generate(),
         }
+    }
+
+    /// Signs bindings with `signer` (the persistent key of the data
+    /// directory) instead of the throw-away key [`AppState::new`] makes.
+    pub fn with_binding_key(mut self, signer: BindingSigner) -> Self {
+        self.binding = signer;
+        self
+    }
+
+    /// The public key clients pin.
+    pub fn binding_key(&self) -> BindingKey {
+        self.binding.public()
+    }
+
+    /// A fresh binding of `rec`'s name and key, hex.
+    fn binding_of(&self, rec: &UserRecord, now: u64) -> Result<String, ApiError> {
+        let signed = self
+            .binding
+            .issue(&rec.username, &rec.fingerprint, &self.address, now)
+            .and_then(|b| b.encode())
+            .map_err(|_| {
+                tracing::warn!("a stored registration cannot be bound");
+                ApiError::Internal
+            })?;
+        Ok(hex::encode(signed))
+    }
+
+    /// The directory entry of `rec`, with a fresh binding.
+    fn user_response(&self, rec: &UserRecord) -> Result<UserResponse, ApiError> {
+        Ok(UserResponse {
+            username: rec.username.as_str().to_string(),
+            fingerprint: rec.fingerprint.to_hex(),
+            cert: rec.cert.clone(),
+            binding: Some(self.binding_of(rec, now())?),
+        })
     }
 
     /// Drops expired challenges, tokens and stamps.
@@ -454,14 +493,6 @@ fn stored_cert(rec: &UserRecord) -> Result<PublicCert, ApiError> {
     })
 }
 
-fn user_response(rec: &UserRecord) -> UserResponse {
-    UserResponse {
-        username: rec.username.as_str().to_string(),
-        fingerprint: rec.fingerprint.to_hex(),
-        cert: rec.cert.clone(),
-    }
-}
-
 fn random_hex<const N: usize>() -> Result<String, ApiError> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|_| ApiError::Internal)?;
@@ -530,6 +561,7 @@ async fn info(State(st): Shared) -> axum::Json<InfoResponse> {
             mailbox_retention_secs: c.mailbox.retention_secs,
             max_search_limit: MAX_SEARCH_LIMIT,
         },
+        binding_key: Some(st.binding_key().to_hex()),
     })
 }
 
@@ -585,7 +617,7 @@ async fn register(
         cert: cert.to_armored().map_err(|_| ApiError::Internal)?,
         registered_at: now,
     };
-    let resp = user_response(&rec);
+    let resp = st.user_response(&rec)?;
     st.spend(stamp, now)?;
     if let Err(e) = db(&st, move |s| s.put_user(&rec, expected.as_ref())).await {
         st.spent.remove(&stamp);
@@ -632,7 +664,7 @@ async fn lookup(
     let rec = db(&st, move |s| s.user_by_name(&username))
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(axum::Json(user_response(&rec)))
+    Ok(axum::Json(st.user_response(&rec)?))
 }
 
 async fn by_fingerprint(
@@ -648,7 +680,7 @@ async fn by_fingerprint(
     let rec = db(&st, move |s| s.user_by_fingerprint(&fpr))
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(axum::Json(user_response(&rec)))
+    Ok(axum::Json(st.user_response(&rec)?))
 }
 
 /// Query of `GET /v1/search`.
@@ -788,6 +820,7 @@ async fn fetch(
         .ok_or(ApiError::NotFound)?;
     let statement = fetch_statement(&username, &st.address, &req.challenge);
     verify(&stored_cert(&rec)?, &statement, &req.signature).map_err(|_| ApiError::NotOwner)?;
+    let binding = st.binding_of(&rec, now)?;
     let max = st.cfg.mailbox.fetch_max_items;
     let u = username.clone();
     let (items, remaining) = db(&st, move |s| s.pending(&u, now, max)).await?;
@@ -815,6 +848,7 @@ async fn fetch(
             .collect(),
         ack_token,
         remaining,
+        binding: Some(binding),
     }))
 }
 

@@ -31,6 +31,7 @@
 
 // ---------- modules ----------
 pub mod api;
+pub mod binding_key;
 pub mod config;
 pub mod ephemeral;
 pub mod listen;

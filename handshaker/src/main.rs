@@ -176,7 +176,8 @@ async fn start(
         .context("invalid public address")?
         .as_str()
         .to_string();
-    let state = Arc::new(AppState::new(cfg, store, address));
+    let signer = umbra_handshaker::binding_key::load_or_create(data_dir)?;
+    let state = Arc::new(AppState::new(cfg, store, address).with_binding_key(signer));
     Ok((listener, state, transport))
 }
 

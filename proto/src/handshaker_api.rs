@@ -1,6 +1,7 @@
 //! What the Handshaker and its clients must agree on (design-v1 "Handshaker
 //! HTTP API v1"): the JSON bodies and signed statements ([`wire`]), the
-//! proof-of-work stamps ([`pow`]) and the canonical Handshaker address
+//! proof-of-work stamps ([`pow`]), the signed registration bindings
+//! ([`binding`]) and the canonical Handshaker address
 //! ([`HandshakerAddress`]).
 //!
 //! A Handshaker address is canonicalised and that canonical string is signed
@@ -8,6 +9,7 @@
 //! another: the server canonicalises its own public address with the same
 //! code the client uses for the address it is configured with.
 
+pub mod binding;
 pub mod pow;
 pub mod wire;
 

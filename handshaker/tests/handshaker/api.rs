@@ -37,9 +37,27 @@ impl Server {
 
     fn start_logging_to(stderr: Stdio) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let (child, port) = Self::spawn(dir.path(), stderr);
+        Server {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the server (SIGKILL) and starts it again on the same data dir.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, port) = Self::spawn(self._dir.path(), Stdio::null());
+        self.child = child;
+        self.port = port;
+    }
+
+    fn spawn(dir: &std::path::Path, stderr: Stdio) -> (Child, u16) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_umbra-handshaker"))
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir)
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -62,11 +80,7 @@ impl Server {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        Server {
-            child,
-            port,
-            _dir: dir,
-        }
+        (child, port)
     }
 
     fn url(&self) -> String {
@@ -769,4 +783,50 @@ fn account_calls_and_anonymous_calls_never_share_circuits() {
             "challenge, fetch, ack"
         );
     });
+}
+
+/// The binding key in `/v1/info` signs every binding the server hands out
+/// (registration, lookups, the owner's fetch), each for exactly the name,
+/// key and address it serves; the key is the data dir's and survives a
+/// restart (clients pin it: PROTOCOL.md §17.11).
+#[test]
+fn bindings_are_signed_by_the_published_key_which_survives_a_restart() {
+    use umbra_proto::handshaker_api::binding::{BindingKey, SignedBinding};
+    use umbra_proto::handshaker_api::wire::{InfoResponse, UserResponse};
+
+    let mut server = Server::start();
+    let rt = rt();
+    let alice = ident("alice");
+    let client = HandshakerClient::new(&server.url()).unwrap();
+    let info: InfoResponse = rt.block_on(client.info()).unwrap();
+    let key = BindingKey::from_hex(info.binding_key.as_deref().expect("binding_key")).unwrap();
+    rt.block_on(client.register(&alice)).unwrap();
+    let now = umbra::time::now_secs();
+    let check = |hex_binding: Option<&str>, addr: &str| {
+        let bytes = hex::decode(hex_binding.expect("a binding")).unwrap();
+        let b = SignedBinding::decode(&bytes).unwrap();
+        b.check(&key, alice.username(), &alice.fingerprint(), addr, now)
+            .unwrap();
+        assert!(b.binding.expires_at > now + 6 * 24 * 3600, "valid for days");
+    };
+    let addr = client.address().as_str().to_owned();
+    let (status, body) = server.raw("GET", "/v1/users/alice", b"");
+    assert_eq!(status, 200, "{body}");
+    let entry: UserResponse = serde_json::from_str(&body).unwrap();
+    check(entry.binding.as_deref(), &addr);
+    let fpr = alice.fingerprint().to_hex();
+    let (_, body) = server.raw("GET", &format!("/v1/by-fingerprint/{fpr}"), b"");
+    let entry: UserResponse = serde_json::from_str(&body).unwrap();
+    check(entry.binding.as_deref(), &addr);
+    let fetched = rt.block_on(client.fetch(&alice)).unwrap();
+    check(fetched.binding.as_deref(), &addr);
+
+    server.restart();
+    let client = HandshakerClient::new(&server.url()).unwrap();
+    let info: InfoResponse = rt.block_on(client.info()).unwrap();
+    assert_eq!(
+        info.binding_key.as_deref(),
+        Some(key.to_hex().as_str()),
+        "the key survives a restart"
+    );
 }

@@ -56,6 +56,10 @@ pub struct UserResponse {
     pub fingerprint: String,
     /// Armored (stripped) public certificate.
     pub cert: String,
+    /// The Handshaker's signed binding of this name to this key, hex
+    /// (PROTOCOL.md §17.11). Absent from servers older than the binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
 }
 
 /// One search hit.
@@ -133,6 +137,10 @@ pub struct FetchResponse {
     /// Items still pending beyond this answer.
     #[serde(default)]
     pub remaining: u64,
+    /// A fresh binding of the fetching user, hex (PROTOCOL.md §17.11): the
+    /// client carries it in its requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
 }
 
 /// `POST /v1/mailbox/<name>/ack`.
@@ -188,6 +196,10 @@ pub struct InfoResponse {
     pub pow_difficulty: u32,
     /// Limits.
     pub limits: InfoLimits,
+    /// The Ed25519 key that signs bindings, 64 hex digits (PROTOCOL.md
+    /// §17.11). Clients pin it on first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding_key: Option<String>,
 }
 
 /// Every error answer: `{"error": code, "message": text}`.
