@@ -33,6 +33,9 @@
 
 // ---------- modules ----------
 pub mod envelope;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod error;
 pub mod handshake;
 pub mod handshaker_api;
