@@ -203,7 +203,11 @@ pub fn peer_message(data: &[u8]) {
         }
         Ok(msg) => {
             msg.validate().unwrap();
-            assert_eq!(msg.encode().unwrap(), data, "only canonical encodings decode");
+            assert_eq!(
+                msg.encode().unwrap(),
+                data,
+                "only canonical encodings decode"
+            );
         }
         Err(_) => {}
     }
@@ -235,7 +239,11 @@ pub fn sealed_open(data: &[u8]) {
                 let _ = PeerMessage::decode(&plaintext);
             }
             Err(_) => {
-                assert_eq!(rx.next_recv_seq(), before, "a refused frame moved the chain");
+                assert_eq!(
+                    rx.next_recv_seq(),
+                    before,
+                    "a refused frame moved the chain"
+                );
                 assert_eq!(*rx.recv_chain().0, *key_before);
             }
         }
@@ -318,7 +326,8 @@ pub fn handshaker_bodies(data: &[u8]) {
             if let Some(stamp) = &req.pow {
                 let _ = pow::check(stamp, Purpose::Register, name.as_str(), POW_BITS, now);
             }
-            let statement = register_statement(&name, HANDSHAKER, &cert.fingerprint(), req.timestamp);
+            let statement =
+                register_statement(&name, HANDSHAKER, &cert.fingerprint(), req.timestamp);
             let _ = cert.verify_detached(statement.as_bytes(), req.proof.as_bytes());
             if let Some(cp) = &req.current_proof {
                 let _ = f
@@ -337,7 +346,10 @@ pub fn handshaker_bodies(data: &[u8]) {
         }
         body::DEPOSIT => {
             if let Ok(req) = serde_json::from_slice::<DepositRequest>(json) {
-                let _ = req.message.trim_start().starts_with("-----BEGIN PGP MESSAGE-----");
+                let _ = req
+                    .message
+                    .trim_start()
+                    .starts_with("-----BEGIN PGP MESSAGE-----");
                 if let Some(stamp) = &req.pow {
                     let _ = pow::check(stamp, Purpose::Deposit, "bob", POW_BITS, now);
                 }
@@ -410,7 +422,9 @@ mod seeds {
     use crate::envelope;
     use crate::handshake::{Accept, ConnectionRequest, Reject};
     use crate::handshaker_api::pow::PowStamp;
-    use crate::wire::{FileAccept, FileChunk, FileOffer, Hello, LaneKey, Media, PresenceState, Text};
+    use crate::wire::{
+        FileAccept, FileChunk, FileOffer, Hello, LaneKey, Media, PresenceState, Text,
+    };
 
     /// Every target of this crate, with its entry point.
     const TARGETS: [(&str, fn(&[u8])); 6] = [
@@ -549,13 +563,21 @@ mod seeds {
             .unwrap();
         let text = tx.seal(&enc(messages()[0].1.clone())).unwrap();
         let ack = tx.seal(&enc(PeerMessage::Ack { upto: 0 })).unwrap();
-        write("sealed_open", "hello", &[&[0u8][..], &join_records(&[&hello])].concat());
+        write(
+            "sealed_open",
+            "hello",
+            &[&[0u8][..], &join_records(&[&hello])].concat(),
+        );
         write(
             "sealed_open",
             "hello_text_ack",
             &[&[0u8][..], &join_records(&[&hello, &text, &ack])].concat(),
         );
-        write("sealed_open", "skipped", &[&[0u8][..], &join_records(&[&ack])].concat());
+        write(
+            "sealed_open",
+            "skipped",
+            &[&[0u8][..], &join_records(&[&ack])].concat(),
+        );
 
         let frame = |body: &[u8]| [&(body.len() as u32).to_be_bytes()[..], body].concat();
         let envelope_frame = Frame::envelope(b"-----BEGIN PGP MESSAGE-----\n").unwrap();
@@ -590,7 +612,11 @@ mod seeds {
             from_fingerprint: *f.bob.fingerprint().as_bytes(),
             created_at: SEED_TIME,
         });
-        for (name, msg) in [("request", &request), ("accept", &accept), ("reject", &reject)] {
+        for (name, msg) in [
+            ("request", &request),
+            ("accept", &accept),
+            ("reject", &reject),
+        ] {
             let payload = msg.encode().unwrap();
             write("handshake_payload", name, &payload);
             let (from, to) = if name == "request" {
@@ -603,7 +629,12 @@ mod seeds {
         }
 
         let json = |selector: u8, v: &dyn erased::Json| [vec![selector], v.to_vec()].concat();
-        let statement = register_statement(&Username::parse("alice").unwrap(), HANDSHAKER, &f.alice.fingerprint(), SEED_TIME);
+        let statement = register_statement(
+            &Username::parse("alice").unwrap(),
+            HANDSHAKER,
+            &f.alice.fingerprint(),
+            SEED_TIME,
+        );
         let stamp = pow::solve(Purpose::Register, "alice", POW_BITS, SEED_TIME, &mut |_| {});
         let register = RegisterRequest {
             username: "@Alice".into(),
@@ -613,24 +644,38 @@ mod seeds {
             current_proof: None,
             pow: Some(stamp),
         };
-        write("handshaker_bodies", "register", &json(body::REGISTER, &register));
+        write(
+            "handshaker_bodies",
+            "register",
+            &json(body::REGISTER, &register),
+        );
         let alice = Username::parse("alice").unwrap();
         let delete = DeleteRequest {
             proof: f
                 .alice
-                .sign_detached(delete_statement(&alice, HANDSHAKER, &f.alice.fingerprint(), SEED_TIME).as_bytes())
+                .sign_detached(
+                    delete_statement(&alice, HANDSHAKER, &f.alice.fingerprint(), SEED_TIME)
+                        .as_bytes(),
+                )
                 .unwrap(),
             timestamp: SEED_TIME,
         };
         write("handshaker_bodies", "delete", &json(body::DELETE, &delete));
         let deposit = DepositRequest {
-            message: String::from_utf8(std::fs::read(fuzz_dir().join("corpus/envelope_open/request")).unwrap()).unwrap(),
+            message: String::from_utf8(
+                std::fs::read(fuzz_dir().join("corpus/envelope_open/request")).unwrap(),
+            )
+            .unwrap(),
             pow: Some(PowStamp {
                 ts: SEED_TIME,
                 nonce: "0123456789abcdef0123456789abcdef".into(),
             }),
         };
-        write("handshaker_bodies", "deposit", &json(body::DEPOSIT, &deposit));
+        write(
+            "handshaker_bodies",
+            "deposit",
+            &json(body::DEPOSIT, &deposit),
+        );
         let challenge = "ab".repeat(32);
         let fetch = FetchRequest {
             signature: f
@@ -652,12 +697,48 @@ mod seeds {
         };
         write("handshaker_bodies", "user", &json(body::USER, &user));
         let raw = |selector: u8, s: &str| [&[selector][..], s.as_bytes()].concat();
-        write("handshaker_bodies", "search", &raw(body::SEARCH, r#"{"users":[{"username":"alice","fingerprint":"00112233445566778899AABBCCDDEEFF00112233"}]}"#));
-        write("handshaker_bodies", "fetch_response", &raw(body::FETCH_RESPONSE, r#"{"items":[{"id":"00","message":"m","deposited_at":1}],"ack_token":"t","remaining":0}"#));
-        write("handshaker_bodies", "info", &raw(body::INFO, r#"{"onion_address":"http://127.0.0.1:8080","pow_difficulty":18,"limits":{"max_body":65536,"max_message":32768,"max_cert":16384,"mailbox_capacity":100,"mailbox_retention_secs":604800,"max_search_limit":20}}"#));
-        write("handshaker_bodies", "error", &raw(body::ERROR, r#"{"error":"username_taken","message":"taken"}"#));
-        write("handshaker_bodies", "challenge", &raw(body::CHALLENGE, r#"{"challenge":"abcd","expires_at":1}"#));
-        write("handshaker_bodies", "ack_response", &raw(body::ACK_RESPONSE, r#"{"deleted":1}"#));
+        write(
+            "handshaker_bodies",
+            "search",
+            &raw(
+                body::SEARCH,
+                r#"{"users":[{"username":"alice","fingerprint":"00112233445566778899AABBCCDDEEFF00112233"}]}"#,
+            ),
+        );
+        write(
+            "handshaker_bodies",
+            "fetch_response",
+            &raw(
+                body::FETCH_RESPONSE,
+                r#"{"items":[{"id":"00","message":"m","deposited_at":1}],"ack_token":"t","remaining":0}"#,
+            ),
+        );
+        write(
+            "handshaker_bodies",
+            "info",
+            &raw(
+                body::INFO,
+                r#"{"onion_address":"http://127.0.0.1:8080","pow_difficulty":18,"limits":{"max_body":65536,"max_message":32768,"max_cert":16384,"mailbox_capacity":100,"mailbox_retention_secs":604800,"max_search_limit":20}}"#,
+            ),
+        );
+        write(
+            "handshaker_bodies",
+            "error",
+            &raw(
+                body::ERROR,
+                r#"{"error":"username_taken","message":"taken"}"#,
+            ),
+        );
+        write(
+            "handshaker_bodies",
+            "challenge",
+            &raw(body::CHALLENGE, r#"{"challenge":"abcd","expires_at":1}"#),
+        );
+        write(
+            "handshaker_bodies",
+            "ack_response",
+            &raw(body::ACK_RESPONSE, r#"{"deleted":1}"#),
+        );
     }
 
     mod erased {
@@ -692,8 +773,14 @@ mod seeds {
             std::fs::read(fuzz_dir().join("corpus").join(target).join(name)).unwrap()
         };
         let mut seen = MemorySeen::default();
-        open_request(&read("envelope_open", "request"), &f.bob, &f.alice_cert, &mut seen, freshness())
-            .expect("the request seed opens");
+        open_request(
+            &read("envelope_open", "request"),
+            &f.bob,
+            &f.alice_cert,
+            &mut seen,
+            freshness(),
+        )
+        .expect("the request seed opens");
         let (_, mut rx) = session_pair();
         for frame in records(&read("sealed_open", "hello_text_ack")[1..]) {
             rx.open(frame).expect("the sealed seeds open");

@@ -33,10 +33,10 @@
 
 // ---------- modules ----------
 pub mod envelope;
+pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod error;
 pub mod handshake;
 pub mod handshaker_api;
 pub mod identity;

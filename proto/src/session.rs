@@ -644,12 +644,14 @@ mod test {
     fn frame_at_the_end_of_the_sequence_space_is_refused_without_overflow() {
         let (k1, k2) = ([1u8; 32], [2u8; 32]);
         let mut tx = Session::from_chains([9; 16], (&k1[..], u64::MAX - 1), (&k2[..], 0)).unwrap();
-        let mut rx =
-            Session::from_chains([9; 16], (&k2[..], 0), (&k1[..], u64::MAX - 1)).unwrap();
+        let mut rx = Session::from_chains([9; 16], (&k2[..], 0), (&k1[..], u64::MAX - 1)).unwrap();
         let mut forged = header(&[9; 16], u64::MAX).to_vec();
         forged.extend_from_slice(&[0u8; 17]);
         let err = rx.open(&forged).unwrap_err();
-        assert!(matches!(err, SessionError::TooFarAhead { seq: u64::MAX, .. }), "{err:?}");
+        assert!(
+            matches!(err, SessionError::TooFarAhead { seq: u64::MAX, .. }),
+            "{err:?}"
+        );
         assert_eq!(rx.next_recv_seq(), u64::MAX - 1);
         // The last sequence a sender can seal still opens; then the sender is exhausted.
         let frame = tx.seal(b"last").unwrap();
