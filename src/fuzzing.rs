@@ -505,7 +505,10 @@ mod seeds {
     use crate::store::{ContactState, NewContact, OwnIdentity};
     use secrecy::SecretString;
 
-    const TARGETS: [(&str, fn(&[u8])); 7] = [
+    /// A target's name and entry point.
+    type Target = (&'static str, fn(&[u8]));
+
+    const TARGETS: [Target; 7] = [
         ("lane_open", lane_open),
         ("control_line", control_line),
         ("store_header", store_header),

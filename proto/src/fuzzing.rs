@@ -394,11 +394,11 @@ pub fn handshaker_bodies(data: &[u8]) {
             let _ = serde_json::from_slice::<FetchResponse>(json);
         }
         body::INFO => {
-            if let Ok(info) = serde_json::from_slice::<InfoResponse>(json) {
-                if let Ok(addr) = HandshakerAddress::parse(&info.onion_address) {
-                    let again = HandshakerAddress::parse(addr.as_str()).unwrap();
-                    assert_eq!(again.as_str(), addr.as_str(), "canonical form is stable");
-                }
+            if let Ok(info) = serde_json::from_slice::<InfoResponse>(json)
+                && let Ok(addr) = HandshakerAddress::parse(&info.onion_address)
+            {
+                let again = HandshakerAddress::parse(addr.as_str()).unwrap();
+                assert_eq!(again.as_str(), addr.as_str(), "canonical form is stable");
             }
         }
         body::ERROR => {
@@ -427,7 +427,10 @@ mod seeds {
     };
 
     /// Every target of this crate, with its entry point.
-    const TARGETS: [(&str, fn(&[u8])); 6] = [
+    /// A target's name and entry point.
+    type Target = (&'static str, fn(&[u8]));
+
+    const TARGETS: [Target; 6] = [
         ("wire_frame", wire_frame),
         ("peer_message", peer_message),
         ("sealed_open", sealed_open),
