@@ -48,6 +48,9 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod files;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshaker_client;
 pub mod node;
 pub mod redact;

@@ -685,9 +685,9 @@ async fn by_fingerprint(
 
 /// Query of `GET /v1/search`.
 #[derive(Debug, Deserialize)]
-struct SearchQuery {
-    prefix: String,
-    limit: Option<usize>,
+pub(crate) struct SearchQuery {
+    pub(crate) prefix: String,
+    pub(crate) limit: Option<usize>,
 }
 
 /// Validates and folds a search prefix (`@` optional, `a–z0–9_`, ≤ 32).

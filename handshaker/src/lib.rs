@@ -34,6 +34,9 @@ pub mod api;
 pub mod binding_key;
 pub mod config;
 pub mod ephemeral;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod listen;
 pub mod ratelimit;
 pub mod server;

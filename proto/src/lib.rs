@@ -34,6 +34,9 @@
 // ---------- modules ----------
 pub mod envelope;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod handshaker_api;
 pub mod identity;

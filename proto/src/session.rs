@@ -389,7 +389,9 @@ impl Session {
         if seq < expected {
             return Err(SessionError::Replay { seq, expected });
         }
-        if seq - expected > MAX_SKIP {
+        // u64::MAX is never sealed (a sender stops at Exhausted, §7.3), and the
+        // chain after it would not fit the counter: refuse it before deriving.
+        if seq - expected > MAX_SKIP || seq == u64::MAX {
             return Err(SessionError::TooFarAhead { seq, expected });
         }
         // Work on a copy of the chain; commit only after authentication.
@@ -632,6 +634,30 @@ mod test {
             b.open(&last),
             Err(SessionError::TooFarAhead { .. })
         ));
+    }
+
+    /// Found by the `sealed_open` fuzz target: a receive chain near the end of
+    /// the sequence space (a stored session) and a frame claiming sequence
+    /// u64::MAX overflowed the chain counter while deriving (a panic with
+    /// overflow checks, an endless loop without).
+    #[test]
+    fn frame_at_the_end_of_the_sequence_space_is_refused_without_overflow() {
+        let (k1, k2) = ([1u8; 32], [2u8; 32]);
+        let mut tx = Session::from_chains([9; 16], (&k1[..], u64::MAX - 1), (&k2[..], 0)).unwrap();
+        let mut rx = Session::from_chains([9; 16], (&k2[..], 0), (&k1[..], u64::MAX - 1)).unwrap();
+        let mut forged = header(&[9; 16], u64::MAX).to_vec();
+        forged.extend_from_slice(&[0u8; 17]);
+        let err = rx.open(&forged).unwrap_err();
+        assert!(
+            matches!(err, SessionError::TooFarAhead { seq: u64::MAX, .. }),
+            "{err:?}"
+        );
+        assert_eq!(rx.next_recv_seq(), u64::MAX - 1);
+        // The last sequence a sender can seal still opens; then the sender is exhausted.
+        let frame = tx.seal(b"last").unwrap();
+        assert_eq!(&rx.open(&frame).unwrap()[..], b"last");
+        assert_eq!(rx.next_recv_seq(), u64::MAX);
+        assert!(matches!(tx.seal(b"more"), Err(SessionError::Exhausted)));
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl Write for Counter {
     }
 }
 
-fn encode_payload(b: &Backup) -> Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn encode_payload(b: &Backup) -> Result<Zeroizing<Vec<u8>>> {
     let mut cert_b64 = Zeroizing::new(String::with_capacity(
         b.identity.secret_cert.len() * 4 / 3 + 8,
     ));
@@ -143,7 +143,8 @@ fn encode_payload(b: &Backup) -> Result<Zeroizing<Vec<u8>>> {
     Ok(buf)
 }
 
-fn decode_payload(plain: &[u8], path: &Path) -> Result<Backup> {
+/// Decodes the decrypted contents of a backup.
+pub(crate) fn decode_payload(plain: &[u8], path: &Path) -> Result<Backup> {
     let bad = |reason: String| Error::BadBackup {
         path: path.to_path_buf(),
         reason,
@@ -218,8 +219,23 @@ pub fn seal(backup: &Backup, passphrase: &SecretString, params: KdfParams) -> Re
     Ok(out)
 }
 
-/// Decrypt a backup file's bytes; `path` is for error messages.
-pub fn open(bytes: &[u8], passphrase: &SecretString, path: &Path) -> Result<Backup> {
+/// The plain header of a backup file, as read before any key is derived.
+pub(crate) struct Header<'a> {
+    /// Argon2id parameters (validated: bounded cost).
+    pub(crate) params: KdfParams,
+    /// Argon2id salt (at least 16 bytes).
+    pub(crate) salt: &'a [u8],
+    /// AES-256-GCM nonce.
+    pub(crate) nonce: [u8; NONCE_LEN],
+    /// The header bytes (the AAD).
+    pub(crate) bytes: &'a [u8],
+    /// Ciphertext followed by the tag (at least [`TAG_LEN`] bytes).
+    pub(crate) body: &'a [u8],
+}
+
+/// Parses the plain header of a backup file's bytes; `path` is for error
+/// messages. Nothing is derived or decrypted yet.
+pub(crate) fn parse_header<'a>(bytes: &'a [u8], path: &Path) -> Result<Header<'a>> {
     let bad = |reason: &str| Error::BadBackup {
         path: path.to_path_buf(),
         reason: reason.to_owned(),
@@ -258,18 +274,37 @@ pub fn open(bytes: &[u8], passphrase: &SecretString, path: &Path) -> Result<Back
     let nonce: [u8; NONCE_LEN] = rest[salt_end..nonce_end]
         .try_into()
         .map_err(|_| bad("truncated"))?;
-    let header_len = MAGIC.len() + 1 + nonce_end;
-    let (header, body) = bytes.split_at(header_len);
-    let (ct, tag) = body.split_at(body.len() - TAG_LEN);
+    let (header, body) = bytes.split_at(MAGIC.len() + 1 + nonce_end);
+    Ok(Header {
+        params,
+        salt,
+        nonce,
+        bytes: header,
+        body,
+    })
+}
 
-    let key = derive_key(passphrase, salt, &params)?;
+/// Decrypt a backup file's bytes; `path` is for error messages.
+pub fn open(bytes: &[u8], passphrase: &SecretString, path: &Path) -> Result<Backup> {
+    let header = parse_header(bytes, path)?;
+    let truncated = || Error::BadBackup {
+        path: path.to_path_buf(),
+        reason: "truncated".to_owned(),
+    };
+    let (ct, tag) = header.body.split_at(header.body.len() - TAG_LEN);
+    let key = derive_key(passphrase, header.salt, &header.params)?;
     let cipher = Aes256Gcm::new_from_slice(key.bytes()).map_err(|_| Error::Encryption {
         action: "initialising AES-256-GCM",
     })?;
-    let tag = aes_gcm::Tag::try_from(tag).map_err(|_| bad("truncated"))?;
+    let tag = aes_gcm::Tag::try_from(tag).map_err(|_| truncated())?;
     let mut buf = Zeroizing::new(ct.to_vec());
     cipher
-        .decrypt_inout_detached(&nonce.into(), header, InOutBuf::from(&mut buf[..]), &tag)
+        .decrypt_inout_detached(
+            &header.nonce.into(),
+            header.bytes,
+            InOutBuf::from(&mut buf[..]),
+            &tag,
+        )
         .map_err(|_| Error::BackupWrongPassphrase {
             path: path.to_path_buf(),
         })?;

@@ -22,12 +22,12 @@ use super::{ApiError, AppState, db, search_prefix};
 use crate::store::UserRecord;
 
 /// What a `search` parameter denotes.
-enum Search {
+pub(crate) enum Search {
     Fingerprint(Fingerprint),
     Name(String),
 }
 
-fn parse_search(s: &str) -> Result<Search, ApiError> {
+pub(crate) fn parse_search(s: &str) -> Result<Search, ApiError> {
     let s = s.trim().trim_start_matches('<').trim_end_matches('>');
     let hexpart = s
         .strip_prefix("0x")

@@ -1,0 +1,4 @@
+//! See `umbra_proto::fuzzing::handshake_payload` and docs/FUZZING.md.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| umbra_proto::fuzzing::handshake_payload(data));
