@@ -297,6 +297,19 @@ pub mod body {
     pub const COUNT: u8 = 12;
 }
 
+/// A registration binding as a client reads it (hex, then the strict
+/// decoder; PROTOCOL.md §17.11); a decoded one re-encodes to the same bytes.
+fn binding(hex_text: Option<&str>) {
+    use crate::handshaker_api::binding::SignedBinding;
+    let Some(bytes) = hex_text.and_then(|h| hex::decode(h).ok()) else {
+        return;
+    };
+    if let Ok(b) = SignedBinding::decode(&bytes) {
+        assert_eq!(b.encode().ok().as_deref(), Some(&bytes[..]), "canonical");
+        let _ = b.is_valid_at(SEED_TIME);
+    }
+}
+
 /// A Handshaker API body (selector byte, then JSON), parsed and checked the
 /// way the Handshaker checks requests and the client checks answers: JSON,
 /// username, certificate (stripped), proof-of-work stamp, detached proofs.
@@ -380,6 +393,7 @@ pub fn handshaker_bodies(data: &[u8]) {
                         let _ = cert.fingerprint().ct_eq(&fpr);
                     }
                 }
+                binding(resp.binding.as_deref());
             }
         }
         body::SEARCH => {
@@ -391,7 +405,9 @@ pub fn handshaker_bodies(data: &[u8]) {
             }
         }
         body::FETCH_RESPONSE => {
-            let _ = serde_json::from_slice::<FetchResponse>(json);
+            if let Ok(resp) = serde_json::from_slice::<FetchResponse>(json) {
+                binding(resp.binding.as_deref());
+            }
         }
         body::INFO => {
             if let Ok(info) = serde_json::from_slice::<InfoResponse>(json)
@@ -697,6 +713,14 @@ mod seeds {
             username: "alice".into(),
             fingerprint: f.alice.fingerprint().to_hex(),
             cert: f.alice_cert.to_armored().unwrap(),
+            binding: Some(hex::encode(
+                crate::handshaker_api::binding::BindingSigner::from_seed(&[7; 32])
+                    .unwrap()
+                    .issue(&alice, &f.alice.fingerprint(), HANDSHAKER, SEED_TIME)
+                    .unwrap()
+                    .encode()
+                    .unwrap(),
+            )),
         };
         write("handshaker_bodies", "user", &json(body::USER, &user));
         let raw = |selector: u8, s: &str| [&[selector][..], s.as_bytes()].concat();
