@@ -505,8 +505,7 @@ mod seeds {
     use crate::store::{ContactState, NewContact, OwnIdentity};
     use secrecy::SecretString;
 
-    /// A target's name and entry point.
-    type Target = (&'static str, fn(&[u8]));
+    use umbra_proto::fuzzing::Target;
 
     const TARGETS: [Target; 7] = [
         ("lane_open", lane_open),
@@ -518,15 +517,7 @@ mod seeds {
         ("peer_sequence", peer_sequence),
     ];
 
-    fn corpus(target: &str) -> std::path::PathBuf {
-        umbra_proto::fuzzing::fuzz_dir().join("corpus").join(target)
-    }
-
-    fn write(target: &str, name: &str, bytes: &[u8]) {
-        let dir = corpus(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), bytes).unwrap();
-    }
+    use umbra_proto::fuzzing::{corpus_dir as corpus, write_seed as write};
 
     /// Writes `fuzz/corpus/<target>/` of this crate's targets. Run:
     /// `cargo test -p umbra --lib write_fuzz_seeds -- --ignored`.
@@ -671,14 +662,7 @@ mod seeds {
     /// the structured seeds reach what they were written for.
     #[test]
     fn seeds_pass() {
-        for (target, run) in TARGETS {
-            let mut n = 0;
-            for entry in std::fs::read_dir(corpus(target)).unwrap() {
-                run(&std::fs::read(entry.unwrap().path()).unwrap());
-                n += 1;
-            }
-            assert!(n > 0, "no seeds for {target}");
-        }
+        umbra_proto::fuzzing::replay_seeds(&TARGETS);
         let path = corpus("store_header").join("header");
         StoreHeader::from_json(&std::fs::read_to_string(&path).unwrap(), &path)
             .expect("the header seed parses");

@@ -57,6 +57,34 @@ pub fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
 
+/// The checked-in seeds of `target`: `fuzz/corpus/<target>/`.
+pub fn corpus_dir(target: &str) -> PathBuf {
+    fuzz_dir().join("corpus").join(target)
+}
+
+/// Writes seed `name` of `target` (the seed writers of each crate).
+pub fn write_seed(target: &str, name: &str, bytes: &[u8]) {
+    let dir = corpus_dir(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), bytes).unwrap();
+}
+
+/// A fuzz target's name and entry point.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Runs every checked-in seed of each target through its entry point;
+/// each target must have at least one (the crates' `seeds_pass` tests).
+pub fn replay_seeds(targets: &[Target]) {
+    for (target, run) in targets {
+        let mut n = 0;
+        for entry in std::fs::read_dir(corpus_dir(target)).unwrap() {
+            run(&std::fs::read(entry.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n > 0, "no seeds for {target}");
+    }
+}
+
 /// The freshness window of every envelope target: a week, "now" a minute
 /// after [`SEED_TIME`].
 pub fn freshness() -> Freshness {
@@ -442,9 +470,7 @@ mod seeds {
         FileAccept, FileChunk, FileOffer, Hello, LaneKey, Media, PresenceState, Text,
     };
 
-    /// Every target of this crate, with its entry point.
-    /// A target's name and entry point.
-    type Target = (&'static str, fn(&[u8]));
+    use super::Target;
 
     const TARGETS: [Target; 6] = [
         ("wire_frame", wire_frame),
@@ -455,11 +481,7 @@ mod seeds {
         ("handshaker_bodies", handshaker_bodies),
     ];
 
-    fn write(target: &str, name: &str, bytes: &[u8]) {
-        let dir = fuzz_dir().join("corpus").join(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), bytes).unwrap();
-    }
+    use super::write_seed as write;
 
     fn ensure_identity(name: &str) {
         let path = fuzz_dir().join("fixtures").join(format!("{name}.tsk"));
@@ -785,20 +807,10 @@ mod seeds {
     /// stale is noticed).
     #[test]
     fn seeds_pass() {
-        for (target, run) in TARGETS {
-            let dir = fuzz_dir().join("corpus").join(target);
-            let mut n = 0;
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-                run(&bytes);
-                n += 1;
-            }
-            assert!(n > 0, "no seeds for {target}");
-        }
+        super::replay_seeds(&TARGETS);
         let f = fixtures();
-        let read = |target: &str, name: &str| {
-            std::fs::read(fuzz_dir().join("corpus").join(target).join(name)).unwrap()
-        };
+        let read =
+            |target: &str, name: &str| std::fs::read(super::corpus_dir(target).join(name)).unwrap();
         let mut seen = MemorySeen::default();
         open_request(
             &read("envelope_open", "request"),

@@ -14,10 +14,11 @@
 //! - A connection that proved the session arrives ([`Registry::inbound`]):
 //!   with no slot it is claimed; against our own dialed connection that has
 //!   its stream, is not going away and is not Ready for longer than the
-//!   crossing window (`NodeConfig::crossing_window`), the connection whose connector has the bytewise lower
-//!   fingerprint wins (the tie-break of §10); in every other case (our dial
-//!   still in progress, an earlier inbound connection, a connection going
-//!   away, one Ready for longer) the newcomer preempts the holder.
+//!   crossing window (`NodeConfig::crossing_window`), the connection whose
+//!   connector has the bytewise lower fingerprint wins (the tie-break of
+//!   §10); in every other case (our dial still in progress, an earlier
+//!   inbound connection, a connection going away, one Ready for longer) the
+//!   newcomer preempts the holder.
 //! - Why the window: a peer dials only when it holds no connection with us.
 //!   Two connections that cross complete their Hellos within moments of each
 //!   other; a Hello that arrives long after ours was answered comes from a
