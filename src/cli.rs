@@ -184,6 +184,12 @@ pub enum Command {
         /// reached directly [default: the configured or last used one]
         #[arg(long, value_name = "ADDR")]
         handshaker: Option<String>,
+        /// Accept a new signing key of this Handshaker. Umbra pins the key
+        /// a Handshaker signs registrations with the first time it is used;
+        /// a different key is refused until you pass this (only after its
+        /// operator announced the change)
+        #[arg(long)]
+        trust_new_handshaker_key: bool,
     },
     /// Search the Handshaker's directory by username prefix.
     Search {
@@ -382,7 +388,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         } => commands::passwd(&cli.global, new_passphrase_file.as_deref(), out),
         Command::Demo => commands::demo(&cli.global, out),
         Command::Up => remote::up(&cli.global, out),
-        Command::Register { handshaker } => remote::register(&cli.global, handshaker.clone(), out),
+        Command::Register {
+            handshaker,
+            trust_new_handshaker_key,
+        } => remote::register(
+            &cli.global,
+            handshaker.clone(),
+            *trust_new_handshaker_key,
+            out,
+        ),
         Command::Search { prefix } => remote::search(&cli.global, prefix.clone(), out),
         Command::Lookup { user } => remote::lookup(&cli.global, user.clone(), out),
         Command::Request {

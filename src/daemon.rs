@@ -20,9 +20,10 @@ use crate::config::{Config, NetworkKind};
 use crate::control::proto::TorView;
 use crate::control::server::{self, Context, HANDSHAKER_SETTING};
 use crate::error::{ErrorKind, HasKind};
+use crate::handshaker_api::binding::BindingKey;
 use crate::handshaker_client::{Connector, Directory, HandshakerClient, TransportConnector};
-use crate::identity::{Fingerprint, Identity, PublicCert, Username};
-use crate::node::{MailItem, Mailbox, MailboxError, Node, NodeConfig, NodeError};
+use crate::identity::{Identity, Username};
+use crate::node::{MailBatch, MailItem, Mailbox, MailboxError, Node, NodeConfig, NodeError};
 use crate::store::Store;
 use crate::transport::RetryPolicy;
 use crate::transport::arti::{ArtiTransport, ServiceState, TransportStatus, VanguardsMode};
@@ -163,7 +164,7 @@ impl Mailbox for DirectoryMailbox {
     fn fetch<'a>(
         &'a self,
         _my_username: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<MailItem>, MailboxError>> {
+    ) -> BoxFuture<'a, Result<MailBatch, MailboxError>> {
         Box::pin(async move {
             let fetched = self
                 .client()?
@@ -172,7 +173,7 @@ impl Mailbox for DirectoryMailbox {
                 .map_err(unavailable)?;
             let mut ids = self.ids();
             ids.ack_token = Some(fetched.ack_token);
-            Ok(fetched
+            let items = fetched
                 .items
                 .into_iter()
                 .map(|item| {
@@ -191,7 +192,11 @@ impl Mailbox for DirectoryMailbox {
                         envelope: item.message,
                     }
                 })
-                .collect())
+                .collect();
+            Ok(MailBatch {
+                items,
+                binding: fetched.binding,
+            })
         })
     }
 
@@ -223,17 +228,16 @@ impl Mailbox for DirectoryMailbox {
         })
     }
 
-    fn certificate<'a>(
-        &'a self,
-        fingerprint: &'a Fingerprint,
-    ) -> BoxFuture<'a, Result<Option<PublicCert>, MailboxError>> {
+    fn address(&self) -> Option<String> {
+        self.dir.current().map(|c| c.address().as_str().to_owned())
+    }
+
+    fn binding_key(&self) -> BoxFuture<'_, Result<Option<BindingKey>, MailboxError>> {
         Box::pin(async move {
-            Ok(self
-                .client()?
-                .lookup_fingerprint(fingerprint)
-                .await
-                .map_err(unavailable)?
-                .map(|e| e.cert))
+            let info = self.client()?.info().await.map_err(unavailable)?;
+            info.binding_key
+                .map(|k| BindingKey::from_hex(&k).map_err(unavailable))
+                .transpose()
         })
     }
 }

@@ -6,8 +6,10 @@
 use std::io::Write;
 
 use crate::envelope::Freshness;
-use crate::handshake::{self, Answer, MemorySeen};
+use crate::handshake::{self, Answer, MemorySeen, TrustAnchor};
+use crate::handshaker_api::binding::BindingSigner;
 use crate::identity::{Identity, Username};
+use crate::time::now_secs;
 use crate::wire::{PeerMessage, Text};
 
 /// Errors of the demo.
@@ -52,6 +54,18 @@ pub fn run(out: &mut dyn Write) -> Result<(), DemoError> {
     writeln!(out, "   {bob_name}    {}", bob.fingerprint())?;
     let alice_pub = step("public cert", alice.public_cert())?;
     let bob_pub = step("public cert", bob.public_cert())?;
+    // The Handshaker's part, in memory: it signs "@alice is this key" and
+    // Bob pinned its signing key when he registered.
+    const HANDSHAKER: &str = "http://handshaker.example:8080";
+    let directory = BindingSigner::generate();
+    let anchor = TrustAnchor {
+        address: HANDSHAKER.to_owned(),
+        key: directory.public(),
+    };
+    let alice_binding = step(
+        "binding",
+        directory.issue(&alice_name, &alice.fingerprint(), HANDSHAKER, now_secs()),
+    )?;
 
     writeln!(
         out,
@@ -65,6 +79,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), DemoError> {
             &bob_name,
             "alice.example:7777",
             "hi, it's Alice",
+            &alice_binding,
         ),
     )?;
     writeln!(
@@ -73,27 +88,32 @@ pub fn run(out: &mut dyn Write) -> Result<(), DemoError> {
         request.len()
     )?;
 
-    writeln!(out, "3. {bob_name} opens it and checks the signature…")?;
+    writeln!(
+        out,
+        "3. {bob_name} opens it and checks the signature and the Handshaker's binding…"
+    )?;
     let mut seen = MemorySeen::default();
     let (req, signer) = step(
         "open request",
         handshake::open_request(
             request.as_bytes(),
             &bob,
-            &alice_pub,
+            &anchor,
             &mut seen,
             Freshness::default(),
         ),
     )?;
     writeln!(
         out,
-        "   from {}, signer {signer}, note: {:?}",
-        req.from_username, req.note
+        "   from {}, signer {}, note: {:?}",
+        req.from_username,
+        signer.fingerprint(),
+        req.note
     )?;
     let replay = handshake::open_request(
         request.as_bytes(),
         &bob,
-        &alice_pub,
+        &anchor,
         &mut seen,
         Freshness::default(),
     );

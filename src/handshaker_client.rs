@@ -229,6 +229,10 @@ pub struct DirectoryEntry {
     pub fingerprint: Fingerprint,
     /// The certificate (checked to carry the user ID `@username`).
     pub cert: PublicCert,
+    /// The Handshaker's binding of this name to this key, hex (PROTOCOL.md
+    /// §17.11), unchecked: the caller verifies it against the key it
+    /// pinned. `None` from servers without bindings.
+    pub binding: Option<String>,
 }
 
 /// Items returned by [`HandshakerClient::fetch`].
@@ -312,22 +316,35 @@ impl HandshakerClient {
 
     /// Registers `identity`'s username and public certificate.
     pub async fn register(&self, identity: &Identity) -> Result<DirectoryEntry> {
-        self.register_inner(identity, None).await
+        let info = self.info().await?;
+        self.register_inner(identity, None, &info).await
+    }
+
+    /// [`Self::register`] with the `/v1/info` answer the caller already
+    /// has (it checked the binding key in it first).
+    pub async fn register_with_info(
+        &self,
+        identity: &Identity,
+        info: &InfoResponse,
+    ) -> Result<DirectoryEntry> {
+        self.register_inner(identity, None, info).await
     }
 
     /// Re-registers the username of `current` with the certificate of
     /// `new` (key rotation), proven by both keys.
     pub async fn rotate(&self, current: &Identity, new: &Identity) -> Result<DirectoryEntry> {
-        self.register_inner(new, Some(current)).await
+        let info = self.info().await?;
+        self.register_inner(new, Some(current), &info).await
     }
 
     async fn register_inner(
         &self,
         identity: &Identity,
         current: Option<&Identity>,
+        info: &InfoResponse,
     ) -> Result<DirectoryEntry> {
         let username = identity.username().clone();
-        let difficulty = self.info().await?.pow_difficulty;
+        let difficulty = info.pow_difficulty;
         let pow = self
             .solve(Purpose::Register, username.as_str(), difficulty)
             .await?;
@@ -657,5 +674,6 @@ fn verify_entry(resp: UserResponse, expected: Option<&Username>) -> Result<Direc
         username,
         fingerprint,
         cert,
+        binding: resp.binding,
     })
 }

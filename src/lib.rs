@@ -60,5 +60,7 @@ pub mod tui;
 
 // ---------- public exports ----------
 pub use error::{ErrorKind, HasKind};
-pub use umbra_proto::{envelope, error, handshake, identity, limits, session, time, wire};
+pub use umbra_proto::{
+    envelope, error, handshake, handshaker_api, identity, limits, session, time, wire,
+};
 pub use umbra_transport as transport;

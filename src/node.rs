@@ -61,6 +61,7 @@ mod records;
 mod registry;
 mod requests;
 pub mod store_handle;
+pub mod trust;
 
 use std::sync::{Arc, Mutex};
 
@@ -84,8 +85,9 @@ pub use error::NodeError;
 pub use event::{Event, ReceivedRequest};
 pub use housekeeping::Swept;
 pub(crate) use inner::Dial;
-pub use mailbox::{MailItem, Mailbox, MailboxError, MemoryMailbox};
+pub use mailbox::{MEMORY_HANDSHAKER, MailBatch, MailItem, Mailbox, MailboxError, MemoryMailbox};
 pub use queries::ContactSummary;
+pub use trust::{Pinned, TrustError};
 
 /// Entry point of the node.
 #[derive(Debug)]

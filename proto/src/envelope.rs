@@ -264,6 +264,43 @@ pub fn open<L: SenderLookup>(
     senders: L,
     freshness: Freshness,
 ) -> Result<Opened, EnvelopeError> {
+    match decrypt(bytes, me, senders, freshness, false)? {
+        Decrypted::Verified(o) => Ok(*o),
+        Decrypted::Unverified(_) => Err(EnvelopeError::Unsigned),
+    }
+}
+
+/// The payload of an envelope addressed to `me`, **unverified**: decrypted
+/// under the same size and compression rules as [`open`], but no signature
+/// is checked and no time either. Its only use is learning which
+/// certificate the sender claims (a connection request carries its own,
+/// PROTOCOL.md §5.6), before [`open`] verifies the same bytes against it.
+/// Nothing read here may be trusted, stored or shown.
+pub fn peek(bytes: &[u8], me: &Identity) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+    struct Nobody;
+    impl SenderLookup for Nobody {
+        fn lookup(&mut self, _: &[KeyHandle]) -> Option<PublicCert> {
+            None
+        }
+    }
+    match decrypt(bytes, me, Nobody, Freshness::default(), true)? {
+        Decrypted::Unverified(p) => Ok(p),
+        Decrypted::Verified(o) => Ok(o.payload),
+    }
+}
+
+enum Decrypted {
+    Verified(Box<Opened>),
+    Unverified(Zeroizing<Vec<u8>>),
+}
+
+fn decrypt<L: SenderLookup>(
+    bytes: &[u8],
+    me: &Identity,
+    senders: L,
+    freshness: Freshness,
+    peek: bool,
+) -> Result<Decrypted, EnvelopeError> {
     if bytes.len() > MAX_ENVELOPE {
         return Err(EnvelopeError::TooLarge {
             len: bytes.len(),
@@ -273,6 +310,7 @@ pub fn open<L: SenderLookup>(
     let verdict = Rc::new(RefCell::new(Verdict::default()));
     let helper = Helper {
         keys: me.decryption_keypairs()?,
+        peek,
         senders,
         freshness,
         verdict: Rc::clone(&verdict),
@@ -319,17 +357,18 @@ pub fn open<L: SenderLookup>(
     };
     let verdict = verdict.take();
     match (result, verdict.failure, verdict.good) {
+        (Ok(payload), None, _) if peek => Ok(Decrypted::Unverified(payload)),
         (Ok(payload), None, Some((signer, signed_at))) => {
             let signer_cert = verdict
                 .sender
                 .filter(|c| c.fingerprint().ct_eq(&signer))
                 .ok_or(EnvelopeError::UnknownSigner)?;
-            Ok(Opened {
+            Ok(Decrypted::Verified(Box::new(Opened {
                 payload,
                 signer,
                 signed_at,
                 signer_cert,
-            })
+            })))
         }
         (_, Some(failure), _) => Err(failure.into_error(freshness)),
         (Err(_), None, _) if !verdict.decrypted => {
@@ -388,6 +427,8 @@ impl Failure {
 
 struct Helper<L> {
     keys: Vec<openpgp::crypto::KeyPair>,
+    /// [`peek`]: decrypt, check the structure, verify no signature.
+    peek: bool,
     senders: L,
     freshness: Freshness,
     verdict: Rc<RefCell<Verdict>>,
@@ -442,6 +483,9 @@ impl<L: SenderLookup> VerificationHelper for Helper<L> {
     }
 
     fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        if self.peek {
+            return self.check_structure(structure);
+        }
         let mut encrypted = false;
         let mut good: Option<(Fingerprint, SystemTime)> = None;
         let mut signed = false;
@@ -501,6 +545,30 @@ impl<L: SenderLookup> VerificationHelper for Helper<L> {
             }
             None => Err(self.fail(Failure::Unsigned)),
         }
+    }
+}
+
+impl<L> Helper<L> {
+    /// [`peek`]'s check: encrypted (to us: decryption got this far) and
+    /// carrying a signature, whoever made it. Compression was refused in
+    /// `inspect` already.
+    fn check_structure(&self, structure: MessageStructure) -> openpgp::Result<()> {
+        let mut encrypted = false;
+        let mut signed = false;
+        for layer in structure.into_iter() {
+            match layer {
+                MessageLayer::Encryption { .. } => encrypted = true,
+                MessageLayer::Compression { .. } => return Err(self.fail(Failure::Compressed)),
+                MessageLayer::SignatureGroup { results } => signed |= !results.is_empty(),
+            }
+        }
+        if !encrypted {
+            return Err(self.fail(Failure::NotEncrypted));
+        }
+        if !signed {
+            return Err(self.fail(Failure::Unsigned));
+        }
+        Ok(())
     }
 }
 
@@ -617,6 +685,55 @@ mod test {
         assert!(matches!(
             seal(&vec![0; MAX_ENVELOPE_PAYLOAD + 1], &a, &pb),
             Err(EnvelopeError::TooLarge { .. })
+        ));
+    }
+
+    /// `peek` reads the payload without any certificate, but only of an
+    /// envelope that is encrypted to us and signed (by anyone), within the
+    /// same size limits as `open`.
+    #[test]
+    fn peek_reads_without_verifying_and_refuses_what_open_refuses() {
+        let (a, b, c) = (ident("alice"), ident("bob"), ident("carol"));
+        let pb = b.public_cert().unwrap();
+        let sealed = seal(b"claimed", &a, &pb).unwrap();
+        assert_eq!(&peek(sealed.as_bytes(), &b).unwrap()[..], b"claimed");
+        assert!(matches!(
+            peek(sealed.as_bytes(), &c),
+            Err(EnvelopeError::NotForMe)
+        ));
+        assert!(matches!(
+            peek(b"garbage", &b),
+            Err(EnvelopeError::Malformed)
+        ));
+        let big = vec![b'A'; MAX_ENVELOPE + 1];
+        assert!(matches!(
+            peek(&big, &b),
+            Err(EnvelopeError::TooLarge { .. })
+        ));
+        assert!(peek(&sealed.as_bytes()[..sealed.len() / 2], &b).is_err());
+
+        // Encrypted to bob but signed by nobody.
+        let policy = &*POLICY;
+        let recipients: Vec<Recipient> = pb
+            .cert()
+            .with_policy(policy, None)
+            .unwrap()
+            .keys()
+            .for_transport_encryption()
+            .map(|ka| Recipient::from(ka).set_key_handle(None).unwrap())
+            .collect();
+        let mut sink = Vec::new();
+        {
+            let m = Message::new(&mut sink);
+            let m = Encryptor::for_recipients(m, recipients).build().unwrap();
+            let mut l = LiteralWriter::new(m).build().unwrap();
+            l.write_all(b"unsigned").unwrap();
+            l.finalize().unwrap();
+        }
+        assert!(matches!(peek(&sink, &b), Err(EnvelopeError::Unsigned)));
+        assert!(matches!(
+            open(&sink, &b, &a.public_cert().unwrap(), Freshness::default()),
+            Err(EnvelopeError::Unsigned)
         ));
     }
 

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use crate::envelope::Freshness;
 use crate::handshake::{
-    HandshakeError, HandshakeMessage, MemorySeen, PendingRequest, open_answer, open_request,
+    HandshakeError, HandshakeMessage, MemorySeen, PendingRequest, TrustAnchor, open_answer,
+    open_request,
 };
 use crate::handshaker_api::HandshakerAddress;
 use crate::handshaker_api::pow::{self, Purpose};
@@ -115,6 +116,19 @@ pub fn key_share() -> KeyShare {
     let mut bytes = [0x33u8; 64];
     bytes[32..].fill(0x44);
     KeyShare::from_secret_bytes(&bytes).unwrap()
+}
+
+/// The Handshaker key that signs the fixtures' bindings (fixed seed).
+pub fn binding_signer() -> crate::handshaker_api::binding::BindingSigner {
+    crate::handshaker_api::binding::BindingSigner::from_seed(&[7; 32]).unwrap()
+}
+
+/// What `@bob` pinned for [`HANDSHAKER`].
+pub fn anchor() -> TrustAnchor {
+    TrustAnchor {
+        address: HANDSHAKER.into(),
+        key: binding_signer().public(),
+    }
 }
 
 /// The two test identities and their public certificates.
@@ -291,11 +305,12 @@ pub fn envelope_open(data: &[u8]) {
     tolerate_caught_sequoia_panics();
     let f = fixtures();
     let mut seen = MemorySeen::default();
-    if let Ok((req, signer)) = open_request(data, &f.bob, &f.alice_cert, &mut seen, freshness()) {
-        assert!(signer.ct_eq(&f.alice.fingerprint()));
+    let anchor = anchor();
+    if let Ok((req, cert)) = open_request(data, &f.bob, &anchor, &mut seen, freshness()) {
+        assert!(cert.fingerprint().ct_eq(&f.alice.fingerprint()));
         assert_eq!(req.to_username, "bob");
         assert_eq!(req.from_username, "alice");
-        let again = open_request(data, &f.bob, &f.alice_cert, &mut seen, freshness());
+        let again = open_request(data, &f.bob, &anchor, &mut seen, freshness());
         assert!(matches!(again, Err(HandshakeError::Replay)));
     }
     let mut find = |id: &[u8; 16]| {
@@ -632,6 +647,17 @@ mod seeds {
             request_id: REQUEST_ID,
             from_username: "alice".into(),
             from_fingerprint: *f.alice.fingerprint().as_bytes(),
+            from_cert: f.alice_cert.stripped().unwrap().to_bytes().unwrap(),
+            binding: binding_signer()
+                .issue(
+                    &Username::parse("alice").unwrap(),
+                    &f.alice.fingerprint(),
+                    HANDSHAKER,
+                    SEED_TIME,
+                )
+                .unwrap()
+                .encode()
+                .unwrap(),
             to_username: "bob".into(),
             onion_address: "127.0.0.1:7400".into(),
             session_half: [1; 32],
@@ -736,8 +762,7 @@ mod seeds {
             fingerprint: f.alice.fingerprint().to_hex(),
             cert: f.alice_cert.to_armored().unwrap(),
             binding: Some(hex::encode(
-                crate::handshaker_api::binding::BindingSigner::from_seed(&[7; 32])
-                    .unwrap()
+                binding_signer()
                     .issue(&alice, &f.alice.fingerprint(), HANDSHAKER, SEED_TIME)
                     .unwrap()
                     .encode()
@@ -815,7 +840,7 @@ mod seeds {
         open_request(
             &read("envelope_open", "request"),
             &f.bob,
-            &f.alice_cert,
+            &anchor(),
             &mut seen,
             freshness(),
         )

@@ -2,7 +2,7 @@
 //! OpenPGP envelopes, and the checks around them (docs/PROTOCOL.md,
 //! "Handshake messages").
 //!
-//! Payload encoding: `version (1) || kind || postcard(body)`; kind 1 is a
+//! Payload encoding: `version (2) || kind || postcard(body)`; kind 1 is a
 //! [`ConnectionRequest`], 2 an [`Accept`], 3 a [`Reject`]. Decoding is
 //! strict: unknown versions or kinds and trailing bytes are refused.
 //!
@@ -14,13 +14,15 @@ use zeroize::Zeroizing;
 
 use crate::envelope::{self, EnvelopeError, Freshness, SenderLookup};
 use crate::error::{ErrorKind, HasKind};
+use crate::handshaker_api::binding::{BindingError, BindingKey, MAX_BINDING, SignedBinding};
 use crate::identity::{Fingerprint, Identity, PublicCert, Username};
-use crate::limits::{MAX_ADDRESS, MAX_FUTURE_SKEW_SECS, MAX_NOTE};
+use crate::limits::{MAX_ADDRESS, MAX_CERT, MAX_FUTURE_SKEW_SECS, MAX_NOTE};
 use crate::session::{Binding, KeyShare, PeerShare, Role, Session, SessionError, fill_random};
 use crate::time::{now_secs, unix_secs};
 
-/// Version byte of handshake payloads.
-pub const HANDSHAKE_VERSION: u8 = 1;
+/// Version byte of handshake payloads. Version 2 (PROTOCOL.md §5.6): a
+/// request carries the requester's certificate and its Handshaker binding.
+pub const HANDSHAKE_VERSION: u8 = 2;
 const KIND_REQUEST: u8 = 1;
 const KIND_ACCEPT: u8 = 2;
 const KIND_REJECT: u8 = 3;
@@ -75,9 +77,14 @@ pub enum HandshakeError {
     /// Deriving the session failed.
     #[error(transparent)]
     Session(#[from] SessionError),
-    /// A local identity problem.
+    /// A local identity problem, or the certificate a request carries is
+    /// unusable.
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    /// The requester's Handshaker binding does not prove its name
+    /// (PROTOCOL.md §5.6).
+    #[error("the requester's name is not proven: {0}")]
+    Binding(#[from] BindingError),
 }
 
 impl HasKind for HandshakeError {
@@ -99,6 +106,7 @@ impl HasKind for HandshakeError {
             HandshakeError::Seen(_) => ErrorKind::Io,
             HandshakeError::Session(e) => e.kind(),
             HandshakeError::Identity(e) => e.kind(),
+            HandshakeError::Binding(e) => e.kind(),
         }
     }
 }
@@ -113,6 +121,12 @@ pub struct ConnectionRequest {
     pub from_username: String,
     /// The requester's fingerprint; MUST equal the envelope's signer.
     pub from_fingerprint: [u8; 20],
+    /// The requester's public certificate (binary, stripped): the recipient
+    /// verifies the envelope against it and asks no directory (§5.6).
+    pub from_cert: Vec<u8>,
+    /// The requester's Handshaker binding ([`SignedBinding`] bytes):
+    /// `from_username` is `from_fingerprint`'s at the recipient's Handshaker.
+    pub binding: Vec<u8>,
     /// The recipient's username (folded, without `@`).
     pub to_username: String,
     /// Where the requester's node listens: `<56 chars>.onion`, or
@@ -237,6 +251,12 @@ impl HandshakeMessage {
                 if r.note.len() > MAX_NOTE {
                     return Err(HandshakeError::InvalidField { field: "note" });
                 }
+                if r.from_cert.is_empty() || r.from_cert.len() > MAX_CERT {
+                    return Err(HandshakeError::InvalidField { field: "from_cert" });
+                }
+                if r.binding.is_empty() || r.binding.len() > MAX_BINDING {
+                    return Err(HandshakeError::InvalidField { field: "binding" });
+                }
             }
             HandshakeMessage::Accept(a) => {
                 check_username(&a.from_username, "from_username")?;
@@ -356,13 +376,23 @@ fn open_payload<L: SenderLookup>(
 
 /// Builds a connection request from `me` to `to`: returns the armored
 /// envelope (for the recipient's mailbox) and what to keep until answered.
+/// `binding` is the Handshaker's binding of `me` (PROTOCOL.md §17.11); it
+/// travels inside the request so the recipient checks `me`'s name offline.
 pub fn make_request(
     me: &Identity,
     to: &PublicCert,
     to_username: &Username,
     my_address: &str,
     note: &str,
+    binding: &SignedBinding,
 ) -> Result<(String, PendingRequest), HandshakeError> {
+    // A binding of someone else would only make the recipient refuse us.
+    if binding.binding.username != me.username().as_str() {
+        return Err(BindingError::Mismatch("username").into());
+    }
+    if &binding.binding.fingerprint != me.fingerprint().as_bytes() {
+        return Err(BindingError::Mismatch("key").into());
+    }
     let share = KeyShare::generate();
     let mut request_id = [0u8; 16];
     fill_random(&mut request_id);
@@ -370,6 +400,8 @@ pub fn make_request(
         request_id,
         from_username: me.username().as_str().to_owned(),
         from_fingerprint: *me.fingerprint().as_bytes(),
+        from_cert: me.public_cert()?.stripped()?.to_bytes()?,
+        binding: binding.encode()?,
         to_username: to_username.as_str().to_owned(),
         onion_address: my_address.to_owned(),
         session_half: share.half(),
@@ -389,27 +421,67 @@ pub fn make_request(
     ))
 }
 
-/// Opens a connection request addressed to `me`. `senders` vouches for the
-/// requester's certificate (looked up at the Handshaker by the daemon).
+/// What a recipient trusts to check a requester's name (PROTOCOL.md §5.6):
+/// its Handshaker's canonical address and the binding key pinned for it.
+#[derive(Debug, Clone)]
+pub struct TrustAnchor {
+    /// The canonical Handshaker address bindings must name.
+    pub address: String,
+    /// The Handshaker's pinned binding key.
+    pub key: BindingKey,
+}
+
+/// Opens a connection request addressed to `me` (PROTOCOL.md §5.6), with
+/// no directory call: the request carries the requester's certificate and
+/// binding. Pass 1 decrypts without verifying, only to read the claimed
+/// certificate; pass 2 opens the same bytes verified against it. Then the
+/// binding must be signed by `anchor`'s key and bind exactly the signer's
+/// fingerprint to `from_username` at `anchor`'s address, valid when the
+/// request was signed.
+///
 /// A replayed request id is refused, and `seen` is only updated when every
 /// other check passed (the id is remembered until the request could no
-/// longer pass the `freshness` check).
-pub fn open_request<L: SenderLookup>(
+/// longer pass the `freshness` check). Returns the request and the
+/// requester's certificate.
+pub fn open_request(
     envelope_bytes: &[u8],
     me: &Identity,
-    senders: L,
+    anchor: &TrustAnchor,
     seen: &mut dyn SeenRequests,
     freshness: Freshness,
-) -> Result<(ConnectionRequest, Fingerprint), HandshakeError> {
-    let (msg, signer) = open_payload(envelope_bytes, me, senders, freshness)?;
+) -> Result<(ConnectionRequest, PublicCert), HandshakeError> {
+    let claimed = {
+        let unverified = envelope::peek(envelope_bytes, me)?;
+        let HandshakeMessage::Request(req) = HandshakeMessage::decode(&unverified)? else {
+            return Err(HandshakeError::UnexpectedKind {
+                expected: "connection request",
+            });
+        };
+        PublicCert::from_bytes(&req.from_cert)?
+    };
+    let (msg, signer) = open_payload(envelope_bytes, me, &claimed, freshness)?;
     let HandshakeMessage::Request(req) = msg else {
         return Err(HandshakeError::UnexpectedKind {
             expected: "connection request",
         });
     };
+    // The verified payload carries the certificate it was verified with.
+    if PublicCert::from_bytes(&req.from_cert)?.fingerprint() != claimed.fingerprint() {
+        return Err(HandshakeError::SwappedSender);
+    }
     if req.to_username != me.username().as_str() {
         return Err(HandshakeError::NotForMe);
     }
+    let from = Username::parse(&req.from_username).map_err(|_| HandshakeError::InvalidField {
+        field: "from_username",
+    })?;
+    SignedBinding::decode(&req.binding)?.check(
+        &anchor.key,
+        &from,
+        &signer,
+        &anchor.address,
+        req.created_at,
+    )?;
     // A copy of this request is accepted as fresh until its signature is older than
     // `max_age`; the signature time is at most MAX_FUTURE_SKEW_SECS after `created_at`.
     let expires_at = req
@@ -419,7 +491,7 @@ pub fn open_request<L: SenderLookup>(
     if !seen.record_if_new(req.request_id, expires_at)? {
         return Err(HandshakeError::Replay);
     }
-    Ok((req, signer))
+    Ok((req, claimed))
 }
 
 /// Accepts `request` (already opened and checked by [`open_request`]):
@@ -543,6 +615,7 @@ pub fn age_secs(created_at: u64) -> u64 {
 mod test {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::handshaker_api::binding::{Binding, BindingSigner};
     use crate::limits::ENVELOPE_MAX_AGE_SECS;
     use proptest::prelude::*;
 
@@ -551,24 +624,95 @@ mod test {
     }
 
     const ADDR_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.onion";
+    const HS: &str = "http://handshaker.test:8080";
+
+    /// The one Handshaker of these tests: its signer, and the anchor a
+    /// recipient pinned for it.
+    struct Dir {
+        signer: BindingSigner,
+        anchor: TrustAnchor,
+    }
+
+    fn dir() -> Dir {
+        let signer = BindingSigner::generate();
+        let anchor = TrustAnchor {
+            address: HS.into(),
+            key: signer.public(),
+        };
+        Dir { signer, anchor }
+    }
+
+    impl Dir {
+        fn bind(&self, id: &Identity) -> SignedBinding {
+            self.signer
+                .issue(id.username(), &id.fingerprint(), HS, now_secs())
+                .unwrap()
+        }
+
+        fn open(
+            &self,
+            env: &str,
+            me: &Identity,
+            seen: &mut dyn SeenRequests,
+        ) -> Result<(ConnectionRequest, PublicCert), HandshakeError> {
+            open_request(env.as_bytes(), me, &self.anchor, seen, Freshness::default())
+        }
+
+        fn request(
+            &self,
+            from: &Identity,
+            to: &PublicCert,
+            to_name: &Username,
+            note: &str,
+        ) -> (String, PendingRequest) {
+            make_request(from, to, to_name, ADDR_A, note, &self.bind(from)).unwrap()
+        }
+    }
+
+    /// A request body from `from`, with every field filled in as
+    /// `make_request` would (tests then falsify one).
+    fn body(from: &Identity, binding: &SignedBinding) -> ConnectionRequest {
+        let share = KeyShare::generate();
+        ConnectionRequest {
+            request_id: [7; 16],
+            from_username: from.username().as_str().into(),
+            from_fingerprint: *from.fingerprint().as_bytes(),
+            from_cert: from
+                .public_cert()
+                .unwrap()
+                .stripped()
+                .unwrap()
+                .to_bytes()
+                .unwrap(),
+            binding: binding.encode().unwrap(),
+            to_username: "bob".into(),
+            onion_address: ADDR_A.into(),
+            session_half: share.half(),
+            ephemeral_public: share.ephemeral_public(),
+            note: String::new(),
+            created_at: now_secs(),
+        }
+    }
+
+    fn seal_body(body: &ConnectionRequest, signer: &Identity, to: &PublicCert) -> String {
+        envelope::seal(
+            &HandshakeMessage::Request(body.clone()).encode().unwrap(),
+            signer,
+            to,
+        )
+        .unwrap()
+    }
     const ADDR_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.onion";
 
     #[test]
     fn full_handshake_derives_matching_sessions() {
-        let (alice, bob) = (ident("alice"), ident("bob"));
+        let (alice, bob, d) = (ident("alice"), ident("bob"), dir());
         let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
-        let (req_env, pending) =
-            make_request(&alice, &pb, bob.username(), ADDR_A, "hi, it's alice").unwrap();
+        let (req_env, pending) = d.request(&alice, &pb, bob.username(), "hi, it's alice");
         let mut seen = MemorySeen::default();
-        let (req, signer) = open_request(
-            req_env.as_bytes(),
-            &bob,
-            &pa,
-            &mut seen,
-            Freshness::default(),
-        )
-        .unwrap();
-        assert_eq!(signer, alice.fingerprint());
+        let (req, cert) = d.open(&req_env, &bob, &mut seen).unwrap();
+        assert_eq!(cert.fingerprint(), alice.fingerprint());
+        assert_eq!(cert.username().unwrap(), *alice.username());
         assert_eq!(req.note, "hi, it's alice");
         assert_eq!(req.onion_address, ADDR_A);
         let (acc_env, mut bob_session) = make_accept(&bob, &pa, &req, ADDR_B).unwrap();
@@ -597,14 +741,14 @@ mod test {
 
     #[test]
     fn replayed_request_is_refused_and_state_untouched() {
-        let (alice, bob) = (ident("alice"), ident("bob"));
-        let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
-        let (env, _) = make_request(&alice, &pb, bob.username(), ADDR_A, "").unwrap();
+        let (alice, bob, d) = (ident("alice"), ident("bob"), dir());
+        let pb = bob.public_cert().unwrap();
+        let (env, _) = d.request(&alice, &pb, bob.username(), "");
         let mut seen = MemorySeen::default();
-        open_request(env.as_bytes(), &bob, &pa, &mut seen, Freshness::default()).unwrap();
+        d.open(&env, &bob, &mut seen).unwrap();
         let before = seen.0.clone();
         assert!(matches!(
-            open_request(env.as_bytes(), &bob, &pa, &mut seen, Freshness::default()),
+            d.open(&env, &bob, &mut seen),
             Err(HandshakeError::Replay)
         ));
         assert_eq!(before, seen.0);
@@ -624,16 +768,10 @@ mod test {
 
     #[test]
     fn unrecordable_request_is_refused() {
-        let (alice, bob) = (ident("alice"), ident("bob"));
-        let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
-        let (env, _) = make_request(&alice, &pb, bob.username(), ADDR_A, "").unwrap();
-        let Err(e) = open_request(
-            env.as_bytes(),
-            &bob,
-            &pa,
-            &mut BrokenSeen,
-            Freshness::default(),
-        ) else {
+        let (alice, bob, d) = (ident("alice"), ident("bob"), dir());
+        let pb = bob.public_cert().unwrap();
+        let (env, _) = d.request(&alice, &pb, bob.username(), "");
+        let Err(e) = d.open(&env, &bob, &mut BrokenSeen) else {
             panic!("an unrecordable request was accepted")
         };
         assert!(matches!(e, HandshakeError::Seen(_)), "{e}");
@@ -642,94 +780,167 @@ mod test {
 
     #[test]
     fn swapped_sender_is_refused() {
-        // Mallory signs a request that claims to come from Alice.
-        let (alice, bob, mallory) = (ident("alice"), ident("bob"), ident("mallory"));
-        let (pb, pm) = (bob.public_cert().unwrap(), mallory.public_cert().unwrap());
-        let share = KeyShare::generate();
-        let forged = HandshakeMessage::Request(ConnectionRequest {
-            request_id: [1; 16],
-            from_username: "alice".into(),
-            from_fingerprint: *alice.fingerprint().as_bytes(),
-            to_username: "bob".into(),
-            onion_address: ADDR_A.into(),
-            session_half: share.half(),
-            ephemeral_public: share.ephemeral_public(),
-            note: String::new(),
-            created_at: now_secs(),
-        });
-        let env = envelope::seal(&forged.encode().unwrap(), &mallory, &pb).unwrap();
+        let (alice, bob, mallory, d) = (ident("alice"), ident("bob"), ident("mallory"), dir());
+        let pb = bob.public_cert().unwrap();
         let mut seen = MemorySeen::default();
+        // Mallory signs a request that carries Alice's certificate, name,
+        // fingerprint and (public) binding: her signature is not Alice's.
+        let forged = body(&alice, &d.bind(&alice));
+        let env = seal_body(&forged, &mallory, &pb);
         assert!(matches!(
-            open_request(env.as_bytes(), &bob, &pm, &mut seen, Freshness::default()),
+            d.open(&env, &bob, &mut seen),
+            Err(HandshakeError::Envelope(EnvelopeError::UnknownSigner))
+        ));
+        // With her own certificate but Alice's fingerprint in the body.
+        let mut forged = body(&mallory, &d.bind(&mallory));
+        forged.from_fingerprint = *alice.fingerprint().as_bytes();
+        let env = seal_body(&forged, &mallory, &pb);
+        assert!(matches!(
+            d.open(&env, &bob, &mut seen),
             Err(HandshakeError::SwappedSender)
         ));
         assert!(seen.0.is_empty());
-        // And with Alice's cert as the expected sender, Mallory's signature is unknown.
-        let pa = alice.public_cert().unwrap();
-        assert!(matches!(
-            open_request(env.as_bytes(), &bob, &pa, &mut seen, Freshness::default()),
-            Err(HandshakeError::Envelope(EnvelopeError::UnknownSigner))
-        ));
     }
 
     #[test]
     fn claimed_username_must_be_on_the_signers_cert() {
-        let (bob, mallory) = (ident("bob"), ident("mallory"));
-        let (pb, pm) = (bob.public_cert().unwrap(), mallory.public_cert().unwrap());
-        let share = KeyShare::generate();
-        let mut req = ConnectionRequest {
-            request_id: [3; 16],
-            from_username: "alice".into(),
-            from_fingerprint: *mallory.fingerprint().as_bytes(),
-            to_username: "bob".into(),
-            onion_address: ADDR_A.into(),
-            session_half: share.half(),
-            ephemeral_public: share.ephemeral_public(),
-            note: String::new(),
-            created_at: now_secs(),
-        };
-        let env = envelope::seal(
-            &HandshakeMessage::Request(req.clone()).encode().unwrap(),
-            &mallory,
-            &pb,
-        )
-        .unwrap();
+        let (bob, mallory, d) = (ident("bob"), ident("mallory"), dir());
+        let pb = bob.public_cert().unwrap();
+        let mut req = body(&mallory, &d.bind(&mallory));
+        req.from_username = "alice".into();
         let mut seen = MemorySeen::default();
+        let env = seal_body(&req, &mallory, &pb);
         assert!(matches!(
-            open_request(env.as_bytes(), &bob, &pm, &mut seen, Freshness::default()),
+            d.open(&env, &bob, &mut seen),
             Err(HandshakeError::UsernameMismatch)
         ));
         // A body time far from the signature time is refused too.
         req.from_username = "mallory".into();
         req.created_at = now_secs() - 3600;
-        let env = envelope::seal(
-            &HandshakeMessage::Request(req).encode().unwrap(),
-            &mallory,
-            &pb,
-        )
-        .unwrap();
+        let env = seal_body(&req, &mallory, &pb);
         assert!(matches!(
-            open_request(env.as_bytes(), &bob, &pm, &mut seen, Freshness::default()),
+            d.open(&env, &bob, &mut seen),
             Err(HandshakeError::TimeMismatch)
+        ));
+        assert!(seen.0.is_empty());
+    }
+
+    /// SECURITY-2026-11 H2: a key that names itself `@alice` is not Alice.
+    /// The name is proven only by a binding from the pinned Handshaker key.
+    #[test]
+    fn a_name_is_proven_only_by_the_pinned_handshakers_binding() {
+        let (alice, bob, d) = (ident("alice"), ident("bob"), dir());
+        // Mallory's second key carries the user ID @alice.
+        let fake_alice = ident("alice");
+        let pb = bob.public_cert().unwrap();
+        let refused = |env: String| {
+            let mut seen = MemorySeen::default();
+            let r = d.open(&env, &bob, &mut seen);
+            assert!(seen.0.is_empty(), "a refused request was recorded");
+            match r {
+                Err(HandshakeError::Binding(e)) => e,
+                Err(e) => panic!("refused for another reason: {e}"),
+                Ok(_) => panic!("a forged name was accepted"),
+            }
+        };
+        // With Alice's real binding (bindings are public): another key.
+        let env = seal_body(&body(&fake_alice, &d.bind(&alice)), &fake_alice, &pb);
+        assert_eq!(refused(env), BindingError::Mismatch("key"));
+        // With a binding of Mallory's registered name: another name.
+        let mallory = d.signer.issue(
+            &Username::parse("mallory").unwrap(),
+            &fake_alice.fingerprint(),
+            HS,
+            now_secs(),
+        );
+        let env = seal_body(&body(&fake_alice, &mallory.unwrap()), &fake_alice, &pb);
+        assert_eq!(refused(env), BindingError::Mismatch("username"));
+        // A binding for @alice signed by another Handshaker's key.
+        let other = dir();
+        let env = seal_body(
+            &body(&fake_alice, &other.bind(&fake_alice)),
+            &fake_alice,
+            &pb,
+        );
+        assert_eq!(refused(env), BindingError::BadSignature);
+        // Signed by our Handshaker's key, but naming another Handshaker.
+        let elsewhere = d
+            .signer
+            .issue(
+                fake_alice.username(),
+                &fake_alice.fingerprint(),
+                "http://other:1",
+                now_secs(),
+            )
+            .unwrap();
+        let env = seal_body(&body(&fake_alice, &elsewhere), &fake_alice, &pb);
+        assert_eq!(refused(env), BindingError::Mismatch("Handshaker"));
+        // A binding that had expired when the request was signed.
+        let old = d
+            .signer
+            .sign(Binding {
+                username: "alice".into(),
+                fingerprint: *fake_alice.fingerprint().as_bytes(),
+                handshaker: HS.into(),
+                issued_at: now_secs() - 10_000,
+                expires_at: now_secs() - 1_000,
+            })
+            .unwrap();
+        let env = seal_body(&body(&fake_alice, &old), &fake_alice, &pb);
+        assert_eq!(refused(env), BindingError::Expired);
+        // A binding that does not decode.
+        let mut garbled = body(&fake_alice, &d.bind(&fake_alice));
+        garbled.binding[0] ^= 1;
+        let env = seal_body(&garbled, &fake_alice, &pb);
+        assert!(matches!(refused(env), BindingError::Malformed(_)));
+        // The real Alice, with her own binding, passes.
+        let (env, _) = d.request(&alice, &pb, bob.username(), "");
+        let mut seen = MemorySeen::default();
+        d.open(&env, &bob, &mut seen).unwrap();
+    }
+
+    #[test]
+    fn the_requester_refuses_to_send_someone_elses_binding() {
+        let (alice, bob, d) = (ident("alice"), ident("bob"), dir());
+        let pb = bob.public_cert().unwrap();
+        let Err(e) = make_request(&alice, &pb, bob.username(), ADDR_A, "", &d.bind(&bob)) else {
+            panic!("sent with another user's binding")
+        };
+        assert!(
+            matches!(e, HandshakeError::Binding(BindingError::Mismatch(_))),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_certificate_inside_must_be_usable() {
+        let (alice, bob, d) = (ident("alice"), ident("bob"), dir());
+        let pb = bob.public_cert().unwrap();
+        let mut req = body(&alice, &d.bind(&alice));
+        req.from_cert = b"not a certificate".to_vec();
+        let env = seal_body(&req, &alice, &pb);
+        let mut seen = MemorySeen::default();
+        assert!(matches!(
+            d.open(&env, &bob, &mut seen),
+            Err(HandshakeError::Identity(_))
         ));
         assert!(seen.0.is_empty());
     }
 
     #[test]
     fn request_for_someone_else_and_unknown_answers() {
-        let (alice, bob, carol) = (ident("alice"), ident("bob"), ident("carol"));
+        let (alice, bob, carol, d) = (ident("alice"), ident("bob"), ident("carol"), dir());
         let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
         // Encrypted to Bob, but addressed (inside) to carol.
-        let (env, _) = make_request(&alice, &pb, carol.username(), ADDR_A, "").unwrap();
+        let (env, _) = d.request(&alice, &pb, carol.username(), "");
         let mut seen = MemorySeen::default();
         assert!(matches!(
-            open_request(env.as_bytes(), &bob, &pa, &mut seen, Freshness::default()),
+            d.open(&env, &bob, &mut seen),
             Err(HandshakeError::NotForMe)
         ));
         // An accept for a request Alice never sent.
-        let (env, _) = make_request(&alice, &pb, bob.username(), ADDR_A, "").unwrap();
-        let (req, _) =
-            open_request(env.as_bytes(), &bob, &pa, &mut seen, Freshness::default()).unwrap();
+        let (env, _) = d.request(&alice, &pb, bob.username(), "");
+        let (req, _) = d.open(&env, &bob, &mut seen).unwrap();
         let (acc, _) = make_accept(&bob, &pa, &req, ADDR_B).unwrap();
         assert!(matches!(
             open_answer(
@@ -756,17 +967,10 @@ mod test {
 
     #[test]
     fn reject_round_trip() {
-        let (alice, bob) = (ident("alice"), ident("bob"));
+        let (alice, bob, d) = (ident("alice"), ident("bob"), dir());
         let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
-        let (env, pending) = make_request(&alice, &pb, bob.username(), ADDR_A, "").unwrap();
-        let (req, _) = open_request(
-            env.as_bytes(),
-            &bob,
-            &pa,
-            &mut MemorySeen::default(),
-            Freshness::default(),
-        )
-        .unwrap();
+        let (env, pending) = d.request(&alice, &pb, bob.username(), "");
+        let (req, _) = d.open(&env, &bob, &mut MemorySeen::default()).unwrap();
         let rej = make_reject(&bob, &pa, &req).unwrap();
         let mut pending = Some(pending);
         let answer = open_answer(
@@ -787,11 +991,16 @@ mod test {
             Err(HandshakeError::Malformed(_))
         ));
         assert!(matches!(
-            HandshakeMessage::decode(&[2, 1]),
-            Err(HandshakeError::UnsupportedVersion(2))
+            HandshakeMessage::decode(&[3, 1]),
+            Err(HandshakeError::UnsupportedVersion(3))
+        ));
+        // Version 1 requests carried neither certificate nor binding.
+        assert!(matches!(
+            HandshakeMessage::decode(&[1, 1]),
+            Err(HandshakeError::UnsupportedVersion(1))
         ));
         assert!(matches!(
-            HandshakeMessage::decode(&[1, 9]),
+            HandshakeMessage::decode(&[HANDSHAKE_VERSION, 9]),
             Err(HandshakeError::Malformed(_))
         ));
         let r = HandshakeMessage::Reject(Reject {
@@ -807,20 +1016,11 @@ mod test {
             Err(HandshakeError::Malformed("trailing bytes"))
         ));
         // Over-long note and bad usernames are refused on both ends.
-        let share = KeyShare::generate();
-        let mut req = ConnectionRequest {
-            request_id: [1; 16],
-            from_username: "alice".into(),
-            from_fingerprint: [0; 20],
-            to_username: "bob".into(),
-            onion_address: ADDR_A.into(),
-            session_half: share.half(),
-            ephemeral_public: share.ephemeral_public(),
-            note: "n".repeat(MAX_NOTE + 1),
-            created_at: 0,
-        };
+        let alice = ident("alice");
+        let mut req = body(&alice, &dir().bind(&alice));
+        req.note = "n".repeat(MAX_NOTE + 1);
         assert!(HandshakeMessage::Request(req.clone()).encode().is_err());
-        let mut raw = vec![1, 1];
+        let mut raw = vec![HANDSHAKE_VERSION, 1];
         raw.extend_from_slice(&postcard::to_stdvec(&req).unwrap());
         assert!(matches!(
             HandshakeMessage::decode(&raw),
@@ -831,7 +1031,23 @@ mod test {
         assert!(HandshakeMessage::Request(req.clone()).encode().is_err());
         req.from_username = "alice".into();
         req.onion_address = "bad address".into();
-        assert!(HandshakeMessage::Request(req).encode().is_err());
+        assert!(HandshakeMessage::Request(req.clone()).encode().is_err());
+        req.onion_address = ADDR_A.into();
+        assert!(HandshakeMessage::Request(req.clone()).encode().is_ok());
+        // Certificate and binding: present and bounded.
+        for (cert, binding) in [
+            (vec![], vec![1]),
+            (vec![0; MAX_CERT + 1], vec![1]),
+            (vec![1], vec![]),
+            (vec![1], vec![0; MAX_BINDING + 1]),
+        ] {
+            let mut r = req.clone();
+            (r.from_cert, r.binding) = (cert, binding);
+            assert!(matches!(
+                HandshakeMessage::Request(r).encode(),
+                Err(HandshakeError::InvalidField { .. })
+            ));
+        }
     }
 
     proptest! {

@@ -128,4 +128,14 @@ fn a_compression_bomb_is_refused_before_it_is_inflated() {
         result.err()
     );
     assert!(peak < 1 << 20, "peak allocation {peak} bytes (limit 1 MiB)");
+
+    // The unverified first pass over a mailbox request (PROTOCOL.md §5.6)
+    // refuses it the same way.
+    let (peeked, peak) = peak_during(|| envelope::peek(&bomb, &bob));
+    assert!(
+        matches!(peeked, Err(EnvelopeError::Compressed)),
+        "peek refused it as compressed, got {:?}",
+        peeked.err()
+    );
+    assert!(peak < 1 << 20, "peek: peak allocation {peak} bytes");
 }

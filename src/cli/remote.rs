@@ -137,16 +137,24 @@ pub(crate) fn up(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
 
 // ---------------------------------------------------------------- directory
 
-/// `umbra register [--handshaker ADDR]`.
+/// `umbra register [--handshaker ADDR] [--trust-new-handshaker-key]`.
 pub(crate) fn register(
     global: &GlobalArgs,
     handshaker: Option<String>,
+    trust_new_key: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
     if !global.json {
         progress_note("registering (solving the Handshaker's proof of work, a few seconds)...");
     }
-    let d = reply!(global, Request::Register { handshaker }, Reply::Registered);
+    let d = reply!(
+        global,
+        Request::Register {
+            handshaker,
+            trust_new_key
+        },
+        Reply::Registered
+    );
     if global.json {
         return json(out, &d);
     }

@@ -45,6 +45,10 @@ pub enum Request {
     Register {
         /// Onion address or `http://host:port`; `None` = configuration.
         handshaker: Option<String>,
+        /// Accept a Handshaker signing key that differs from the pinned
+        /// one (PROTOCOL.md §17.11).
+        #[serde(default)]
+        trust_new_key: bool,
     },
     /// Search the Handshaker directory by username prefix.
     Search {

@@ -23,11 +23,12 @@ use super::proto::{
 };
 use crate::error::{ErrorKind, HasKind};
 use crate::files;
+use crate::handshaker_api::binding::BindingKey;
 use crate::handshaker_client::{
     Directory, DirectoryEntry, DirectoryError, HandshakerClient, HandshakerClientError,
 };
 use crate::identity::{Identity, Username};
-use crate::node::{self, NodeError, NodeHandle};
+use crate::node::{self, NodeError, NodeHandle, Pinned, TrustError};
 use crate::store::{
     Contact, ContactId, ContactState, FileKind, FileTransfer, Message, TransferState,
 };
@@ -47,7 +48,7 @@ use views::{contact_view, contacts, request_view};
 pub const MAX_CLIENTS: usize = 32;
 
 /// Store setting holding the Handshaker chosen with `register --handshaker`.
-pub const HANDSHAKER_SETTING: &str = "handshaker";
+pub use crate::node::trust::HANDSHAKER_SETTING;
 
 /// Everything the command handlers need.
 pub struct Context {
@@ -214,7 +215,10 @@ type ApiResult<T> = Result<T, ApiError>;
 async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
     match cmd {
         Request::Status => status(ctx).await.map(Reply::Status),
-        Request::Register { handshaker } => register(ctx, handshaker).await,
+        Request::Register {
+            handshaker,
+            trust_new_key,
+        } => register(ctx, handshaker, trust_new_key).await,
         Request::Search { prefix, limit } => search(ctx, &prefix, limit).await,
         Request::Lookup { username } => {
             let (_, view) = lookup(ctx, &parse_name(&username)?).await?;
@@ -261,7 +265,7 @@ async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
             ctx.node
                 .reject(&req.request_id, notify)
                 .await
-                .map_err(node_err)?;
+                .map_err(decided_err(&name))?;
             Ok(Reply::Done)
         }
         Request::Contacts => contacts(ctx).await.map(Reply::Contacts),
@@ -435,13 +439,49 @@ fn handshaker(ctx: &Context) -> ApiResult<HandshakerClient> {
     })
 }
 
-async fn register(ctx: &Context, address: Option<String>) -> ApiResult<Reply> {
+/// Registers at a Handshaker: its binding key is checked against the pin
+/// first (pinned here on first use), then the binding in its answer is
+/// verified and kept for our requests (PROTOCOL.md §17.11).
+async fn register(ctx: &Context, address: Option<String>, trust_new_key: bool) -> ApiResult<Reply> {
     let hs = match &address {
         Some(a) => client_for(ctx, a.trim())?,
         None => handshaker(ctx)?,
     };
-    let entry = hs.register(&ctx.identity).await.map_err(hs_err)?;
     let canonical = hs.address().as_str().to_owned();
+    let info = hs.info().await.map_err(hs_err)?;
+    let key = info
+        .binding_key
+        .as_deref()
+        .ok_or(TrustError::NoBindingKey)
+        .map_err(|e| node_err(e.into()))?;
+    let key = BindingKey::from_hex(key).map_err(|e| {
+        ApiError::new(
+            ErrorCode::Handshaker,
+            format!("the Handshaker published an unusable signing key: {e}"),
+        )
+    })?;
+    let pinned = ctx
+        .node
+        .pin_handshaker_key(&canonical, &key, trust_new_key)
+        .await
+        .map_err(node_err)?;
+    if pinned == Pinned::Replaced {
+        tracing::warn!("the Handshaker's signing key was replaced at the user's request");
+    }
+    let entry = hs
+        .register_with_info(&ctx.identity, &info)
+        .await
+        .map_err(hs_err)?;
+    let binding = entry.binding.as_deref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Handshaker,
+            "the Handshaker registered you but sent no signed binding of your name",
+        )
+    })?;
+    ctx.node
+        .remember_binding(&canonical, binding)
+        .await
+        .map_err(node_err)?;
     ctx.directory.set(hs);
     ctx.node
         .set_setting(HANDSHAKER_SETTING, &canonical)
@@ -543,13 +583,25 @@ async fn pending_from(ctx: &Context, name: &Username) -> ApiResult<node::Receive
         .into_iter()
         .rev()
         .find(|r| r.from == name.as_str())
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NotFound,
-                format!("there is no pending connection request from {name}"),
-            )
-            .hint("`umbra requests` lists the pending ones")
-        })
+        .ok_or_else(|| no_pending(name))
+}
+
+fn no_pending(name: &Username) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("there is no pending connection request from {name}"),
+    )
+    .hint("`umbra requests` lists the pending ones")
+}
+
+/// [`node_err_for`] for a decision on a request found a moment ago: if it
+/// is gone now (a crossing Accept answered it, or it expired), say so as if
+/// it had been gone already.
+fn decided_err(name: &Username) -> impl FnOnce(NodeError) -> ApiError + '_ {
+    move |e| match e {
+        NodeError::NotFound { .. } => no_pending(name),
+        e => node_err_for(name)(e),
+    }
 }
 
 async fn accept(ctx: &Context, username: &str, allow_key_change: bool) -> ApiResult<Reply> {
@@ -559,7 +611,7 @@ async fn accept(ctx: &Context, username: &str, allow_key_change: bool) -> ApiRes
         .node
         .accept_with(&req.request_id, allow_key_change)
         .await
-        .map_err(node_err_for(&name))?;
+        .map_err(decided_err(&name))?;
     let c = contact_by_id(ctx, id).await?;
     Ok(Reply::Contact(contact_view(ctx, &c).await?))
 }

@@ -33,6 +33,9 @@ pub enum NodeError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] crate::transport::Error),
+    /// The Handshaker's binding key or our binding cannot be used.
+    #[error(transparent)]
+    Trust(#[from] super::trust::TrustError),
     /// The mailbox failed; the node retries on its next poll.
     #[error("mailbox: {0}")]
     Mailbox(#[from] MailboxError),
@@ -94,6 +97,7 @@ impl HasKind for NodeError {
             NodeError::Session(e) => e.kind(),
             NodeError::Transport(e) => e.kind(),
             NodeError::Mailbox(e) => e.kind(),
+            NodeError::Trust(e) => e.kind(),
             NodeError::Stream { .. } => ErrorKind::Io,
             NodeError::Timeout { .. } => ErrorKind::Unreachable,
             NodeError::File(e) => e.kind(),

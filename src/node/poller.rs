@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use crate::envelope::{EnvelopeError, Freshness, SenderLookup};
 use crate::error::HasKind;
-use crate::handshake::{self, ConnectionRequest, HandshakeError, SeenRequests};
+use crate::handshake::{self, ConnectionRequest, HandshakeError, SeenRequests, TrustAnchor};
 use crate::identity::{Fingerprint, PublicCert};
 use crate::limits::{ENVELOPE_MAX_AGE_SECS, MAX_FUTURE_SKEW_SECS};
 use crate::redact::Sensitive;
 
 use super::inner::Inner;
-use super::mailbox::{MailItem, Mailbox};
+use super::mailbox::MailItem;
 use super::{Event, NodeError};
 
 /// Records issuer handles and vouches for nobody (first pass of opening an
@@ -93,11 +93,20 @@ pub(super) async fn poll_mailbox(inner: &Arc<Inner>) -> Result<(), NodeError> {
     };
     let _one_at_a_time = inner.polling.lock().await;
     let me = inner.identity.username().as_str().to_owned();
-    for item in mailbox.fetch(&me).await? {
+    let batch = mailbox.fetch(&me).await?;
+    // The pinned key (pinned now on first use) checks both our fresh
+    // binding and every request in the batch.
+    let anchor = inner.anchor().await?;
+    if let Some(hex_text) = &batch.binding
+        && let Err(e) = inner.remember_binding(&anchor.address, hex_text).await
+    {
+        tracing::warn!(error = %e, "the Handshaker's binding of our name does not verify");
+    }
+    for item in batch.items {
         if !inner.table(|t| t.seen_mail.insert(item.id)) {
             continue;
         }
-        let opened = open_mail(inner, mailbox.as_ref(), &item).await;
+        let opened = open_mail(inner, &anchor, &item).await;
         if let Err(e) = &opened
             && retry_later(e)
         {
@@ -146,7 +155,7 @@ pub(super) async fn poll_mailbox(inner: &Arc<Inner>) -> Result<(), NodeError> {
 }
 
 /// Whether opening a mailbox item failed for a reason that says nothing
-/// about the item (SECURITY-2026-11 L6): the directory or the store could
+/// about the item (SECURITY-2026-11 L6): the Handshaker or the store could
 /// not be reached, or the item was signed "in the future" by our clock (our
 /// clock may be slow; the item becomes acceptable later). Everything else is
 /// a decision about the item (forged, replayed, expired, malformed, not for
@@ -208,45 +217,33 @@ pub(super) async fn store_request(
     }))
 }
 
+/// Opens a mailbox item as a connection request (PROTOCOL.md §5.6): no
+/// directory call, the request carries its certificate and binding.
+/// `None`: a replay of a request opened before.
 pub(super) async fn open_mail(
     inner: &Arc<Inner>,
-    mailbox: &dyn Mailbox,
+    anchor: &TrustAnchor,
     item: &MailItem,
 ) -> Result<Option<(ConnectionRequest, PublicCert)>, NodeError> {
     let env: Arc<str> = item.envelope.as_str().into();
-    let e = env.clone();
-    let signers = inner
-        .openpgp(move |i| claimed_signers(e.as_bytes(), &i.identity))
+    let anchor = anchor.clone();
+    let (opened, seen) = inner
+        .openpgp(move |i| {
+            let mut seen = HashMap::new();
+            let opened = handshake::open_request(
+                env.as_bytes(),
+                &i.identity,
+                &anchor,
+                &mut SeenSet(&mut seen),
+                Freshness::default(),
+            );
+            (opened, seen)
+        })
         .await?;
-    for fpr in signers {
-        let Some(cert) = mailbox.certificate(&fpr).await? else {
-            continue;
-        };
-        let (e, c) = (env.clone(), cert.clone());
-        let (opened, seen) = inner
-            .openpgp(move |i| {
-                let mut seen = HashMap::new();
-                let opened = handshake::open_request(
-                    e.as_bytes(),
-                    &i.identity,
-                    &c,
-                    &mut SeenSet(&mut seen),
-                    Freshness::default(),
-                );
-                (opened, seen)
-            })
-            .await?;
-        return match opened {
-            Ok((req, _)) => {
-                let expires = seen.get(&req.request_id).copied().unwrap_or(u64::MAX);
-                let fresh =
-                    inner.table(|t| t.seen_requests.insert(req.request_id, expires).is_none());
-                Ok(fresh.then_some((req, cert)))
-            }
-            Err(e) => Err(e.into()),
-        };
-    }
-    Ok(None)
+    let (req, cert) = opened?;
+    let expires = seen.get(&req.request_id).copied().unwrap_or(u64::MAX);
+    let fresh = inner.table(|t| t.seen_requests.insert(req.request_id, expires).is_none());
+    Ok(fresh.then_some((req, cert)))
 }
 
 #[cfg(test)]

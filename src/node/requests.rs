@@ -70,11 +70,19 @@ impl NodeHandle {
             what: "certificate",
             reason: "it does not carry exactly one self-signed @name user ID",
         })?;
+        let binding = self.inner.own_binding().await?;
         let (to_cert, to_name, note) = (to.clone(), username.clone(), note.to_owned());
         let (envelope, pending) = self
             .inner
             .openpgp(move |i| {
-                handshake::make_request(&i.identity, &to_cert, &to_name, i.address.as_str(), &note)
+                handshake::make_request(
+                    &i.identity,
+                    &to_cert,
+                    &to_name,
+                    i.address.as_str(),
+                    &note,
+                    &binding,
+                )
             })
             .await??;
         let secret = pending.share.to_secret_bytes();

@@ -147,3 +147,44 @@ fn passwd_is_refused_while_the_daemon_runs() {
     alice.down();
     bob.down();
 }
+
+/// PROTOCOL.md §17.11: `register` pins the Handshaker's binding key. A
+/// Handshaker at the same address with another key (a new server, or one
+/// impersonating it) is refused until the user confirms the change; after
+/// that, requests flow with bindings under the new key.
+#[test]
+fn register_pins_the_handshakers_key_and_a_change_needs_consent() {
+    let port = support::free_port();
+    let hs = Handshaker::direct_on(port);
+    let root = tempfile::tempdir().unwrap();
+    let mut carol = User::new(root.path(), "carol", &Net::Direct, &hs.address);
+    carol.up();
+    carol.json(&["register"]);
+    carol.json(&["register"]); // the same key: nothing to confirm
+    drop(hs);
+
+    let hs = Handshaker::direct_on(port);
+    let (code, err) = carol.fails(&["register"]);
+    assert_ne!(code, 0, "{err}");
+    let text = err["error"].as_str().unwrap();
+    assert!(text.contains("signing key changed"), "{err}");
+    assert!(text.contains("--trust-new-handshaker-key"), "{err}");
+    // Nothing was registered at the new server.
+    let mut dave = User::new(root.path(), "dave", &Net::Direct, &hs.address);
+    dave.up();
+    dave.json(&["register"]);
+    let (_, err) = dave.fails(&["request", "@carol"]);
+    assert!(
+        err["error"].as_str().unwrap().contains("not registered"),
+        "{err}"
+    );
+
+    carol.json(&["register", "--trust-new-handshaker-key"]);
+    carol.json(&["register"]);
+    dave.json(&["request", "@carol", "--note", "hi carol"]);
+    assert_eq!(
+        requests_from(&carol, "@dave").len(),
+        1,
+        "checked and listed"
+    );
+}

@@ -13,14 +13,14 @@ use support::{
 };
 use umbra::envelope;
 use umbra::handshake::{ConnectionRequest, HandshakeMessage};
+use umbra::handshaker_api::binding::{BindingKey, SignedBinding};
 use umbra::identity::{Identity, PublicCert, Username};
 use umbra::node::{Event, MemoryMailbox, NodeConfig, NodeError};
-use umbra::node::{MailItem, Mailbox, MailboxError, Node};
+use umbra::node::{MailBatch, Mailbox, MailboxError, Node};
 use umbra::session::{KeyShare, fill_random};
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use umbra::identity::Fingerprint;
+use std::sync::{Arc, Mutex};
 use umbra::store::{ContactState, DeliveryState, Direction};
 use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
 
@@ -133,9 +133,17 @@ async fn reject_silently_or_with_notice() {
     }
 }
 
-/// A ConnectionRequest to @bob signed by `from`, claiming to be `claimed`,
-/// made `ahead` seconds in the future (by the signer's clock).
-fn request_as(from: &Identity, claimed: &str, to: &PublicCert, ahead: u64) -> String {
+/// A ConnectionRequest to @bob signed by `from`, carrying `cert` and
+/// `binding`, claiming to be `claimed`, made `ahead` seconds in the future
+/// (by the signer's clock).
+fn request_as(
+    from: &Identity,
+    cert: &PublicCert,
+    binding: &SignedBinding,
+    claimed: &str,
+    to: &PublicCert,
+    ahead: u64,
+) -> String {
     let share = KeyShare::generate();
     let mut request_id = [0u8; 16];
     fill_random(&mut request_id);
@@ -144,6 +152,8 @@ fn request_as(from: &Identity, claimed: &str, to: &PublicCert, ahead: u64) -> St
         request_id,
         from_username: claimed.into(),
         from_fingerprint: *from.fingerprint().as_bytes(),
+        from_cert: cert.to_bytes().unwrap(),
+        binding: binding.encode().unwrap(),
         to_username: "bob".into(),
         onion_address: "somewhere-hs".into(),
         session_half: share.half(),
@@ -155,10 +165,11 @@ fn request_as(from: &Identity, claimed: &str, to: &PublicCert, ahead: u64) -> St
     envelope::seal_at(&request.encode().unwrap(), from, to, when).unwrap()
 }
 
-/// SECURITY-2026-11 H1: a key whose certificate also carries `@alice` (here
-/// served by the directory as it was before the Handshaker refused such
-/// certificates) cannot make Bob see a request "from @alice"; the real
-/// Alice is not flagged as a key change afterwards.
+/// SECURITY-2026-11 H1 and H2: registered as @mallory, Mallory cannot make
+/// Bob see a request "from @alice" — not with a certificate that also
+/// carries `@alice`, not with a second key named `@alice` and Alice's
+/// (public) binding, not with that key and her own binding. The real Alice
+/// is not flagged as a key change afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_another_users_name_is_refused_and_never_shown() {
     let net = MemoryNetwork::new();
@@ -168,9 +179,20 @@ async fn a_request_in_another_users_name_is_refused_and_never_shown() {
         .start(MemoryTransport::new(&net, "bob-hs"), &mailbox)
         .await;
     let mallory = Identity::generate(&Username::parse("mallory").unwrap()).unwrap();
-    mailbox.register(with_user_ids(&mallory, &["@alice", "@admin"]));
+    mailbox.register(mallory.public_cert().unwrap());
+    mailbox.register(alice.cert.clone());
+    let mallorys = mailbox.binding_of("mallory").unwrap();
+    let alices = mailbox.binding_of("alice").unwrap();
+    let extra_ids = with_user_ids(&mallory, &["@alice", "@admin"]);
     for claimed in ["alice", "admin", "mallory"] {
-        mailbox.inject("bob", request_as(&mallory, claimed, &bob.cert, 0));
+        let forged = request_as(&mallory, &extra_ids, &mallorys, claimed, &bob.cert, 0);
+        mailbox.inject("bob", forged);
+    }
+    let fake_alice = Identity::generate(&Username::parse("alice").unwrap()).unwrap();
+    let fake_cert = fake_alice.public_cert().unwrap();
+    for binding in [&alices, &mallorys] {
+        let forged = request_as(&fake_alice, &fake_cert, binding, "alice", &bob.cert, 0);
+        mailbox.inject("bob", forged);
     }
     b.poll_mailbox().await.unwrap();
     assert!(b.requests().await.unwrap().is_empty(), "nothing shown");
@@ -349,59 +371,78 @@ async fn without_read_receipts_the_sender_sees_only_delivered() {
     b.shutdown().await;
 }
 
-/// A Mailbox whose directory lookups fail while `failing` is set (a
-/// Handshaker that is briefly unreachable), and wait for a permit of `gate`
-/// (a slow one), saying when one is waiting.
-struct Flaky {
+/// A Mailbox that records every call; its binding key cannot be fetched
+/// while `failing` is set (a Handshaker that is briefly unreachable), and
+/// its acks wait for a permit of `gate` (a slow one), saying when one is
+/// waiting.
+struct Recorder {
     inner: MemoryMailbox,
+    calls: Mutex<Vec<&'static str>>,
     failing: AtomicBool,
     gate: tokio::sync::Semaphore,
     waiting: tokio::sync::Notify,
 }
 
-impl Flaky {
-    fn new(inner: &MemoryMailbox, failing: bool, open: bool) -> Arc<Flaky> {
+impl Recorder {
+    fn new(inner: &MemoryMailbox, failing: bool, open: bool) -> Arc<Recorder> {
         let permits = if open {
             tokio::sync::Semaphore::MAX_PERMITS
         } else {
             0
         };
-        Arc::new(Flaky {
+        Arc::new(Recorder {
             inner: inner.clone(),
+            calls: Mutex::new(Vec::new()),
             failing: AtomicBool::new(failing),
             gate: tokio::sync::Semaphore::new(permits),
             waiting: tokio::sync::Notify::new(),
         })
     }
+
+    fn record(&self, call: &'static str) {
+        self.calls.lock().unwrap().push(call);
+    }
+
+    fn calls(&self) -> Vec<&'static str> {
+        self.calls.lock().unwrap().clone()
+    }
 }
 
-impl Mailbox for Flaky {
+impl Mailbox for Recorder {
     fn deposit<'a>(
         &'a self,
         to: &'a str,
         envelope: String,
     ) -> BoxFuture<'a, Result<(), MailboxError>> {
+        self.record("deposit");
         self.inner.deposit(to, envelope)
     }
-    fn fetch<'a>(&'a self, me: &'a str) -> BoxFuture<'a, Result<Vec<MailItem>, MailboxError>> {
+    fn fetch<'a>(&'a self, me: &'a str) -> BoxFuture<'a, Result<MailBatch, MailboxError>> {
+        self.record("fetch");
         self.inner.fetch(me)
     }
     fn ack<'a>(&'a self, me: &'a str, id: u64) -> BoxFuture<'a, Result<(), MailboxError>> {
-        self.inner.ack(me, id)
-    }
-    fn certificate<'a>(
-        &'a self,
-        fingerprint: &'a Fingerprint,
-    ) -> BoxFuture<'a, Result<Option<PublicCert>, MailboxError>> {
+        self.record("ack");
         Box::pin(async move {
             self.waiting.notify_one();
             let _permit = self.gate.acquire().await;
-            if self.failing.load(Ordering::SeqCst) {
+            self.inner.ack(me, id).await
+        })
+    }
+    fn address(&self) -> Option<String> {
+        self.inner.address()
+    }
+    fn binding_key(&self) -> BoxFuture<'_, Result<Option<BindingKey>, MailboxError>> {
+        self.record("binding_key");
+        let failing = self.failing.load(Ordering::SeqCst);
+        let key = self.inner.binding_key();
+        Box::pin(async move {
+            if failing {
                 return Err(MailboxError::Unavailable {
-                    reason: "directory unreachable (test)".into(),
+                    reason: "Handshaker unreachable (test)".into(),
                 });
             }
-            self.inner.certificate(fingerprint).await
+            Ok(Some(key))
         })
     }
 }
@@ -409,7 +450,7 @@ impl Mailbox for Flaky {
 /// bob's node on `mailbox` (over `memory`), and a registered alice.
 async fn bob_on(
     memory: &MemoryMailbox,
-    mailbox: Arc<Flaky>,
+    mailbox: Arc<Recorder>,
 ) -> (User, umbra::node::NodeHandle, Identity) {
     let net = MemoryNetwork::new();
     let bob = User::new("bob");
@@ -428,19 +469,28 @@ async fn bob_on(
     (bob, b, alice)
 }
 
+/// A request from `who` (registered at `memory`) to bob, `ahead` seconds
+/// in the future.
+fn request_from(memory: &MemoryMailbox, who: &Identity, bob: &User, ahead: u64) -> String {
+    let binding = memory.binding_of(who.username().as_str()).unwrap();
+    let cert = who.public_cert().unwrap();
+    let name = who.username().as_str();
+    request_as(who, &cert, &binding, name, &bob.cert, ahead)
+}
+
 /// SECURITY-2026-11 L6: a request signed a little "in the future" by the
-/// receiver's clock, or one whose signer could not be looked up because the
-/// directory was briefly unreachable, stays in the mailbox and is delivered
+/// receiver's clock, or one that arrives while the Handshaker's key could
+/// not be fetched for its first use, stays in the mailbox and is delivered
 /// by a later poll; neither is acked and lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skewed_or_unlucky_requests_are_delivered_later_not_lost() {
     let memory = MemoryMailbox::new();
-    let flaky = Flaky::new(&memory, true, true);
+    let flaky = Recorder::new(&memory, true, true);
     let (bob, b, alice) = bob_on(&memory, flaky.clone()).await;
 
-    // The directory is unreachable: kept, not acked.
-    memory.inject("bob", request_as(&alice, "alice", &bob.cert, 0));
-    b.poll_mailbox().await.unwrap();
+    // The Handshaker's key cannot be fetched to pin it: kept, not acked.
+    memory.inject("bob", request_from(&memory, &alice, &bob, 0));
+    assert!(b.poll_mailbox().await.is_err(), "the poll says it failed");
     assert!(b.requests().await.unwrap().is_empty());
     assert_eq!(memory.pending("bob"), 1, "kept for the next poll");
     flaky.failing.store(false, Ordering::SeqCst);
@@ -452,7 +502,7 @@ async fn skewed_or_unlucky_requests_are_delivered_later_not_lost() {
     // clock catches up, then delivered (bounded retries, no fixed sleep).
     let carol = Identity::generate(&Username::parse("carol").unwrap()).unwrap();
     memory.register(carol.public_cert().unwrap());
-    memory.inject("bob", request_as(&carol, "carol", &bob.cert, 304));
+    memory.inject("bob", request_from(&memory, &carol, &bob, 304));
     b.poll_mailbox().await.unwrap();
     assert_eq!(memory.pending("bob"), 1, "from the future: kept, not acked");
     assert_eq!(b.requests().await.unwrap().len(), 1);
@@ -466,6 +516,46 @@ async fn skewed_or_unlucky_requests_are_delivered_later_not_lost() {
     b.shutdown().await;
 }
 
+/// SECURITY-2026-11 H2: receiving requests asks the Handshaker nothing
+/// that depends on them. Every call bob's node makes while requests from
+/// two people arrive is a fetch or an ack of its own mailbox, plus one
+/// fetch of the binding key to pin it (first use); none names a sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiving_a_request_asks_the_handshaker_nothing_about_its_sender() {
+    let memory = MemoryMailbox::new();
+    let recorder = Recorder::new(&memory, false, true);
+    let (bob, b, alice) = bob_on(&memory, recorder.clone()).await;
+    let carol = Identity::generate(&Username::parse("carol").unwrap()).unwrap();
+    memory.register(carol.public_cert().unwrap());
+    memory.inject("bob", request_from(&memory, &alice, &bob, 0));
+    memory.inject("bob", request_from(&memory, &carol, &bob, 0));
+    b.poll_mailbox().await.unwrap();
+    let reqs = b.requests().await.unwrap();
+    assert_eq!(reqs.len(), 2, "both delivered");
+    assert!(
+        reqs.iter()
+            .any(|r| r.from == "alice" && r.fingerprint.ct_eq(&alice.fingerprint()))
+    );
+    let calls = recorder.calls();
+    assert!(
+        calls
+            .iter()
+            .all(|c| matches!(*c, "fetch" | "ack" | "binding_key")),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| **c == "binding_key").count(),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| **c == "ack").count(),
+        2,
+        "{calls:?}"
+    );
+    b.shutdown().await;
+}
+
 /// An explicit poll returns only once every item fetched so far was
 /// handled, also items a background poll was still opening: before, it
 /// skipped them and returned at once, and a request could be listed only
@@ -474,13 +564,13 @@ async fn skewed_or_unlucky_requests_are_delivered_later_not_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_explicit_poll_waits_for_the_items_a_background_poll_is_handling() {
     let memory = MemoryMailbox::new();
-    let gated = Flaky::new(&memory, false, false);
+    let gated = Recorder::new(&memory, false, false);
     let (bob, b, alice) = bob_on(&memory, gated.clone()).await;
-    memory.inject("bob", request_as(&alice, "alice", &bob.cert, 0));
-    // The background poll has the item and waits for the directory.
+    memory.inject("bob", request_from(&memory, &alice, &bob, 0));
+    // The background poll has the item and waits for the Handshaker.
     tokio::time::timeout(support::WAIT, gated.waiting.notified())
         .await
-        .expect("the background poll looks up the signer");
+        .expect("the background poll acks the item");
 
     {
         let explicit = b.poll_mailbox();
@@ -494,7 +584,7 @@ async fn an_explicit_poll_waits_for_the_items_a_background_poll_is_handling() {
         gated.gate.add_permits(1000);
         tokio::time::timeout(support::WAIT, explicit)
             .await
-            .expect("the poll ends once the directory answers")
+            .expect("the poll ends once the Handshaker answers")
             .unwrap();
     }
     assert_eq!(b.requests().await.unwrap().len(), 1, "listed on return");

@@ -483,14 +483,25 @@ fn killed_mid_write_batches() {
 #[test]
 fn durable_replay_cache_in_the_store() {
     use umbra::envelope::Freshness;
-    use umbra::handshake::{HandshakeError, make_request, open_request};
+    use umbra::handshake::{HandshakeError, TrustAnchor, make_request, open_request};
+    use umbra::handshaker_api::binding::BindingSigner;
     use umbra::identity::{Identity, Username};
 
     let ident = |name: &str| Identity::generate(&Username::parse(name).unwrap()).unwrap();
     let (alice, bob) = (ident("alice"), ident("bob"));
-    let (pa, pb) = (alice.public_cert().unwrap(), bob.public_cert().unwrap());
+    let pb = bob.public_cert().unwrap();
     let addr = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.onion";
-    let (env, _) = make_request(&alice, &pb, bob.username(), addr, "").unwrap();
+    let hs = "http://handshaker.test:1";
+    let signer = BindingSigner::generate();
+    let pa = TrustAnchor {
+        address: hs.into(),
+        key: signer.public(),
+    };
+    let now = umbra::time::now_secs();
+    let binding = signer
+        .issue(alice.username(), &alice.fingerprint(), hs, now)
+        .unwrap();
+    let (env, _) = make_request(&alice, &pb, bob.username(), addr, "", &binding).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
     let pass = pw("p");

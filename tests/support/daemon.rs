@@ -80,17 +80,21 @@ pub struct Handshaker {
 impl Handshaker {
     /// Over direct TCP on 127.0.0.1.
     pub fn direct() -> Handshaker {
+        Self::direct_at("127.0.0.1:0")
+    }
+
+    /// Over direct TCP on 127.0.0.1:`port`, with a fresh data directory (and
+    /// so a fresh binding key).
+    pub fn direct_on(port: u16) -> Handshaker {
+        Self::direct_at(&format!("127.0.0.1:{port}"))
+    }
+
+    fn direct_at(listen: &str) -> Handshaker {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(handshaker_bin())
             .arg("--data-dir")
             .arg(dir.path())
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--no-onion",
-                "--pow-difficulty",
-                "8",
-            ])
+            .args(["--listen", listen, "--no-onion", "--pow-difficulty", "8"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -138,7 +142,7 @@ impl Handshaker {
 /// outgoing connection is given it while the daemon is down, and handed out
 /// once per process (from an offset of the process id, so two test
 /// processes rarely meet).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST: u32 = 20_000;
     const SPAN: u32 = 12_000;

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use umbra::envelope::Freshness;
 use umbra::handshake::{self, MemorySeen};
+use umbra::handshaker_api::binding::{BindingKey, SignedBinding};
 use umbra::handshaker_client::{
-    ConnectFuture, Connector, HandshakerAddress, HandshakerClient, HandshakerClientError, Isolation,
+    ConnectFuture, Connector, DirectoryEntry, HandshakerAddress, HandshakerClient,
+    HandshakerClientError, Isolation,
 };
 use umbra::identity::{Identity, Username};
 
@@ -132,6 +134,15 @@ fn refused_status(e: &HandshakerClientError) -> u16 {
     }
 }
 
+/// The binding in a registration answer.
+fn binding(entry: &DirectoryEntry) -> SignedBinding {
+    let hex_text = entry
+        .binding
+        .as_deref()
+        .expect("the answer carries a binding");
+    SignedBinding::decode(&hex::decode(hex_text).unwrap()).unwrap()
+}
+
 #[test]
 fn register_lookup_search_and_mailbox_round_trip() {
     let server = Server::start();
@@ -139,7 +150,7 @@ fn register_lookup_search_and_mailbox_round_trip() {
     let (alice, bob) = (ident("alice"), ident("bobby"));
     rt().block_on(async {
         assert!(client.health().await.is_ok());
-        client.register(&alice).await.unwrap();
+        let alice_binding = binding(&client.register(&alice).await.unwrap());
         client.register(&bob).await.unwrap();
 
         let found = client
@@ -178,6 +189,7 @@ fn register_lookup_search_and_mailbox_round_trip() {
             bob.username(),
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.onion",
             "hello",
+            &alice_binding,
         )
         .unwrap();
         client.deposit(bob.username(), &request).await.unwrap();
@@ -188,16 +200,21 @@ fn register_lookup_search_and_mailbox_round_trip() {
         let again = client.fetch(&bob).await.unwrap();
         assert_eq!(again.items.len(), 1);
         assert_eq!(again.items[0].id, first.items[0].id);
-        let alice_cert = client.lookup(alice.username()).await.unwrap().unwrap().cert;
+        // Bob checks it offline, against the key he pinned from /v1/info.
+        let key = client.info().await.unwrap().binding_key.unwrap();
+        let anchor = handshake::TrustAnchor {
+            address: client.address().as_str().to_owned(),
+            key: BindingKey::from_hex(&key).unwrap(),
+        };
         let (req, signer) = handshake::open_request(
             again.items[0].message.as_bytes(),
             &bob,
-            &alice_cert,
+            &anchor,
             &mut MemorySeen::default(),
             Freshness::default(),
         )
         .unwrap();
-        assert_eq!(signer, alice.fingerprint());
+        assert_eq!(signer.fingerprint(), alice.fingerprint());
         assert_eq!(req.note, "hello");
 
         // Alice cannot read Bob's mailbox, and a challenge works only once.
@@ -331,9 +348,8 @@ fn the_log_names_nobody() {
     let (erin, frank) = (ident("erin_logtest"), ident("frank_logtest"));
     let onion = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.onion";
     rt().block_on(async {
-        for id in [&erin, &frank] {
-            client.register(id).await.unwrap();
-        }
+        let erin_binding = binding(&client.register(&erin).await.unwrap());
+        client.register(&frank).await.unwrap();
         for _ in 0..20 {
             client.lookup(frank.username()).await.unwrap();
             client
@@ -344,7 +360,8 @@ fn the_log_names_nobody() {
         }
         let cert = client.lookup(frank.username()).await.unwrap().unwrap().cert;
         let (req, _) =
-            handshake::make_request(&erin, &cert, frank.username(), onion, "hi").unwrap();
+            handshake::make_request(&erin, &cert, frank.username(), onion, "hi", &erin_binding)
+                .unwrap();
         client.deposit(frank.username(), &req).await.unwrap();
         let got = client.fetch(&frank).await.unwrap();
         let ids: Vec<String> = got.items.iter().map(|i| i.id.clone()).collect();
@@ -606,7 +623,7 @@ fn mailbox_full_is_refused_and_keeps_what_it_has() {
     let client = HandshakerClient::new(&server.url()).unwrap();
     let (hank, ivy) = (ident("hank"), ident("ivy"));
     rt().block_on(async {
-        client.register(&hank).await.unwrap();
+        let hanks = binding(&client.register(&hank).await.unwrap());
         client.register(&ivy).await.unwrap();
         let cert = client.lookup(ivy.username()).await.unwrap().unwrap().cert;
         let capacity = 100; // config/handshaker.example.toml: mailbox.capacity
@@ -617,13 +634,20 @@ fn mailbox_full_is_refused_and_keeps_what_it_has() {
                 ivy.username(),
                 "h.example:1",
                 &format!("n{i}"),
+                &hanks,
             )
             .unwrap();
             client.deposit(ivy.username(), &req).await.unwrap();
         }
-        let (req, _) =
-            handshake::make_request(&hank, &cert, ivy.username(), "h.example:1", "one too many")
-                .unwrap();
+        let (req, _) = handshake::make_request(
+            &hank,
+            &cert,
+            ivy.username(),
+            "h.example:1",
+            "one too many",
+            &hanks,
+        )
+        .unwrap();
         let err = client.deposit(ivy.username(), &req).await.unwrap_err();
         assert_eq!(refused_status(&err), 429, "{err:?}");
         let got = client.fetch(&ivy).await.unwrap();
@@ -758,13 +782,20 @@ fn account_calls_and_anonymous_calls_never_share_circuits() {
             [Isolation::Fresh, Isolation::Account],
             "info, register"
         );
-        client.register(&alice).await.unwrap();
+        let alices = binding(&client.register(&alice).await.unwrap());
         calls(&rec);
         let found = client.lookup(bob.username()).await.unwrap().unwrap();
         client.search("bob", 5).await.unwrap();
         client.lookup_fingerprint(&bob.fingerprint()).await.unwrap();
-        let (env, _) =
-            handshake::make_request(&alice, &found.cert, bob.username(), "a.onion", "hi").unwrap();
+        let (env, _) = handshake::make_request(
+            &alice,
+            &found.cert,
+            bob.username(),
+            "a.onion",
+            "hi",
+            &alices,
+        )
+        .unwrap();
         client.deposit(bob.username(), &env).await.unwrap();
         assert_eq!(
             calls(&rec),

@@ -148,6 +148,7 @@ pub(super) fn node_err(e: NodeError) -> ApiError {
         NodeError::Mailbox(_) | NodeError::Transport(_) | NodeError::Stream { .. } => {
             ErrorCode::Network
         }
+        NodeError::Trust(_) => ErrorCode::Handshaker,
         NodeError::Handshake(_) | NodeError::Session(_) | NodeError::Peer(_) => match e.kind() {
             ErrorKind::InvalidInput => ErrorCode::BadRequest,
             _ => ErrorCode::Handshaker,
