@@ -450,14 +450,15 @@ pub fn open_request(
     seen: &mut dyn SeenRequests,
     freshness: Freshness,
 ) -> Result<(ConnectionRequest, PublicCert), HandshakeError> {
-    let claimed = {
+    let (claimed_bytes, claimed) = {
         let unverified = envelope::peek(envelope_bytes, me)?;
         let HandshakeMessage::Request(req) = HandshakeMessage::decode(&unverified)? else {
             return Err(HandshakeError::UnexpectedKind {
                 expected: "connection request",
             });
         };
-        PublicCert::from_bytes(&req.from_cert)?
+        let cert = PublicCert::from_bytes(&req.from_cert)?;
+        (req.from_cert, cert)
     };
     let (msg, signer) = open_payload(envelope_bytes, me, &claimed, freshness)?;
     let HandshakeMessage::Request(req) = msg else {
@@ -465,8 +466,9 @@ pub fn open_request(
             expected: "connection request",
         });
     };
-    // The verified payload carries the certificate it was verified with.
-    if PublicCert::from_bytes(&req.from_cert)?.fingerprint() != claimed.fingerprint() {
+    // The verified payload carries exactly the certificate it was verified
+    // with (no second parse: the bytes must be the same).
+    if req.from_cert != claimed_bytes {
         return Err(HandshakeError::SwappedSender);
     }
     if req.to_username != me.username().as_str() {

@@ -98,7 +98,7 @@ pub(super) async fn poll_mailbox(inner: &Arc<Inner>) -> Result<(), NodeError> {
     // binding and every request in the batch.
     let anchor = inner.anchor().await?;
     if let Some(hex_text) = &batch.binding
-        && let Err(e) = inner.remember_binding(&anchor.address, hex_text).await
+        && let Err(e) = inner.remember_binding(&anchor, hex_text).await
     {
         tracing::warn!(error = %e, "the Handshaker's binding of our name does not verify");
     }
@@ -155,16 +155,14 @@ pub(super) async fn poll_mailbox(inner: &Arc<Inner>) -> Result<(), NodeError> {
 }
 
 /// Whether opening a mailbox item failed for a reason that says nothing
-/// about the item (SECURITY-2026-11 L6): the Handshaker or the store could
-/// not be reached, or the item was signed "in the future" by our clock (our
+/// about the item (SECURITY-2026-11 L6): our own record of it could not be
+/// made, or the item was signed "in the future" by our clock (our
 /// clock may be slow; the item becomes acceptable later). Everything else is
 /// a decision about the item (forged, replayed, expired, malformed, not for
 /// us) and the item is acked.
 fn retry_later(e: &NodeError) -> bool {
     match e {
-        NodeError::Mailbox(_)
-        | NodeError::Store(_)
-        | NodeError::Handshake(HandshakeError::Seen(_)) => true,
+        NodeError::Store(_) | NodeError::Handshake(HandshakeError::Seen(_)) => true,
         // Further ahead than the Handshaker keeps items: no clock is that
         // wrong; dropped like any other refusal.
         NodeError::Handshake(HandshakeError::Envelope(EnvelopeError::FromFuture {

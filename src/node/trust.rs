@@ -105,10 +105,36 @@ impl NodeHandle {
         key: &BindingKey,
         replace: bool,
     ) -> Result<Pinned, NodeError> {
+        self.inner.pin(address, key, replace).await
+    }
+
+    /// Keeps `binding` (hex, from a `register` answer) as ours if it holds
+    /// under the key pinned for `address`.
+    pub async fn remember_binding(&self, address: &str, binding: &str) -> Result<(), NodeError> {
+        let key = self
+            .inner
+            .pinned(address)
+            .await?
+            .ok_or(TrustError::NoHandshaker)?;
+        let anchor = TrustAnchor {
+            address: address.to_owned(),
+            key,
+        };
+        self.inner.remember_binding(&anchor, binding).await
+    }
+}
+
+impl Inner {
+    /// [`NodeHandle::pin_handshaker_key`].
+    async fn pin(
+        &self,
+        address: &str,
+        key: &BindingKey,
+        replace: bool,
+    ) -> Result<Pinned, NodeError> {
         let setting = pin_setting(address);
         let offered = key.to_hex();
-        self.inner
-            .store
+        self.store
             .run(move |s| -> Result<Pinned, NodeError> {
                 let pinned = s.setting(&setting)?;
                 let outcome = match pinned {
@@ -125,17 +151,9 @@ impl NodeHandle {
             .await?
     }
 
-    /// Keeps `binding` (hex, from a `register` answer) as ours if it holds
-    /// under the key pinned for `address`.
-    pub async fn remember_binding(&self, address: &str, binding: &str) -> Result<(), NodeError> {
-        self.inner.remember_binding(address, binding).await
-    }
-}
-
-impl Inner {
     /// The pinned key of the Handshaker in use; pinned now from its
     /// `/v1/info` if nothing is pinned for its address yet (first use).
-    pub(super) async fn anchor(self: &Arc<Self>) -> Result<TrustAnchor, NodeError> {
+    pub(super) async fn anchor(&self) -> Result<TrustAnchor, NodeError> {
         let mailbox = self.mailbox.clone().ok_or(TrustError::NoHandshaker)?;
         let address = mailbox.address().ok_or(TrustError::NoHandshaker)?;
         if let Some(key) = self.pinned(&address).await? {
@@ -145,11 +163,8 @@ impl Inner {
             .binding_key()
             .await?
             .ok_or(TrustError::NoBindingKey)?;
-        let handle = NodeHandle {
-            inner: self.clone(),
-        };
         // A concurrent first use may have pinned meanwhile: never replace.
-        handle.pin_handshaker_key(&address, &key, false).await?;
+        self.pin(&address, &key, false).await?;
         tracing::info!("pinned the Handshaker's binding key on first use");
         Ok(TrustAnchor { address, key })
     }
@@ -161,14 +176,14 @@ impl Inner {
             .transpose()
     }
 
-    /// Verifies `hex` as our binding at `address` (pinned key, our name and
-    /// key, valid now) and stores it.
-    pub(super) async fn remember_binding(&self, address: &str, hex: &str) -> Result<(), NodeError> {
-        let key = self
-            .pinned(address)
-            .await?
-            .ok_or(TrustError::NoHandshaker)?;
-        let binding = self.check_own(&key, address, hex)?;
+    /// Verifies `hex` as our binding under `anchor` (its key and address,
+    /// our name and key, valid now) and stores it.
+    pub(super) async fn remember_binding(
+        &self,
+        anchor: &TrustAnchor,
+        hex: &str,
+    ) -> Result<(), NodeError> {
+        let binding = self.check_own(&anchor.key, &anchor.address, hex)?;
         let encoded = binding
             .encode()
             .map_err(TrustError::NoOwnBinding)
