@@ -1,7 +1,7 @@
 //! Soak test, outside the default test run:
 //!
 //! ```text
-//! cargo test --test soak -- --ignored --nocapture
+//! cargo test --test onion soak -- --ignored --nocapture
 //! ```
 //!
 //! Keeps one onion service up on the local Tor network and makes a fresh,

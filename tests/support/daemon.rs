@@ -191,9 +191,18 @@ impl Drop for User {
             return;
         }
         let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let ours: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains(" umbra::") || l.contains(" umbra_"))
+        // Umbra's own lines, and a panic's message (the line after "panicked at").
+        let lines: Vec<&str> = log.lines().collect();
+        let ours: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| {
+                l.contains(" umbra::")
+                    || l.contains(" umbra_")
+                    || l.contains("panicked at")
+                    || (*i > 0 && lines[i - 1].contains("panicked at"))
+            })
+            .map(|(_, l)| *l)
             .collect();
         let tail = &ours[ours.len().saturating_sub(LOG_TAIL)..];
         eprintln!(

@@ -219,10 +219,12 @@ pub fn register_statement(
     fingerprint: &Fingerprint,
     timestamp: u64,
 ) -> String {
-    format!(
-        "umbra-register-v1\nusername={}\nhandshaker={handshaker}\nfingerprint={}\ntimestamp={timestamp}\n",
-        username.as_str(),
-        fingerprint.to_hex()
+    key_statement(
+        "umbra-register-v1",
+        username,
+        handshaker,
+        fingerprint,
+        timestamp,
     )
 }
 
@@ -233,8 +235,25 @@ pub fn delete_statement(
     fingerprint: &Fingerprint,
     timestamp: u64,
 ) -> String {
+    key_statement(
+        "umbra-delete-v1",
+        username,
+        handshaker,
+        fingerprint,
+        timestamp,
+    )
+}
+
+/// The lines every statement about a name and its key carries, after `tag`.
+fn key_statement(
+    tag: &str,
+    username: &Username,
+    handshaker: &str,
+    fingerprint: &Fingerprint,
+    timestamp: u64,
+) -> String {
     format!(
-        "umbra-delete-v1\nusername={}\nhandshaker={handshaker}\nfingerprint={}\ntimestamp={timestamp}\n",
+        "{tag}\nusername={}\nhandshaker={handshaker}\nfingerprint={}\ntimestamp={timestamp}\n",
         username.as_str(),
         fingerprint.to_hex()
     )
