@@ -1,10 +1,14 @@
 //! Chat benchmark on the local Tor network, all in one run:
 //!
-//! 1. the baseline: 64-byte round trips on one raw Arti onion stream between
-//!    two fresh Tor clients (median, p90);
-//! 2. Umbra: two nodes (each its own Arti client and onion service) with an
-//!    established session; send→ack latency of a chat message, one at a time
-//!    (median, p90), with the ratio to the raw RTT;
+//! 1. two Umbra nodes (each its own Arti client and onion service) with an
+//!    established session;
+//! 2. on the circuit that session uses, alternately: a 64-byte round trip on a
+//!    raw stream (the dialing node's own Arti client, same isolation, so Arti
+//!    puts it on the session's circuit; the other node's listener echoes
+//!    streams that start with a marker byte and hands every other stream to
+//!    its node), and the send→ack latency of a chat message. Median and p90
+//!    of each, and their ratio: like against like, since circuits on a small
+//!    network differ more than the two stacks do;
 //! 3. sustained messages per second in one conversation (a burst of queued
 //!    messages until the last is acknowledged).
 //!
@@ -19,14 +23,23 @@
 mod support;
 
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use support::{User, wait_event_for};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use umbra::node::{Event, MemoryMailbox, NodeConfig};
 use umbra::store::DeliveryState;
 use umbra::transport::arti::{ArtiNetwork, ArtiOptions, ArtiTransport};
-use umbra::transport::{Listener, RetryPolicy, Transport};
+use umbra::transport::{
+    BoxedStream, Error, Listener, PeerAddress, RetryPolicy, Transport, TransportKind,
+};
+
+/// First byte of a raw echo stream (an Umbra frame starts with its version, 1).
+const ECHO: u8 = 0xEE;
 
 const LONG: Duration = Duration::from_secs(240);
 
@@ -62,15 +75,62 @@ async fn bootstrap(net: &umbra_testnet::TestNet, dir: &Path) -> ArtiTransport {
     ArtiTransport::bootstrap(o).await.unwrap()
 }
 
-/// Raw baseline: 64-byte echo round trips over one onion stream.
-async fn raw_rtts(net: &umbra_testnet::TestNet, n: usize) -> Vec<Duration> {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let server = bootstrap(net, da.path()).await;
-    let client = bootstrap(net, db.path()).await;
-    let mut listener = server.listen().await.unwrap();
-    let addr = listener.address().clone();
-    tokio::spawn(async move {
-        while let Ok(mut s) = listener.accept().await {
+/// A transport whose listener answers streams that start with [`ECHO`] as a
+/// raw echo server and hands every other stream to the node; it counts the
+/// node's streams (to tell which side dialed the session).
+#[derive(Clone)]
+struct Tee {
+    inner: Arc<ArtiTransport>,
+    node_streams: Arc<AtomicUsize>,
+}
+
+struct TeeListener<L> {
+    inner: L,
+    node_streams: Arc<AtomicUsize>,
+}
+
+impl Transport for Tee {
+    type Listener = TeeListener<<ArtiTransport as Transport>::Listener>;
+
+    fn kind(&self) -> TransportKind {
+        self.inner.kind()
+    }
+
+    async fn listen(&self) -> Result<Self::Listener, Error> {
+        Ok(TeeListener {
+            inner: self.inner.listen().await?,
+            node_streams: self.node_streams.clone(),
+        })
+    }
+
+    async fn connect(&self, addr: &PeerAddress) -> Result<BoxedStream, Error> {
+        self.inner.connect(addr).await
+    }
+
+    async fn connect_isolated(&self, addr: &PeerAddress) -> Result<BoxedStream, Error> {
+        self.inner.connect_isolated(addr).await
+    }
+}
+
+impl<L: Listener> Listener for TeeListener<L> {
+    fn address(&self) -> &PeerAddress {
+        self.inner.address()
+    }
+
+    async fn accept(&mut self) -> Result<BoxedStream, Error> {
+        loop {
+            let mut s = self.inner.accept().await?;
+            let mut first = [0u8; 1];
+            if s.read_exact(&mut first).await.is_err() {
+                continue;
+            }
+            if first[0] != ECHO {
+                self.node_streams.fetch_add(1, Ordering::SeqCst);
+                return Ok(Box::new(Replay {
+                    first: Some(first[0]),
+                    inner: s,
+                }));
+            }
             tokio::spawn(async move {
                 let mut buf = [0u8; 64];
                 while s.read_exact(&mut buf).await.is_ok() {
@@ -80,23 +140,55 @@ async fn raw_rtts(net: &umbra_testnet::TestNet, n: usize) -> Vec<Duration> {
                 }
             });
         }
-    });
-    let mut s = client.connect(&addr).await.unwrap();
+    }
+}
+
+/// A stream whose first byte was already read: it is read again first.
+struct Replay {
+    first: Option<u8>,
+    inner: BoxedStream,
+}
+
+impl AsyncRead for Replay {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if let Some(b) = self.first.take() {
+            buf.put_slice(&[b]);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Replay {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// One 64-byte round trip on a raw echo stream.
+async fn echo(s: &mut BoxedStream) -> Duration {
     let mut buf = [7u8; 64];
-    // Warm-up round trip (circuit set up). Arti sends on flush.
+    let t = Instant::now();
     s.write_all(&buf).await.unwrap();
     s.flush().await.unwrap();
     s.read_exact(&mut buf).await.unwrap();
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        s.write_all(&buf).await.unwrap();
-        s.flush().await.unwrap();
-        s.read_exact(&mut buf).await.unwrap();
-        out.push(t.elapsed());
-    }
-    out.sort();
-    out
+    t.elapsed()
 }
 
 fn main() {
@@ -110,13 +202,16 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let raw = tokio::time::timeout(LONG, raw_rtts(&net, rtts))
-            .await
-            .expect("raw round trips finish");
-        eprintln!("raw baseline measured");
-
         let (alice, bob) = (User::new("alice"), User::new("bob"));
         let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let tee = |t: ArtiTransport| Tee {
+            inner: Arc::new(t),
+            node_streams: Arc::new(AtomicUsize::new(0)),
+        };
+        let (tee_a, tee_b) = (
+            tee(bootstrap(&net, ta.path()).await),
+            tee(bootstrap(&net, tb.path()).await),
+        );
         let mailbox = MemoryMailbox::new();
         // Production timers, except a short reconnect backoff.
         let config = NodeConfig {
@@ -125,11 +220,9 @@ fn main() {
             ..NodeConfig::default()
         };
         let a = alice
-            .start_with(config.clone(), bootstrap(&net, ta.path()).await, &mailbox)
+            .start_with(config.clone(), tee_a.clone(), &mailbox)
             .await;
-        let b = bob
-            .start_with(config, bootstrap(&net, tb.path()).await, &mailbox)
-            .await;
+        let b = bob.start_with(config, tee_b.clone(), &mailbox).await;
         let (mut a_events, mut b_events) = (a.events(), b.events());
         let t = Instant::now();
         let ab = a.request(&bob.cert, "bench").await.unwrap();
@@ -150,9 +243,25 @@ fn main() {
         .await;
         let setup = t.elapsed();
 
-        // send→ack, one message at a time.
-        let mut lat = Vec::with_capacity(rtts);
+        // The raw stream goes from the side that dialed the session's
+        // connection to the side that accepted it, on the same Arti client
+        // and isolation: the session's circuit.
+        let (dialer, to, dialer_name) = match (
+            tee_a.node_streams.load(Ordering::SeqCst),
+            tee_b.node_streams.load(Ordering::SeqCst),
+        ) {
+            (0, n) if n > 0 => (&tee_a, b.address().clone(), "alice"),
+            (n, 0) if n > 0 => (&tee_b, a.address().clone(), "bob"),
+            (x, y) => panic!("cannot tell who dialed: {x} and {y} node streams accepted"),
+        };
+        let mut raw_stream = dialer.inner.connect(&to).await.unwrap();
+        raw_stream.write_all(&[ECHO]).await.unwrap();
+        echo(&mut raw_stream).await; // the stream is up
+
+        // Alternately: raw round trip, send→ack, one message at a time.
+        let (mut raw, mut lat) = (Vec::with_capacity(rtts), Vec::with_capacity(rtts));
         for i in 1..=rtts as u64 {
+            raw.push(echo(&mut raw_stream).await);
             let t = Instant::now();
             a.send_text(ab, &format!("latency probe {i:05}"))
                 .await
@@ -164,6 +273,7 @@ fn main() {
             .await;
             lat.push(t.elapsed());
         }
+        raw.sort();
         lat.sort();
 
         // Sustained: a burst of 100-byte messages until the last is acked.
@@ -182,30 +292,23 @@ fn main() {
         .await;
         let total = t.elapsed();
 
-        // The baseline again, on new circuits: circuit paths on a small
-        // network differ a lot, so both measurements are printed.
-        let raw2 = tokio::time::timeout(LONG, raw_rtts(&net, rtts))
-            .await
-            .expect("raw round trips finish");
-        let mut raw = raw;
-        raw.extend(raw2.iter().copied());
-        raw.sort();
-        println!(
-            "  raw onion RTT, second set of circuits: median {:.1} ms (first set and second pooled below)",
-            ms(percentile(&raw2, 0.5))
-        );
         let (rm, rp) = (percentile(&raw, 0.5), percentile(&raw, 0.9));
         let (lm, lp) = (percentile(&lat, 0.5), percentile(&lat, 0.9));
-        println!("chat benchmark on the local Tor network ({} profile)", if cfg!(debug_assertions) { "dev" } else { "release" });
+        println!(
+            "chat benchmark on the local Tor network ({} profile)",
+            if cfg!(debug_assertions) { "dev" } else { "release" }
+        );
         println!("  request → accept → Ready:         {:.2} s", setup.as_secs_f64());
         println!(
-            "  raw onion stream RTT (64 B, n={}): median {:.1} ms, p90 {:.1} ms",
-            raw.len(),
+            "  on the session's circuit ({dialer_name} dialed), probes interleaved, n={rtts} each:"
+        );
+        println!(
+            "  raw stream RTT (64 B):             median {:.1} ms, p90 {:.1} ms",
             ms(rm),
             ms(rp)
         );
         println!(
-            "  Umbra send→ack      (n={rtts}):    median {:.1} ms, p90 {:.1} ms",
+            "  Umbra send→ack:                    median {:.1} ms, p90 {:.1} ms",
             ms(lm),
             ms(lp)
         );

@@ -1,23 +1,31 @@
 //! File-transfer benchmark on the local Tor network, all in one run and each on
 //! fresh circuits (new Tor clients):
 //!
-//! 1. baseline: one raw Arti onion stream, 50 MiB upload;
+//! 1. baseline: one raw Arti onion stream, 50 MiB upload, timed from the first
+//!    round trip on the stream (the circuit is up) to the server's last byte;
 //! 2. four raw Arti streams in parallel (four clients, so four circuits) to the
 //!    same onion service, 50 MiB in total: would parallel streams pay off?
 //! 3. Umbra: two nodes with a session; `send_file` of the same 50 MiB file, from
-//!    the receiver's accept to the sender learning it was verified and stored, on
-//!    the session's stream and on 4 lanes (PROTOCOL.md §14.3);
+//!    the receiver's accept to the sender learning it was verified and stored, in
+//!    the default configuration (the session's stream) and on 4 lanes
+//!    (PROTOCOL.md §14.3);
 //! 4. OnionShare (`onionshare-cli` over C tor, `/download` with curl over a second
-//!    C tor client) serving the same file;
+//!    C tor client) serving the same file, timed from the first byte of the body
+//!    to the last (curl's own timing).
+//!
+//! 1–3 run `UMBRA_BENCH_RUNS` times (default 3) in turn, 4 as many times; every
+//! measurement is on fresh circuits. The table prints median and range, and
+//! ratios of medians: one run on a small network is noise (two runs minutes apart
+//! once measured OnionShare at 5.83 and 2.91 MiB/s).
 //! 5. the AES-256-GCM pipeline: sealing 64 KiB chunk frames (ratchet + AEAD) and
 //!    encrypting part-file slots, against `openssl speed -evp aes-256-gcm` on this CPU.
 //!
 //! Ratios are printed against the baselines measured in the same run.
 //!
 //! ```text
-//! cargo bench --bench files                 # release build
-//! UMBRA_BENCH_FILE_MIB=20 cargo bench --bench files
-//! cargo bench --bench files --features hs-congestion-control   # Arti's experimental HS extensions
+//! cargo bench --bench files                      # release build
+//! cargo bench --bench files --profile dev        # the build the README's quick start makes
+//! UMBRA_BENCH_FILE_MIB=20 UMBRA_BENCH_RUNS=5 cargo bench --bench files
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -181,28 +189,35 @@ async fn umbra_transfer(net: &umbra_testnet::TestNet, file: &Path, streams: usiz
     took
 }
 
-/// OnionShare over C tor serving `file`, fetched by a second C tor client.
-/// Returns (seconds, bytes) of the download on a fresh circuit, or why not.
-fn onionshare(net: &umbra_testnet::TestNet, file: &Path) -> Result<(Duration, u64), String> {
+/// OnionShare over C tor serving `file`, fetched `runs` times by a second C
+/// tor client, each time on fresh circuits (a new SOCKS isolation token).
+/// Returns the body's MiB/s of each download (from the first byte to the
+/// last, like the other measurements, which start once the stream is up),
+/// or why not.
+fn onionshare(net: &umbra_testnet::TestNet, file: &Path, runs: usize) -> Result<Vec<f64>, String> {
     let host = net.c_client("oshost").map_err(|e| e.to_string())?;
     let client = net.c_client("osclient").map_err(|e| e.to_string())?;
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let share =
         umbra_testnet::OnionShare::start(&host, file, scratch.path()).map_err(|e| e.to_string())?;
-    // A first fetch of the page waits for the descriptor; the measured
-    // download then runs on a fresh circuit (another SOCKS isolation token).
+    // A first fetch of the page waits for the descriptor.
     client
         .fetch(share.url(), &scratch.path().join("page"), "warmup")
         .map_err(|e| e.to_string())?;
+    let expected = std::fs::read(file).map_err(|e| e.to_string())?;
     let out = scratch.path().join("download");
-    let f = client
-        .fetch(&share.download_url(), &out, "bench")
-        .map_err(|e| e.to_string())?;
-    let same = std::fs::read(&out).map_err(|e| e.to_string())? == std::fs::read(file).unwrap();
-    if !same {
-        return Err("the OnionShare download differs from the file".into());
+    let mut rates = Vec::new();
+    for run in 0..runs {
+        let f = client
+            .fetch(&share.download_url(), &out, &format!("bench{run}"))
+            .map_err(|e| e.to_string())?;
+        if std::fs::read(&out).map_err(|e| e.to_string())? != expected {
+            return Err("the OnionShare download differs from the file".into());
+        }
+        rates.push(f.body_mib_per_s());
+        eprintln!("onionshare run {} measured", run + 1);
     }
-    Ok((f.elapsed, f.bytes))
+    Ok(rates)
 }
 
 /// MB/s (10^6) that `openssl speed` reports for AES-256-GCM on 64 KiB blocks.
@@ -274,8 +289,41 @@ fn crypto_pipeline() -> (f64, f64) {
     (seal, slots)
 }
 
+/// Median, lowest and highest of a series of measurements.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(values: &[f64]) -> Stats {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    let median = if v.len() % 2 == 0 {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    };
+    Stats {
+        median,
+        min: v[0],
+        max: v[v.len() - 1],
+    }
+}
+
+/// One row: median and range in MiB/s, then what it is compared with.
+fn row(name: &str, s: Stats, note: &str) {
+    println!(
+        "  {name:<36} {:>6.2}  ({:>5.2}–{:<5.2})  {note}",
+        s.median, s.min, s.max
+    );
+}
+
 fn main() {
     let file_mib = env_num("UMBRA_BENCH_FILE_MIB", 50);
+    let runs = env_num("UMBRA_BENCH_RUNS", 3).max(1);
     let bytes = (file_mib as u64) << 20;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bench.bin");
@@ -288,83 +336,108 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (raw1, raw4, umbra_t, umbra4) = rt.block_on(async {
+    let default_streams = umbra::files::FilePolicy::default().streams;
+    let (mut raw1, mut raw4, mut umbra1, mut umbra4) = (vec![], vec![], vec![], vec![]);
+    rt.block_on(async {
         let ds = tempfile::tempdir().unwrap();
         let server = bootstrap(&net, ds.path()).await;
         let addr = sink_server(&server).await;
+        // Each run: every measurement on fresh circuits (new Tor clients),
+        // interleaved so that a slow period of the network hits them all.
+        for run in 1..=runs {
+            let dc = tempfile::tempdir().unwrap();
+            let c1 = bootstrap(&net, dc.path()).await;
+            let d = tokio::time::timeout(LONG, upload(&c1, &addr, bytes))
+                .await
+                .expect("raw upload");
+            raw1.push(mibs(bytes, d));
 
-        let dc = tempfile::tempdir().unwrap();
-        let c1 = bootstrap(&net, dc.path()).await;
-        let raw1 = tokio::time::timeout(LONG, upload(&c1, &addr, bytes))
-            .await
-            .expect("raw upload");
-        eprintln!("raw single stream measured");
+            let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+            let mut clients = Vec::new();
+            for d in &dirs {
+                clients.push(bootstrap(&net, d.path()).await);
+            }
+            let t = Instant::now();
+            let each = bytes / 4;
+            let jobs = clients.iter().map(|c| upload(c, &addr, each));
+            tokio::time::timeout(LONG, futures::future::join_all(jobs))
+                .await
+                .expect("parallel uploads");
+            raw4.push(mibs(bytes, t.elapsed()));
 
-        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-        let mut clients = Vec::new();
-        for d in &dirs {
-            clients.push(bootstrap(&net, d.path()).await);
+            let d = tokio::time::timeout(LONG, umbra_transfer(&net, &file, default_streams))
+                .await
+                .expect("umbra transfer");
+            umbra1.push(mibs(bytes, d));
+            let d = tokio::time::timeout(LONG, umbra_transfer(&net, &file, 4))
+                .await
+                .expect("umbra transfer over lanes");
+            umbra4.push(mibs(bytes, d));
+            eprintln!("run {run} of {runs} measured");
         }
-        let t = Instant::now();
-        let each = bytes / 4;
-        let jobs = clients.iter().map(|c| upload(c, &addr, each));
-        tokio::time::timeout(LONG, futures::future::join_all(jobs))
-            .await
-            .expect("parallel uploads");
-        let raw4 = t.elapsed();
-        eprintln!("raw parallel streams measured");
-
-        let umbra_t = tokio::time::timeout(LONG, umbra_transfer(&net, &file, 1))
-            .await
-            .expect("umbra transfer");
-        eprintln!("umbra transfer measured");
-        let umbra4 = tokio::time::timeout(LONG, umbra_transfer(&net, &file, 4))
-            .await
-            .expect("umbra transfer over lanes");
-        eprintln!("umbra transfer over 4 lanes measured");
-        (raw1, raw4, umbra_t, umbra4)
     });
-    let os = onionshare(&net, &file);
+    let os = onionshare(&net, &file, runs);
     let (seal, slots) = crypto_pipeline();
     let ossl = openssl_speed();
 
-    let r1 = mibs(bytes, raw1);
-    let r4 = mibs(bytes, raw4);
-    let u = mibs(bytes, umbra_t);
-    let u4 = mibs(bytes, umbra4);
+    let (r1, r4, u, u4) = (stats(&raw1), stats(&raw4), stats(&umbra1), stats(&umbra4));
     println!(
-        "file-transfer benchmark, {file_mib} MiB, local Tor network ({} profile), fresh circuits",
+        "file-transfer benchmark, {file_mib} MiB, {runs} runs, local Tor network ({} profile), \
+         fresh circuits for every measurement; onion-service congestion control {}",
         if cfg!(debug_assertions) {
             "dev"
         } else {
             "release"
+        },
+        if umbra::transport::arti::HS_CONGESTION_CONTROL {
+            "negotiated"
+        } else {
+            "off"
         }
     );
-    println!("  raw Arti, 1 onion stream            {r1:>7.2} MiB/s   (baseline)");
     println!(
-        "  raw Arti, 4 streams / 4 circuits    {r4:>7.2} MiB/s   ×{:.2} of one stream",
-        r4 / r1
+        "  {:<36} {:>6}  {:^13}  ratios of medians",
+        "", "median", "(range) MiB/s"
     );
-    println!(
-        "  Umbra send_file, 1 stream           {u:>7.2} MiB/s   ×{:.2} of the raw stream",
-        u / r1
+    row("raw Arti, 1 onion stream", r1, "baseline");
+    row(
+        "raw Arti, 4 streams / 4 circuits",
+        r4,
+        &format!("×{:.2} of one stream", r4.median / r1.median),
     );
-    println!(
-        "  Umbra send_file, 4 lanes / circuits {u4:>7.2} MiB/s   ×{:.2} of the raw stream, ×{:.2} of Umbra on 1",
-        u4 / r1,
-        u4 / u
+    let osm = os.as_ref().ok().map(|v| stats(v));
+    let of_os = |x: f64| {
+        osm.map_or(String::new(), |o| {
+            format!(", ×{:.2} of OnionShare", x / o.median)
+        })
+    };
+    row(
+        &format!("Umbra send_file, default ({default_streams} stream)"),
+        u,
+        &format!(
+            "×{:.2} of the raw stream{}",
+            u.median / r1.median,
+            of_os(u.median)
+        ),
     );
-    match &os {
-        Ok((d, n)) => {
-            let o = mibs(*n, *d);
-            println!(
-                "  OnionShare (C tor) /download        {o:>7.2} MiB/s   Umbra 1 stream ×{:.2}, 4 lanes ×{:.2} of OnionShare; raw Arti ×{:.2}",
-                u / o,
-                u4 / o,
-                r1 / o
-            );
-        }
-        Err(e) => println!("  OnionShare: not measured: {e}"),
+    row(
+        "Umbra send_file, 4 lanes / circuits",
+        u4,
+        &format!(
+            "×{:.2} of the raw stream, ×{:.2} of 4 raw streams{}",
+            u4.median / r1.median,
+            u4.median / r4.median,
+            of_os(u4.median)
+        ),
+    );
+    match (&os, osm) {
+        (Ok(_), Some(o)) => row(
+            "OnionShare (C tor) /download",
+            o,
+            &format!("raw Arti ×{:.2} of it", r1.median / o.median),
+        ),
+        (Err(e), _) => println!("  OnionShare: not measured: {e}"),
+        (Ok(_), None) => println!("  OnionShare: not measured"),
     }
     println!("  AES-GCM chunk sealing (ratchet+AEAD) {seal:>7.0} MiB/s");
     println!("  AES-GCM part-file slots (+pwrite)    {slots:>7.0} MiB/s");

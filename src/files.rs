@@ -19,8 +19,16 @@ pub use part::{Layout, PartFile, SLOT_OVERHEAD, Source, new_part};
 /// Chunk size this implementation sends (PROTOCOL.md §14.1).
 pub const CHUNK_SIZE: u32 = crate::limits::MAX_CHUNK as u32;
 
-/// Chunks a sender may have in flight beyond the last FileAck (PROTOCOL.md §14.1).
+/// Chunks a sender starts with in flight beyond the last acknowledgement, and
+/// never goes below (PROTOCOL.md §14.1).
 pub const FILE_WINDOW: u64 = 32;
+
+/// The most chunks a sender may have in flight beyond the last acknowledgement
+/// (PROTOCOL.md §14.1): with the Text window of 256 and a few control frames,
+/// what a crash can lose stays under MAX_SKIP (1024).
+pub const FILE_WINDOW_MAX: u64 = 512;
+
+const _: () = assert!(FILE_WINDOW_MAX + 256 + 64 <= crate::limits::MAX_SKIP);
 
 /// FileCancel reasons (PROTOCOL.md §14.1).
 pub mod reason {

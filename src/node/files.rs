@@ -16,6 +16,7 @@ mod engine;
 mod lanes;
 mod parts;
 mod receive;
+mod window;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -344,10 +345,10 @@ impl FileLink {
                     lane_ids.push(lane_id);
                 }
                 tracing::debug!(lanes = n, "sending a transfer on lanes");
-                self.out.start(id, lay, have, &lane_ids);
+                self.out.start(id, lay, have, &lane_ids, Instant::now());
                 self.source = None;
             } else {
-                self.out.start(id, lay, have, &[]);
+                self.out.start(id, lay, have, &[], Instant::now());
                 self.source = Some(Arc::new(source));
             }
         }
@@ -435,8 +436,10 @@ impl FileLink {
             return Ok(());
         };
         let sent = l.sent.load(Ordering::Acquire);
+        let sent_at = (count <= sent).then(|| l.acknowledged(count)).flatten();
         let Some((permits, progress)) =
-            self.out.on_lane_ack(lane_id, count, sent, Instant::now())?
+            self.out
+                .on_lane_ack(lane_id, count, sent, sent_at, Instant::now())?
         else {
             return Ok(());
         };
@@ -504,7 +507,10 @@ impl FileLink {
         &mut self,
         max: usize,
     ) -> Result<Option<([u8; 16], Vec<PeerMessage>, u64)>, NodeError> {
-        let (Some((id, idx)), Some(src)) = (self.out.next_indexes(max), self.source.clone()) else {
+        let (Some((id, idx)), Some(src)) = (
+            self.out.next_indexes(max, Instant::now()),
+            self.source.clone(),
+        ) else {
             return Ok(None);
         };
         let read = tokio::task::spawn_blocking(move || {

@@ -40,6 +40,10 @@ use tor_hsservice::{RunningOnionService, StreamRequest};
 use tor_proto::stream::IncomingStreamRequest;
 use tor_rtcompat::PreferredRuntime;
 
+/// Whether onion-service circuits negotiate congestion control (the
+/// `hs-congestion-control` feature, on by default).
+pub const HS_CONGESTION_CONTROL: bool = cfg!(feature = "hs-congestion-control");
+
 mod service_key;
 pub use service_key::{
     OnionServiceKey, SERVICE_KEY_LEN, remove_keystore as remove_keystore_dir, take_keystore_key,

@@ -3,14 +3,15 @@
 //! (messages to send, what to record, which lanes to open, progress to report) come
 //! out. [`super::FileLink`] is the shell that performs them.
 //!
-//! Sending: accepted transfers queue; one is sent at a time, within [`FILE_WINDOW`]
-//! chunks on the session stream, or over lanes (each with its own window, counted by
+//! Sending: accepted transfers queue; one is sent at a time, within an adaptive
+//! window of chunks on the session stream ([`super::window`]), or over lanes (each with its own window, counted by
 //! FileLaneAck). Receiving: offers are decided from the policy, lanes announced by the
 //! peer are counted, chunks are checked against the offer before anything is written.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::window::Window;
 use crate::files::{CHUNK_SIZE, FILE_WINDOW, FilePolicy, Layout, reason};
 use crate::limits::MAX_RESUME_RANGES;
 use crate::node::peer::PeerError;
@@ -277,10 +278,14 @@ impl LanesIn {
 }
 
 /// An outgoing lane's counts, as the engine sees them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct LaneCount {
     /// Frames the receiver acknowledged.
     acked: u64,
+    /// The lane's window.
+    window: Window,
+    /// Permits given to the writer so far (the window plus what was acknowledged).
+    granted: u64,
     /// The writer ended: whether it completed.
     finished: Option<bool>,
 }
@@ -294,8 +299,11 @@ pub(super) struct Sending {
     have: ChunkSet,
     /// Next index to consider.
     next: u64,
-    /// Sent indexes not yet covered by a FileAck.
-    inflight: VecDeque<u64>,
+    /// Sent indexes not yet covered by a FileAck, with when they were handed
+    /// to the writer.
+    inflight: VecDeque<(u64, Instant)>,
+    /// How many may be in flight.
+    window: Window,
     /// Chunks confirmed (held at accept time, or acknowledged since).
     confirmed: u64,
     done_sent: bool,
@@ -417,16 +425,30 @@ impl Outgoing {
         layout: Layout,
         have: ChunkSet,
         lanes: &[[u8; 16]],
+        now: Instant,
     ) {
+        let held = have.len();
         self.sending = Some(Sending {
             id,
             layout,
-            confirmed: have.len(),
+            confirmed: held,
             have,
             next: 0,
             inflight: VecDeque::new(),
+            window: Window::new(now, held),
             done_sent: false,
-            lanes: lanes.iter().map(|l| (*l, LaneCount::default())).collect(),
+            lanes: lanes
+                .iter()
+                .map(|l| {
+                    let lane = LaneCount {
+                        acked: 0,
+                        window: Window::new(now, 0),
+                        granted: FILE_WINDOW,
+                        finished: None,
+                    };
+                    (*l, lane)
+                })
+                .collect(),
             settling: None,
         });
     }
@@ -445,16 +467,21 @@ impl Outgoing {
     /// Whether a chunk could be sent on the session stream now.
     pub(super) fn wants_to_send(&self) -> bool {
         self.sending.as_ref().is_some_and(|s| {
-            s.lanes.is_empty() && !s.done_sent && (s.inflight.len() as u64) < FILE_WINDOW
+            s.lanes.is_empty() && !s.done_sent && (s.inflight.len() as u64) < s.window.size()
         })
     }
 
     /// Up to `max` next chunk indexes to send on the session stream, within the
-    /// window (they count as in flight). None: nothing is being sent.
-    pub(super) fn next_indexes(&mut self, max: usize) -> Option<([u8; 16], Vec<u64>)> {
+    /// window (they count as in flight from `now`). None: nothing is being sent.
+    pub(super) fn next_indexes(
+        &mut self,
+        max: usize,
+        now: Instant,
+    ) -> Option<([u8; 16], Vec<u64>)> {
         let s = self.sending.as_mut().filter(|s| s.lanes.is_empty())?;
         let n = s.layout.chunks();
-        let room = FILE_WINDOW.saturating_sub(s.inflight.len() as u64) as usize;
+        let room = usize::try_from(s.window.size().saturating_sub(s.inflight.len() as u64))
+            .unwrap_or(usize::MAX);
         let mut idx = Vec::new();
         let mut i = s.next;
         while i < n && idx.len() < max.min(room) {
@@ -464,7 +491,7 @@ impl Outgoing {
             i += 1;
         }
         s.next = i;
-        s.inflight.extend(idx.iter().copied());
+        s.inflight.extend(idx.iter().map(|i| (*i, now)));
         Some((s.id, idx))
     }
 
@@ -498,23 +525,31 @@ impl Outgoing {
         if next > s.layout.chunks() {
             return Acked::Protocol;
         }
-        while s.inflight.front().is_some_and(|i| *i < next) {
+        let mut newest = None;
+        while let Some((_, sent_at)) = s.inflight.front().copied().filter(|(i, _)| *i < next) {
             s.inflight.pop_front();
             s.confirmed += 1;
+            newest = Some(sent_at);
+        }
+        if let Some(sent_at) = newest {
+            s.window.on_ack(now, sent_at, s.confirmed);
         }
         let p = s.progress();
         Acked::Confirmed(self.throttle.due(id, now, false).then_some(p))
     }
 
     /// The receiver's FileLaneAck: it stored `count` frames of a lane whose
-    /// writer wrote `sent`. Returns the window permits to give back and
-    /// progress to report if due. A count above `sent` is a protocol error
-    /// (PROTOCOL.md §14.3): the peer cannot make our windows grow.
+    /// writer wrote `sent`, the newest of them at `sent_at`. Returns the
+    /// window permits to give the writer (what was acknowledged, adjusted to
+    /// the lane's window) and progress to report if due. A count above `sent`
+    /// is a protocol error (PROTOCOL.md §14.3): a peer cannot acknowledge
+    /// what it was not sent, so it cannot inflate the window.
     pub(super) fn on_lane_ack(
         &mut self,
         lane_id: [u8; 16],
         count: u64,
         sent: u64,
+        sent_at: Option<Instant>,
         now: Instant,
     ) -> Result<Option<(usize, Option<Progress>)>, PeerError> {
         let Some(s) = self.sending.as_mut() else {
@@ -530,8 +565,16 @@ impl Outgoing {
             return Err(PeerError::AckBeyondSent);
         }
         let delta = count - l.acked;
-        let permits = usize::try_from(delta).map_err(|_| PeerError::AckBeyondSent)?;
         l.acked = count;
+        if let Some(t) = sent_at {
+            l.window.on_ack(now, t, count);
+        }
+        // Permits out (in flight or unused) = the window: a shrinking window
+        // gives back less until the excess has drained.
+        let want = count.saturating_add(l.window.size());
+        let permits = usize::try_from(want.saturating_sub(l.granted))
+            .map_err(|_| PeerError::AckBeyondSent)?;
+        l.granted = l.granted.max(want);
         s.confirmed = s.confirmed.saturating_add(delta);
         if s.settling.is_some() {
             s.settling = Some(now);
@@ -587,11 +630,18 @@ impl Outgoing {
 mod test {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::files::FILE_WINDOW_MAX;
     use crate::store::ContactId;
 
     const ID: [u8; 16] = [1; 16];
     const L1: [u8; 16] = [11; 16];
     const L2: [u8; 16] = [12; 16];
+
+    /// `ms` milliseconds after a fixed start.
+    fn at(ms: u64) -> Instant {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *START.get_or_init(Instant::now) + Duration::from_millis(ms)
+    }
 
     fn lay(chunks: u64) -> Layout {
         Layout {
@@ -604,7 +654,7 @@ mod test {
         let mut o = Outgoing::default();
         o.accepted(ID, have, chunks).unwrap();
         let (id, set) = o.next_queued().unwrap();
-        o.start(id, lay(chunks), set, lanes);
+        o.start(id, lay(chunks), set, lanes, at(0));
         o
     }
 
@@ -657,7 +707,7 @@ mod test {
         o.accepted([2; 16], &[], 4).unwrap();
         let (a, set) = o.next_queued().unwrap();
         assert_eq!(a, [1; 16]);
-        o.start(a, lay(4), set, &[]);
+        o.start(a, lay(4), set, &[], at(0));
         assert_eq!(o.next_queued(), None, "one is being sent");
         assert!(o.stop(&[1; 16]).is_some());
         assert_eq!(o.next_queued().unwrap().0, [2; 16]);
@@ -666,24 +716,46 @@ mod test {
     #[test]
     fn the_window_bounds_what_is_in_flight() {
         let mut o = sending(100, &[], &[]);
-        let (_, first) = o.next_indexes(usize::MAX).unwrap();
+        let (_, first) = o.next_indexes(usize::MAX, at(0)).unwrap();
         assert_eq!(first.len() as u64, FILE_WINDOW);
         assert!(!o.wants_to_send());
-        assert_eq!(o.next_indexes(8).unwrap().1, Vec::<u64>::new());
+        assert_eq!(o.next_indexes(8, at(0)).unwrap().1, Vec::<u64>::new());
         // Acknowledging 5 chunks makes room for 5.
         let now = Instant::now();
         assert!(matches!(o.on_ack(ID, 5, now), Acked::Confirmed(_)));
         assert!(o.wants_to_send());
         assert_eq!(
-            o.next_indexes(usize::MAX).unwrap().1,
+            o.next_indexes(usize::MAX, at(0)).unwrap().1,
             (32..37).collect::<Vec<_>>()
         );
     }
 
     #[test]
+    fn the_window_grows_with_what_the_path_carries_and_stops_at_the_ceiling() {
+        let mut o = sending(10_000, &[], &[]);
+        let mut sent = o.next_indexes(usize::MAX, at(0)).unwrap().1;
+        assert_eq!(sent.len() as u64, FILE_WINDOW);
+        // Every round trip of 100 ms acknowledges the whole window: the
+        // window doubles each time, up to FILE_WINDOW_MAX.
+        let mut sizes = Vec::new();
+        for round in 1..=6u64 {
+            let next = sent.last().unwrap() + 1;
+            assert!(matches!(
+                o.on_ack(ID, next, at(100 * round)),
+                Acked::Confirmed(_)
+            ));
+            sent = o.next_indexes(usize::MAX, at(100 * round)).unwrap().1;
+            sizes.push(sent.len() as u64);
+        }
+        assert_eq!(sizes, vec![64, 128, 256, 512, 512, 512]);
+        assert_eq!(*sizes.last().unwrap(), FILE_WINDOW_MAX);
+        assert!(!o.wants_to_send());
+    }
+
+    #[test]
     fn held_chunks_are_skipped_and_done_follows_the_last() {
         let mut o = sending(6, &[(0, 2), (4, 5)], &[]);
-        assert_eq!(o.next_indexes(usize::MAX).unwrap().1, vec![2, 3, 5]);
+        assert_eq!(o.next_indexes(usize::MAX, at(0)).unwrap().1, vec![2, 3, 5]);
         assert_eq!(o.done_due(), Some(ID));
         assert_eq!(o.done_due(), None, "FileDone once");
         assert!(!o.wants_to_send());
@@ -697,7 +769,7 @@ mod test {
         let now = Instant::now();
         assert_eq!(o.on_ack(ID, 5, now), Acked::Protocol);
         assert_eq!(o.on_ack([9; 16], 1, now), Acked::Ignored);
-        o.next_indexes(4);
+        o.next_indexes(4, at(0));
         assert_eq!(
             o.on_ack(ID, 4, now),
             Acked::Confirmed(Some(Progress {
@@ -714,15 +786,15 @@ mod test {
         let mut o = sending(100, &[], &[L1, L2]);
         let now = Instant::now();
         assert!(!o.wants_to_send(), "lanes carry it");
-        assert_eq!(o.next_indexes(8), None);
-        let (permits, p) = o.on_lane_ack(L1, 3, 5, now).unwrap().unwrap();
+        assert_eq!(o.next_indexes(8, at(0)), None);
+        let (permits, p) = o.on_lane_ack(L1, 3, 5, None, now).unwrap().unwrap();
         assert_eq!(permits, 3);
         assert!(p.is_some());
         // Old or repeated counts do nothing.
-        assert_eq!(o.on_lane_ack(L1, 2, 5, now).unwrap(), None);
-        assert_eq!(o.on_lane_ack(L1, 5, 5, now).unwrap().unwrap().0, 2);
+        assert_eq!(o.on_lane_ack(L1, 2, 5, None, now).unwrap(), None);
+        assert_eq!(o.on_lane_ack(L1, 5, 5, None, now).unwrap().unwrap().0, 2);
         // Unknown lane: nothing.
-        assert_eq!(o.on_lane_ack([99; 16], 1, 1, now).unwrap(), None);
+        assert_eq!(o.on_lane_ack([99; 16], 1, 1, None, now).unwrap(), None);
     }
 
     #[test]
@@ -730,15 +802,39 @@ mod test {
         let mut o = sending(100, &[], &[L1]);
         let now = Instant::now();
         assert!(matches!(
-            o.on_lane_ack(L1, u64::MAX, 10, now),
+            o.on_lane_ack(L1, u64::MAX, 10, None, now),
             Err(PeerError::AckBeyondSent)
         ));
         assert!(matches!(
-            o.on_lane_ack(L1, 11, 10, now),
+            o.on_lane_ack(L1, 11, 10, None, now),
             Err(PeerError::AckBeyondSent)
         ));
         // The lane still works after the refused count.
-        assert_eq!(o.on_lane_ack(L1, 10, 10, now).unwrap().unwrap().0, 10);
+        assert_eq!(o.on_lane_ack(L1, 10, 10, None, now).unwrap().unwrap().0, 10);
+    }
+
+    #[test]
+    fn a_lane_window_follows_its_path_and_a_shrink_drains_before_permits_come_back() {
+        let mut o = sending(10_000, &[], &[L1]);
+        // The writer used its 32 permits at 0 ms, all acknowledged at 100 ms:
+        // the 32 come back plus 32 more (the window doubled).
+        let (p, _) = o
+            .on_lane_ack(L1, 32, 32, Some(at(0)), at(100))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p, 64);
+        let (p, _) = o
+            .on_lane_ack(L1, 96, 96, Some(at(100)), at(200))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p, 128, "64 acknowledged, window 64 → 128");
+        // Much later the path carries 10 chunks/s: the window falls back to
+        // the floor, and nothing comes back until the excess has drained.
+        let (p, _) = o
+            .on_lane_ack(L1, 97, 224, Some(at(9_900)), at(10_000))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p, 0);
     }
 
     #[test]
@@ -750,7 +846,7 @@ mod test {
         assert!(!o.settle_expired(t0 + LANE_SETTLE / 2));
         // An acknowledgement while settling restarts the wait.
         let t1 = t0 + LANE_SETTLE / 2;
-        o.on_lane_ack(L1, 1, 1, t1).unwrap();
+        o.on_lane_ack(L1, 1, 1, None, t1).unwrap();
         assert!(!o.settle_expired(t0 + LANE_SETTLE));
         assert!(o.settle_expired(t1 + LANE_SETTLE));
         assert_eq!(o.lane_ended([99; 16], true, t1), None);
@@ -787,7 +883,7 @@ mod test {
         assert!(o.stop(&[2; 16]).is_none(), "was only queued");
         assert!(!o.has(&[2; 16]));
         let (a, set) = o.next_queued().unwrap();
-        o.start(a, lay(4), set, &[]);
+        o.start(a, lay(4), set, &[], at(0));
         assert_eq!(o.stop(&[1; 16]).unwrap().id, [1; 16]);
         assert_eq!(o.sending(), None);
     }

@@ -5,14 +5,14 @@
 //! receiver's [`LaneRegistry`] matches an incoming stream to the connection that
 //! announced it, and [`receive_lane`] hands its chunks to that connection in batches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{FutureExt, SinkExt, StreamExt};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use zeroize::Zeroizing;
 
@@ -167,6 +167,33 @@ pub(super) struct LaneOut {
     /// Chunks the writer wrote (it counts), and how many are in the store.
     pub(super) sent: Arc<AtomicU64>,
     pub(super) recorded: u64,
+    /// When each frame not yet acknowledged was written, oldest first.
+    written: Arc<Mutex<VecDeque<Instant>>>,
+    /// Frames the receiver acknowledged; the writer closes the stream once
+    /// it has them all.
+    acked: watch::Sender<u64>,
+}
+
+impl LaneOut {
+    /// The receiver acknowledged `count` frames (a count the engine
+    /// accepted): returns when the newest of them was written.
+    pub(super) fn acknowledged(&self, count: u64) -> Option<Instant> {
+        let before = *self.acked.borrow();
+        if count <= before {
+            return None;
+        }
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let mut newest = None;
+        for _ in before..count {
+            match written.pop_front() {
+                Some(t) => newest = Some(t),
+                None => break,
+            }
+        }
+        drop(written);
+        self.acked.send_replace(count);
+        newest
+    }
 }
 
 /// What the lanes of one transfer share: where to dial, what to read, and
@@ -182,28 +209,51 @@ pub(super) struct LaneJob {
 }
 
 impl LaneJob {
-    /// Starts a writer for `lane` with a window of [`FILE_WINDOW`].
+    /// Starts a writer for `lane` with a window of [`FILE_WINDOW`] (the
+    /// engine widens it as acknowledgements come back).
     pub(super) fn spawn(&self, lane: Lane) -> LaneOut {
         let permits = Arc::new(Semaphore::new(FILE_WINDOW as usize));
         let sent = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(Mutex::new(VecDeque::new()));
+        let (acked, acked_rx) = watch::channel(0);
         let task = tokio::spawn(lane_writer(
             self.clone(),
             lane,
-            permits.clone(),
-            sent.clone(),
+            LaneCounts {
+                permits: permits.clone(),
+                sent: sent.clone(),
+                written: written.clone(),
+                acked: acked_rx,
+            },
         ));
         LaneOut {
             permits,
             task,
             sent,
             recorded: 0,
+            written,
+            acked,
         }
     }
 }
 
+/// The writer's side of a lane's counts.
+struct LaneCounts {
+    permits: Arc<Semaphore>,
+    sent: Arc<AtomicU64>,
+    written: Arc<Mutex<VecDeque<Instant>>>,
+    acked: watch::Receiver<u64>,
+}
+
 /// Writes chunks taken from the job's work to a new isolated stream, within
-/// the window of `permits`; reports how many it sent.
-async fn lane_writer(job: LaneJob, mut lane: Lane, permits: Arc<Semaphore>, sent: Arc<AtomicU64>) {
+/// the window of its permits; reports how many it sent.
+async fn lane_writer(job: LaneJob, mut lane: Lane, counts: LaneCounts) {
+    let LaneCounts {
+        permits,
+        sent,
+        written,
+        mut acked,
+    } = counts;
     let LaneJob {
         dial,
         addr,
@@ -239,16 +289,24 @@ async fn lane_writer(job: LaneJob, mut lane: Lane, permits: Arc<Semaphore>, sent
             // Counted before it is written: the receiver's FileLaneAck for
             // it may come back (on the session's stream) before `send`
             // returns, and acks above this count are a protocol error.
+            written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back(Instant::now());
             count.fetch_add(1, Ordering::Release);
             framed.send(Bytes::from(frame)).await.map_err(|_| ())?;
         }
-        // Keep the stream until the receiver acknowledged every frame (all
-        // permits back): closing earlier can lose the last frames in flight.
-        let window = FILE_WINDOW as u32;
-        match tokio::time::timeout(LANE_SETTLE, permits.acquire_many(window)).await {
-            Ok(Ok(_)) => SinkExt::<Bytes>::close(&mut framed).await.map_err(|_| ()),
-            _ => Err(()),
+        // Keep the stream until the receiver acknowledged every frame:
+        // closing earlier can lose the last frames in flight.
+        let all = count.load(Ordering::Acquire);
+        let all_acked = matches!(
+            tokio::time::timeout(LANE_SETTLE, acked.wait_for(|a| *a >= all)).await,
+            Ok(Ok(_))
+        );
+        if !all_acked {
+            return Err(());
         }
+        SinkExt::<Bytes>::close(&mut framed).await.map_err(|_| ())
     }
     .await;
     tracing::debug!(
