@@ -86,7 +86,8 @@ fn main() {
         cfg.rate_limit.writes_per_sec = 1_000_000;
         cfg.rate_limit.writes_burst = 1_000_000;
         let address = format!("http://{addr}");
-        let state = Arc::new(AppState::new(cfg, Arc::new(store), address.clone()));
+        let state =
+            Arc::new(AppState::new(cfg, Arc::new(store), address.clone()).expect("token key"));
         tokio::spawn(umbra_handshaker::serve(
             listener,
             state,

@@ -137,6 +137,11 @@ pub struct FetchResponse {
     /// Items still pending beyond this answer.
     #[serde(default)]
     pub remaining: u64,
+    /// Deposits dropped since the previous fetch because the mailbox was
+    /// full (the depositors were answered as if they were stored:
+    /// PROTOCOL.md §17.9). Absent from older servers: 0.
+    #[serde(default)]
+    pub dropped: u64,
     /// A fresh binding of the fetching user, hex (PROTOCOL.md §17.11): the
     /// client carries it in its requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
