@@ -583,6 +583,7 @@ async fn info(State(st): Shared) -> axum::Json<InfoResponse> {
             max_search_limit: MAX_SEARCH_LIMIT,
         },
         binding_key: Some(st.binding_key().to_hex()),
+        api_revision: API_REVISION,
     })
 }
 
