@@ -81,8 +81,8 @@ fn main() {
         let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
         let mut cfg = Config::default();
         // Measure the server, not the abuse limits.
-        cfg.rate_limit.requests_per_sec = 1_000_000;
-        cfg.rate_limit.requests_burst = 1_000_000;
+        cfg.rate_limit.requests_per_connection_per_sec = 1_000_000;
+        cfg.rate_limit.requests_per_connection_burst = 1_000_000;
         cfg.rate_limit.writes_per_sec = 1_000_000;
         cfg.rate_limit.writes_burst = 1_000_000;
         let address = format!("http://{addr}");

@@ -301,8 +301,6 @@ pub struct AppState {
     /// Issues and checks fetch challenges and ack tokens (its key is in the
     /// store: every front end of the directory has the same).
     tokens: TokenKey,
-    /// All requests.
-    requests: TokenBucket,
     /// Registrations, deletions, deposits (with a valid, unspent stamp).
     writes: TokenBucket,
     /// Deposits and registrations per target username, before `writes`.
@@ -333,7 +331,6 @@ impl AppState {
         let r = &cfg.rate_limit;
         Ok(AppState {
             tokens: TokenKey::new(*key),
-            requests: TokenBucket::new(r.requests_per_sec, r.requests_burst),
             writes: TokenBucket::new(r.writes_per_sec, r.writes_burst),
             targets: KeyedBuckets::new(
                 r.target_writes_per_min,
@@ -542,10 +539,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Global rate limit, request timeout and aggregate counters.
+/// The request budget of the connection a request came on (put into the
+/// request's extensions by [`crate::server`]; absent when the router is
+/// served some other way, e.g. in a unit test).
+#[derive(Clone, Debug)]
+pub struct ConnectionBudget(pub Arc<TokenBucket>);
+
+/// Per-connection rate limit, request timeout and aggregate counters.
 async fn guard(State(st): Shared, req: Request, next: Next) -> Response {
     st.counters.requests.fetch_add(1, Ordering::Relaxed);
-    let resp = if !st.requests.try_acquire() {
+    let over = req
+        .extensions()
+        .get::<ConnectionBudget>()
+        .is_some_and(|b| !b.0.try_acquire());
+    let resp = if over {
         ApiError::RateLimited.into_response()
     } else {
         match tokio::time::timeout(st.cfg.request_timeout(), next.run(req)).await {

@@ -203,15 +203,18 @@ impl Default for MailboxConfig {
     }
 }
 
-/// Global (not per-client: the Handshaker never knows who a client is)
-/// token-bucket rate limits.
+/// Token-bucket rate limits: per connection (the Handshaker never knows
+/// who a client is, but each connection gets its own budget, so a flood
+/// over some connections takes nothing from the others), per target
+/// username and global for writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
-    /// Requests per second, all endpoints. Default: 2000.
-    pub requests_per_sec: u32,
-    /// Burst of requests. Default: 4000.
-    pub requests_burst: u32,
+    /// Requests per second on one connection (an onion-service stream),
+    /// all endpoints. Default: 20.
+    pub requests_per_connection_per_sec: u32,
+    /// Burst of requests on one connection. Default: 40.
+    pub requests_per_connection_burst: u32,
     /// Registrations, deletions and deposits per second. Default: 50.
     pub writes_per_sec: u32,
     /// Burst of writes. Default: 100.
@@ -230,8 +233,8 @@ pub struct RateLimitConfig {
 impl Default for RateLimitConfig {
     fn default() -> Self {
         RateLimitConfig {
-            requests_per_sec: 2000,
-            requests_burst: 4000,
+            requests_per_connection_per_sec: 20,
+            requests_per_connection_burst: 40,
             writes_per_sec: 50,
             writes_burst: 100,
             target_writes_per_min: 10,
@@ -297,9 +300,9 @@ impl Config {
             return bad("mailbox.purge_interval_secs", "must be at least 1");
         }
         let r = &self.rate_limit;
-        if r.requests_per_sec == 0
+        if r.requests_per_connection_per_sec == 0
             || r.writes_per_sec == 0
-            || r.requests_burst == 0
+            || r.requests_per_connection_burst == 0
             || r.writes_burst == 0
             || r.target_writes_per_min == 0
             || r.target_writes_burst == 0

@@ -6,9 +6,15 @@
 //! The cap does not make newcomers wait: when every slot is taken, the
 //! connection idle the longest (no request in progress: a slow client that
 //! never finished its headers, or a keep-alive connection between
-//! requests) is closed to make room, else the oldest connection. A slow
-//! client therefore holds a slot only until `max_connections` newer
-//! connections arrived, never for the whole header timeout (issue #16).
+//! requests) is closed to make room; only if every connection has a
+//! request in progress is the newcomer closed instead. A slow client
+//! therefore holds a slot only until `max_connections` newer connections
+//! arrived, never for the whole header timeout (issue #16).
+//!
+//! Each connection has its own request budget ([`ConnectionBudget`]): a
+//! flood over some connections takes nothing from the others. HTTP/1.1
+//! serves one request at a time per connection and HTTP/2 at most
+//! [`H2_STREAMS`], so the work in progress is bounded by the connections.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,6 +29,12 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::time::Instant;
 use umbra_transport::{self as transport, BoxedStream, Listener};
 
+use crate::api::ConnectionBudget;
+use crate::ratelimit::TokenBucket;
+
+/// Concurrent HTTP/2 streams per connection.
+pub const H2_STREAMS: u32 = 4;
+
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
@@ -36,6 +48,10 @@ pub struct ConnLimits {
     pub close_grace: Duration,
     /// On shutdown, time given to all connections to finish.
     pub drain_timeout: Duration,
+    /// Requests per second on one connection.
+    pub requests_per_sec: u32,
+    /// Burst of requests on one connection.
+    pub requests_burst: u32,
 }
 
 impl ConnLimits {
@@ -47,6 +63,8 @@ impl ConnLimits {
             lifetime: Duration::from_secs(cfg.limits.connection_lifetime_secs),
             close_grace: cfg.request_timeout(),
             drain_timeout: Duration::from_secs(cfg.limits.drain_timeout_secs),
+            requests_per_sec: cfg.rate_limit.requests_per_connection_per_sec,
+            requests_burst: cfg.rate_limit.requests_per_connection_burst,
         }
     }
 }
@@ -98,8 +116,6 @@ struct SlotsInner {
 
 /// One connection's state, as the shedder sees it.
 struct Slot {
-    /// When it was accepted.
-    accepted: Instant,
     /// Requests in progress and, when none, since when.
     activity: Mutex<(usize, Instant)>,
     /// Notified when the connection is shed.
@@ -143,11 +159,11 @@ impl Drop for Busy {
 
 impl Slots {
     /// Registers a new connection; when that makes one too many, sheds the
-    /// connection idle the longest, or else the oldest.
-    fn admit(self: &Arc<Self>) -> SlotGuard {
+    /// connection idle the longest. `None` (close the newcomer) if every
+    /// connection has a request in progress.
+    fn admit(self: &Arc<Self>) -> Option<SlotGuard> {
         let now = Instant::now();
         let slot = Arc::new(Slot {
-            accepted: now,
             activity: Mutex::new((0, now)),
             shed: Notify::new(),
         });
@@ -156,31 +172,31 @@ impl Slots {
             let victim = inner
                 .live
                 .iter()
-                .map(|(id, s)| {
+                .filter_map(|(id, s)| {
                     let (busy, since) = *s.activity.lock().unwrap_or_else(|p| p.into_inner());
-                    // Idle ones first (longest idle first), then the oldest.
-                    let key = if busy == 0 {
-                        (0, since)
-                    } else {
-                        (1, s.accepted)
-                    };
-                    (key, *id)
+                    (busy == 0).then_some((since, *id))
                 })
                 .min()
                 .map(|(_, id)| id);
-            if let Some(s) = victim.and_then(|id| inner.live.remove(&id)) {
-                s.shed.notify_one();
-                tracing::debug!("all connection slots taken: closed the longest idle one");
+            match victim.and_then(|id| inner.live.remove(&id)) {
+                Some(s) => {
+                    s.shed.notify_one();
+                    tracing::debug!("all connection slots taken: closed the longest idle one");
+                }
+                None => {
+                    tracing::debug!("all connections busy: closing a new one");
+                    return None;
+                }
             }
         }
         let id = inner.next;
         inner.next += 1;
         inner.live.insert(id, slot.clone());
-        SlotGuard {
+        Some(SlotGuard {
             id,
             slot,
             slots: self.clone(),
-        }
+        })
     }
 }
 
@@ -252,10 +268,14 @@ impl<L: Listener> Server<L> {
                     continue;
                 }
             };
+            let Some(slot) = self.slots.admit() else {
+                drop(stream);
+                continue;
+            };
             let handler = Handler {
                 shutdown: self.notify_shutdown.subscribe(),
                 _shutdown_complete: self.shutdown_complete_tx.clone(),
-                slot: self.slots.admit(),
+                slot,
                 limits: self.limits,
             };
             let router = self.router.clone();
@@ -275,17 +295,24 @@ impl Handler {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(32);
+            .max_concurrent_streams(H2_STREAMS);
         let slot = self.slot.slot.clone();
-        let svc = tower::service_fn(move |req: axum::extract::Request<hyper::body::Incoming>| {
-            let busy = Busy::new(&slot);
-            let router = router.clone();
-            async move {
-                let resp = tower::ServiceExt::oneshot(router, req).await;
-                drop(busy);
-                resp
-            }
-        });
+        let budget = ConnectionBudget(Arc::new(TokenBucket::new(
+            self.limits.requests_per_sec,
+            self.limits.requests_burst,
+        )));
+        let svc = tower::service_fn(
+            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                let busy = Busy::new(&slot);
+                req.extensions_mut().insert(budget.clone());
+                let router = router.clone();
+                async move {
+                    let resp = tower::ServiceExt::oneshot(router, req).await;
+                    drop(busy);
+                    resp
+                }
+            },
+        );
         let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
         tokio::pin!(conn);
         let lifetime = tokio::time::sleep(self.limits.lifetime);
