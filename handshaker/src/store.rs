@@ -214,11 +214,13 @@ pub trait Store: Send + Sync + 'static {
     fn snapshot(&self) -> Result<StoreSnapshot, StoreError>;
 }
 
-/// A conformance suite every [`Store`] implementation must pass (used by
-/// the backends' tests).
-#[cfg(test)]
-pub(crate) mod conformance {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+/// A conformance suite every [`Store`] implementation must pass: used by
+/// the SQLite unit tests and, on a real PostgreSQL server, by
+/// `tests/handshaker/stores.rs`. Each function panics on a violation and
+/// expects an empty store.
+#[doc(hidden)]
+pub mod conformance {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn user(name: &str, fpr_byte: u8) -> UserRecord {
@@ -241,7 +243,7 @@ pub(crate) mod conformance {
 
     /// Registration rules: first come first served, rotation only from
     /// the expected key, unique fingerprints, failed writes change nothing.
-    pub(crate) fn users<S: Store>(s: &S) {
+    pub fn users<S: Store>(s: &S) {
         let alice = user("alice", 1);
         s.put_user(&alice, None).unwrap();
         let before = s.snapshot().unwrap();
@@ -304,7 +306,7 @@ pub(crate) mod conformance {
 
     /// Mailbox: capacity, order, ack deletes exactly what is named and
     /// only for the owner, expiry.
-    pub(crate) fn mailbox<S: Store>(s: &S) {
+    pub fn mailbox<S: Store>(s: &S) {
         let bob = user("bob", 1);
         let carol = user("carol", 2);
         s.insert_users(&[bob.clone(), carol.clone()]).unwrap();
@@ -352,7 +354,7 @@ pub(crate) mod conformance {
 
     /// Spent digests: single use until they expire, then purged; secrets:
     /// the first one stored stays.
-    pub(crate) fn spent_and_secrets<S: Store>(s: &S) {
+    pub fn spent_and_secrets<S: Store>(s: &S) {
         let d = [1u8; 32];
         assert!(s.spend(&d, 100, 10).unwrap());
         assert!(!s.spend(&d, 200, 50).unwrap());

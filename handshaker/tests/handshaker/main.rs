@@ -7,4 +7,5 @@ mod abuse;
 mod api;
 mod frontends;
 mod onion;
+mod stores;
 mod support;

@@ -408,6 +408,26 @@ impl Pg {
         self.url(&name)
     }
 
+    /// The path of PostgreSQL's program `name` (e.g. `psql`).
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
+    /// `psql` arguments reaching the database of `url` (made by [`Pg::url`]).
+    pub fn psql_args(&self, url: &str) -> Vec<String> {
+        let name = url.rsplit('/').next().unwrap_or_default();
+        vec![
+            "-h".into(),
+            self.dir.to_str().unwrap().into(),
+            "-U".into(),
+            "umbra".into(),
+            "-d".into(),
+            name.into(),
+            "-v".into(),
+            "ON_ERROR_STOP=1".into(),
+        ]
+    }
+
     /// The URL of database `name` (Unix socket, percent-encoded path).
     pub fn url(&self, name: &str) -> String {
         let host = self.dir.to_str().unwrap().replace('/', "%2F");
