@@ -6,10 +6,12 @@
 //! The cap does not make newcomers wait: when every slot is taken, the
 //! connection idle the longest (no request in progress: a slow client that
 //! never finished its headers, or a keep-alive connection between
-//! requests) is closed to make room; only if every connection has a
-//! request in progress is the newcomer closed instead. A slow client
-//! therefore holds a slot only until `max_connections` newer connections
-//! arrived, never for the whole header timeout (issue #16).
+//! requests) is closed to make room, else one whose request has been in
+//! progress for longer than the header timeout (a body trickling in); only
+//! if every connection has a fresh request in progress is the newcomer
+//! closed instead. A slow client therefore holds a slot only until
+//! `max_connections` newer connections arrived, never for the whole header
+//! or request timeout (issue #16).
 //!
 //! Each connection has its own request budget ([`ConnectionBudget`]): a
 //! flood over some connections takes nothing from the others. HTTP/1.1
@@ -102,6 +104,9 @@ struct Handler {
 struct Slots {
     /// Connections at most (not counting shed ones still closing).
     max: usize,
+    /// A request in progress for longer than this (a body sent slowly) may
+    /// be shed when all slots are taken: the header timeout.
+    stale_after: Duration,
     /// Live connections by id.
     inner: Mutex<SlotsInner>,
 }
@@ -116,7 +121,8 @@ struct SlotsInner {
 
 /// One connection's state, as the shedder sees it.
 struct Slot {
-    /// Requests in progress and, when none, since when.
+    /// Requests in progress, and since when there are none (idle) or
+    /// some (busy).
     activity: Mutex<(usize, Instant)>,
     /// Notified when the connection is shed.
     shed: Notify,
@@ -144,7 +150,11 @@ struct Busy(Arc<Slot>);
 
 impl Busy {
     fn new(slot: &Arc<Slot>) -> Busy {
-        slot.activity.lock().unwrap_or_else(|p| p.into_inner()).0 += 1;
+        let mut a = slot.activity.lock().unwrap_or_else(|p| p.into_inner());
+        if a.0 == 0 {
+            a.1 = Instant::now();
+        }
+        a.0 += 1;
         Busy(slot.clone())
     }
 }
@@ -153,14 +163,18 @@ impl Drop for Busy {
     fn drop(&mut self) {
         let mut a = self.0.activity.lock().unwrap_or_else(|p| p.into_inner());
         a.0 = a.0.saturating_sub(1);
-        a.1 = Instant::now();
+        if a.0 == 0 {
+            a.1 = Instant::now();
+        }
     }
 }
 
 impl Slots {
     /// Registers a new connection; when that makes one too many, sheds the
-    /// connection idle the longest. `None` (close the newcomer) if every
-    /// connection has a request in progress.
+    /// connection idle the longest, else the one whose request has been in
+    /// progress the longest if that is over [`Slots::stale_after`] (a body
+    /// trickling in). `None` (close the newcomer) if every connection has a
+    /// request in progress that started less than that ago.
     fn admit(self: &Arc<Self>) -> Option<SlotGuard> {
         let now = Instant::now();
         let slot = Arc::new(Slot {
@@ -174,14 +188,21 @@ impl Slots {
                 .iter()
                 .filter_map(|(id, s)| {
                     let (busy, since) = *s.activity.lock().unwrap_or_else(|p| p.into_inner());
-                    (busy == 0).then_some((since, *id))
+                    // Idle ones first, longest idle first; then stale busy ones.
+                    match busy {
+                        0 => Some((0, since, *id)),
+                        _ if now.saturating_duration_since(since) > self.stale_after => {
+                            Some((1, since, *id))
+                        }
+                        _ => None,
+                    }
                 })
                 .min()
-                .map(|(_, id)| id);
+                .map(|(_, _, id)| id);
             match victim.and_then(|id| inner.live.remove(&id)) {
                 Some(s) => {
                     s.shed.notify_one();
-                    tracing::debug!("all connection slots taken: closed the longest idle one");
+                    tracing::debug!("all connection slots taken: closed an idle or stale one");
                 }
                 None => {
                     tracing::debug!("all connections busy: closing a new one");
@@ -217,6 +238,7 @@ pub async fn run<L: Listener>(
         router,
         slots: Arc::new(Slots {
             max: limits.max_connections,
+            stale_after: limits.header_timeout,
             inner: Mutex::new(SlotsInner::default()),
         }),
         notify_shutdown,
