@@ -631,8 +631,14 @@ async fn register(
     if by_fpr.is_some_and(|o| o.username != username) {
         return Err(ApiError::FingerprintTaken);
     }
+    let armored = cert.to_armored().map_err(|_| ApiError::Internal)?;
     let expected: Option<Fingerprint> = match by_name {
         None => None,
+        // Exactly what is registered: a no-op, answered without spending
+        // the proof (so a client may register twice within one second).
+        Some(cur) if cur.fingerprint == fpr && cur.cert == armored => {
+            return Ok((StatusCode::OK, axum::Json(st.user_response(&cur)?)).into_response());
+        }
         Some(cur) if cur.fingerprint == fpr => Some(fpr),
         Some(cur) => {
             let Some(cp) = req.current_proof.as_deref() else {
@@ -645,7 +651,7 @@ async fn register(
     let rec = UserRecord {
         username,
         fingerprint: fpr,
-        cert: cert.to_armored().map_err(|_| ApiError::Internal)?,
+        cert: armored,
         registered_at: now,
     };
     let resp = st.user_response(&rec)?;
