@@ -7,8 +7,10 @@
 #  - tmux: the terminal UI end-to-end test
 #  - onionshare-cli, curl: the OnionShare comparison (umbra-testnet's OnionShare and
 #    CTorClient::fetch: OnionShare shares a file over the local network, curl downloads it)
+#  - postgresql: the Handshaker's PostgreSQL backend; its tests start their own server
+#    (initdb + postgres in a temp dir, Unix socket only), never the system service
 set -euo pipefail
-PKGS=(libclang-dev libssl-dev pkg-config gnupg tor tmux onionshare-cli curl ca-certificates)
+PKGS=(libclang-dev libssl-dev pkg-config gnupg tor tmux onionshare-cli curl ca-certificates postgresql)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,3 +26,5 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts a system tor service on install; Umbra never uses it.
 $SUDO systemctl disable --now tor >/dev/null 2>&1 || true
+# Likewise the system PostgreSQL cluster: the tests run their own server.
+$SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true

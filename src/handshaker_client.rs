@@ -244,6 +244,9 @@ pub struct Fetched {
     pub ack_token: String,
     /// Items still pending beyond this batch.
     pub remaining: u64,
+    /// Deposits the Handshaker dropped since the previous fetch because the
+    /// mailbox was full (0 from servers that do not say).
+    pub dropped: u64,
     /// The Handshaker's fresh binding of our name and key, hex (PROTOCOL.md
     /// §17.11); `None` from servers without bindings.
     pub binding: Option<String>,
@@ -505,6 +508,7 @@ impl HandshakerClient {
             items: resp.items,
             ack_token: resp.ack_token,
             remaining: resp.remaining,
+            dropped: resp.dropped,
             binding: resp.binding,
         })
     }

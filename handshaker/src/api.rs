@@ -1,15 +1,19 @@
 //! The HTTP API v1 (design-v1 "Handshaker HTTP API v1"; docs/PROTOCOL.md).
 //!
-//! Handlers validate everything that is cheap and local first (JSON,
-//! username, sizes, certificate, proof of work, timestamp, signatures) and
-//! write to the store last, so every rejection leaves the store unchanged.
+//! Handlers validate everything that is cheap and local first (size, JSON,
+//! username, proof of work) and spend the stamp before they take a
+//! rate-limit token (per target, then global) or parse a certificate
+//! (PROTOCOL.md §17.4); the only write a refused request can cause is its
+//! own spent stamp. Directory and mailbox changes come last, so every other
+//! rejection leaves the store unchanged. Challenges and ack tokens are
+//! stateless ([`crate::tokens`]), and everything single-use is recorded in
+//! the store, so several front ends can serve one directory.
 //!
 //! No handler logs a username, fingerprint, address or id: the only record
 //! of traffic is the aggregate [`Counters`].
 
 pub mod hkp;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,6 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use umbra_proto::handshaker_api::binding::{BindingKey, BindingSigner};
 use umbra_proto::handshaker_api::pow::{self, PowError, PowStamp, Purpose};
 use umbra_proto::handshaker_api::wire::*;
@@ -29,9 +34,9 @@ use umbra_proto::identity::{Fingerprint, IdentityError, PublicCert, Username};
 use umbra_proto::{ErrorKind, HasKind};
 
 use crate::config::Config;
-use crate::ephemeral::ExpiringMap;
-use crate::ratelimit::TokenBucket;
-use crate::store::{Store, StoreError, StoredItem, UserRecord};
+use crate::ratelimit::{KeyedBuckets, TokenBucket};
+use crate::store::{Deposited, Store, StoreError, StoredItem, UserRecord};
+use crate::tokens::{TokenKey, TokenKind};
 
 /// An API error: a status, a stable code and a message telling the client
 /// what to do. Rendered as `{"error": code, "message": text}`.
@@ -55,6 +60,12 @@ pub enum ApiError {
         "the proof signature does not verify: sign the statement for this Handshaker's address with the registered key"
     )]
     BadProof,
+    /// This proof was already accepted once (PROTOCOL.md §17.5).
+    #[error("this proof was already used: sign a new statement (with the current time) and retry")]
+    ProofReused,
+    /// The search query is not acceptable.
+    #[error("bad search: the prefix must be 3–32 characters a–z, 0–9 or _")]
+    BadSearch,
     /// The proof timestamp is outside ±10 minutes.
     #[error("the proof timestamp is too old or in the future: check the clock and retry")]
     StaleTimestamp,
@@ -109,12 +120,6 @@ pub enum ApiError {
     /// Global rate limit.
     #[error("rate limited: the Handshaker is busy, retry in a few seconds")]
     RateLimited,
-    /// Recipient's mailbox is full.
-    #[error("the recipient's mailbox is full: retry later")]
-    MailboxFull,
-    /// Too many outstanding challenges/tokens/stamps.
-    #[error("the Handshaker is busy: retry in a minute")]
-    Busy,
     /// The request took too long.
     #[error("the request took too long")]
     Timeout,
@@ -128,8 +133,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            Malformed { .. } | BadCert { .. } => StatusCode::BAD_REQUEST,
-            BadProof | StaleTimestamp | ChallengeInvalid | AckTokenInvalid => {
+            Malformed { .. } | BadCert { .. } | BadSearch => StatusCode::BAD_REQUEST,
+            BadProof | ProofReused | StaleTimestamp | ChallengeInvalid | AckTokenInvalid => {
                 StatusCode::UNAUTHORIZED
             }
             NotOwner => StatusCode::FORBIDDEN,
@@ -139,8 +144,7 @@ impl ApiError {
             InvalidUsername { .. } | PowRequired | Pow(_) | PowReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            RateLimited | MailboxFull => StatusCode::TOO_MANY_REQUESTS,
-            Busy => StatusCode::SERVICE_UNAVAILABLE,
+            RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Timeout => StatusCode::REQUEST_TIMEOUT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -153,6 +157,8 @@ impl ApiError {
             Malformed { .. } => "malformed",
             BadCert { .. } => "bad_cert",
             BadProof => "bad_proof",
+            ProofReused => "proof_reused",
+            BadSearch => "bad_search",
             StaleTimestamp => "stale_timestamp",
             ChallengeInvalid => "challenge_invalid",
             AckTokenInvalid => "ack_token_invalid",
@@ -169,8 +175,6 @@ impl ApiError {
             Pow(_) => "pow_invalid",
             PowReused => "pow_reused",
             RateLimited => "rate_limited",
-            MailboxFull => "mailbox_full",
-            Busy => "busy",
             Timeout => "timeout",
             Internal => "internal",
         }
@@ -183,8 +187,8 @@ impl HasKind for ApiError {
         match self {
             BadProof | NotOwner => ErrorKind::BadSignature,
             StaleTimestamp => ErrorKind::Stale,
-            ChallengeInvalid | PowReused => ErrorKind::Replay,
-            TooLarge { .. } | MailboxFull => ErrorKind::TooLarge,
+            ChallengeInvalid | PowReused | ProofReused => ErrorKind::Replay,
+            TooLarge { .. } => ErrorKind::TooLarge,
             Internal => ErrorKind::Internal,
             Timeout => ErrorKind::Io,
             _ => ErrorKind::InvalidInput,
@@ -199,10 +203,7 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut resp = (self.status(), axum::Json(body)).into_response();
-        if matches!(
-            self,
-            ApiError::RateLimited | ApiError::MailboxFull | ApiError::Busy
-        ) {
+        if matches!(self, ApiError::RateLimited) {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
@@ -217,7 +218,6 @@ impl From<StoreError> for ApiError {
             StoreError::FingerprintTaken => ApiError::FingerprintTaken,
             StoreError::Conflict => ApiError::Conflict,
             StoreError::NoSuchUser => ApiError::NotFound,
-            StoreError::MailboxFull => ApiError::MailboxFull,
             other => {
                 // Store errors never carry identifiers.
                 tracing::warn!(error = %error_chain(&other), "storage failure");
@@ -264,8 +264,10 @@ pub struct Counters {
     pub server_errors: AtomicU64,
     /// Successful registrations (including rotations).
     pub registrations: AtomicU64,
-    /// Successful deposits.
+    /// Successful deposits (stored).
     pub deposits: AtomicU64,
+    /// Deposits answered like the others but dropped: the mailbox was full.
+    pub dropped: AtomicU64,
     /// Successful fetches.
     pub fetches: AtomicU64,
 }
@@ -275,13 +277,14 @@ impl Counters {
     pub fn summary(&self) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "requests={} ok={} client_errors={} server_errors={} registrations={} deposits={} fetches={}",
+            "requests={} ok={} client_errors={} server_errors={} registrations={} deposits={} dropped={} fetches={}",
             g(&self.requests),
             g(&self.ok),
             g(&self.client_errors),
             g(&self.server_errors),
             g(&self.registrations),
             g(&self.deposits),
+            g(&self.dropped),
             g(&self.fetches)
         )
     }
@@ -295,16 +298,13 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     /// Canonical address signed into proofs.
     pub address: String,
-    /// Outstanding fetch challenges → the username they were issued for.
-    challenges: ExpiringMap<String, Username>,
-    /// Ack tokens → username and the ids delivered with the token.
-    ack_tokens: ExpiringMap<String, (Username, Arc<HashSet<String>>)>,
-    /// Spent proof-of-work stamp hashes.
-    spent: ExpiringMap<[u8; 32], ()>,
-    /// All requests.
-    requests: TokenBucket,
-    /// Registrations, deletions, deposits.
+    /// Issues and checks fetch challenges and ack tokens (its key is in the
+    /// store: every front end of the directory has the same).
+    tokens: TokenKey,
+    /// Registrations, deletions, deposits (with a valid, unspent stamp).
     writes: TokenBucket,
+    /// Deposits and registrations per target username, before `writes`.
+    targets: KeyedBuckets,
     /// Aggregate counters.
     pub counters: Counters,
     /// Signs registration bindings (PROTOCOL.md §17.11).
@@ -319,23 +319,30 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State for serving `store` under `cfg`, with proofs bound to `address`.
-    pub fn new(cfg: Config, store: Arc<dyn Store>, address: String) -> Self {
-        let m = &cfg.mailbox;
-        AppState {
-            challenges: ExpiringMap::new(m.max_outstanding),
-            ack_tokens: ExpiringMap::new(m.max_outstanding),
-            spent: ExpiringMap::new(cfg.pow.max_spent_stamps),
-            requests: TokenBucket::new(
-                cfg.rate_limit.requests_per_sec,
-                cfg.rate_limit.requests_burst,
+    /// Reads (or, on a new database, creates) the token key in the store:
+    /// blocks, so call it from a blocking thread when in async code.
+    pub fn new(cfg: Config, store: Arc<dyn Store>, address: String) -> Result<Self, StoreError> {
+        let mut fresh = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut fresh[..]).map_err(|e| StoreError::Backend {
+            action: "creating the token key",
+            source: e.to_string().into(),
+        })?;
+        let key = zeroize::Zeroizing::new(store.secret(TOKEN_KEY_NAME, &fresh)?);
+        let r = &cfg.rate_limit;
+        Ok(AppState {
+            tokens: TokenKey::new(*key),
+            writes: TokenBucket::new(r.writes_per_sec, r.writes_burst),
+            targets: KeyedBuckets::new(
+                r.target_writes_per_min,
+                r.target_writes_burst,
+                r.max_targets,
             ),
-            writes: TokenBucket::new(cfg.rate_limit.writes_per_sec, cfg.rate_limit.writes_burst),
             counters: Counters::default(),
             store,
             cfg: Arc::new(cfg),
             address,
             binding: BindingSigner::generate(),
-        }
+        })
     }
 
     /// Signs bindings with `signer` (the persistent key of the data
@@ -373,49 +380,44 @@ impl AppState {
         })
     }
 
-    /// Drops expired challenges, tokens and stamps.
-    pub fn prune(&self, now: u64) {
-        self.challenges.prune(now);
-        self.ack_tokens.prune(now);
-        self.spent.prune(now);
-    }
-
-    fn write_permit(&self) -> Result<(), ApiError> {
-        if self.writes.try_acquire() {
+    /// A write token for a request aimed at `target` (which passed its
+    /// proof of work, or proved ownership): the target's bucket first, so
+    /// that a flood at one target cannot use up everyone's writes.
+    fn write_permit(&self, target: &str) -> Result<(), ApiError> {
+        if self.targets.try_acquire(target) && self.writes.try_acquire() {
             Ok(())
         } else {
             Err(ApiError::RateLimited)
         }
     }
 
-    /// Checks a stamp without spending it; returns its hash.
-    fn check_pow(
+    /// Checks `stamp` (cheap: one hash) and spends it in the store, where
+    /// every front end sees it. A stamp is spent whatever becomes of the
+    /// request afterwards (SECURITY-2026-11 M4).
+    async fn pay(
         &self,
         stamp: Option<&PowStamp>,
         purpose: Purpose,
         resource: &str,
         now: u64,
-    ) -> Result<[u8; 32], ApiError> {
+    ) -> Result<(), ApiError> {
         let stamp = stamp.ok_or(ApiError::PowRequired)?;
         let hash = pow::check(stamp, purpose, resource, self.cfg.pow.difficulty, now)
             .map_err(ApiError::Pow)?;
-        if self.spent.contains(&hash, now) {
-            return Err(ApiError::PowReused);
+        // Acceptable for ±window around its ts: remember it for 2 windows.
+        if self
+            .spend(hash, now + 2 * pow::POW_WINDOW_SECS, now)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(ApiError::PowReused)
         }
-        Ok(hash)
     }
 
-    /// Marks a stamp spent (atomically: a concurrent twin loses).
-    fn spend(&self, hash: [u8; 32], now: u64) -> Result<(), ApiError> {
-        // A stamp is acceptable for ±window around its ts: remember it for 2 windows.
-        match self
-            .spent
-            .insert_new(hash, (), now + 2 * pow::POW_WINDOW_SECS, now)
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ApiError::PowReused),
-            Err(_) => Err(ApiError::Busy),
-        }
+    /// Records `digest` as spent until `expires_at`; `false` if it was.
+    async fn spend(&self, digest: [u8; 32], expires_at: u64, now: u64) -> Result<bool, ApiError> {
+        db(self, move |s| s.spend(&digest, expires_at, now)).await
     }
 }
 
@@ -499,6 +501,22 @@ fn random_hex<const N: usize>() -> Result<String, ApiError> {
     Ok(hex::encode(b))
 }
 
+/// The name of the token key in the store's secrets.
+const TOKEN_KEY_NAME: &str = "token-key-v1";
+
+/// The spent-set digest of a proof statement or challenge (`what`
+/// separates domains): an accepted register or delete proof is not accepted
+/// again (PROTOCOL.md §17.5), nor a fetch challenge used twice (§17.9).
+fn spent_digest(what: &str, text: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"umbra-spent-v1");
+    h.update([0]);
+    h.update(what.as_bytes());
+    h.update([0]);
+    h.update(text.as_bytes());
+    h.finalize().into()
+}
+
 /// Builds the router.
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.cfg.limits.max_body_bytes;
@@ -521,10 +539,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Global rate limit, request timeout and aggregate counters.
+/// The request budget of the connection a request came on (put into the
+/// request's extensions by [`crate::server`]; absent when the router is
+/// served some other way, e.g. in a unit test).
+#[derive(Clone, Debug)]
+pub struct ConnectionBudget(pub Arc<TokenBucket>);
+
+/// Per-connection rate limit, request timeout and aggregate counters.
 async fn guard(State(st): Shared, req: Request, next: Next) -> Response {
     st.counters.requests.fetch_add(1, Ordering::Relaxed);
-    let resp = if !st.requests.try_acquire() {
+    let over = req
+        .extensions()
+        .get::<ConnectionBudget>()
+        .is_some_and(|b| !b.0.try_acquire());
+    let resp = if over {
         ApiError::RateLimited.into_response()
     } else {
         match tokio::time::timeout(st.cfg.request_timeout(), next.run(req)).await {
@@ -562,6 +590,7 @@ async fn info(State(st): Shared) -> axum::Json<InfoResponse> {
             max_search_limit: MAX_SEARCH_LIMIT,
         },
         binding_key: Some(st.binding_key().to_hex()),
+        api_revision: API_REVISION,
     })
 }
 
@@ -569,13 +598,17 @@ async fn register(
     State(st): Shared,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    st.write_permit()?;
     let req: RegisterRequest = parse_json(body, st.cfg.limits.max_body_bytes)?;
     let now = now();
     let username = username_from(&req.username)?;
     if username.is_reserved() {
         return Err(ApiError::InvalidUsername { reason: "reserved" });
     }
+    // The stamp first: nothing below (tokens, OpenPGP) for free.
+    st.pay(req.pow.as_ref(), Purpose::Register, username.as_str(), now)
+        .await?;
+    st.write_permit(&format!("register:{}", username.as_str()))?;
+    check_timestamp(req.timestamp, now)?;
     let cert = PublicCert::from_bytes(req.cert.as_bytes())
         .and_then(|c| c.stripped())
         .map_err(cert_err)?;
@@ -586,8 +619,6 @@ async fn register(
             reason: "the certificate must carry exactly one @name user ID, @username, with a valid self-signature".into(),
         });
     }
-    let stamp = st.check_pow(req.pow.as_ref(), Purpose::Register, username.as_str(), now)?;
-    check_timestamp(req.timestamp, now)?;
     let fpr = cert.fingerprint();
     let statement = register_statement(&username, &st.address, &fpr, req.timestamp);
     verify(&cert, &statement, &req.proof).map_err(|_| ApiError::BadProof)?;
@@ -600,8 +631,14 @@ async fn register(
     if by_fpr.is_some_and(|o| o.username != username) {
         return Err(ApiError::FingerprintTaken);
     }
+    let armored = cert.to_armored().map_err(|_| ApiError::Internal)?;
     let expected: Option<Fingerprint> = match by_name {
         None => None,
+        // Exactly what is registered: a no-op, answered without spending
+        // the proof (so a client may register twice within one second).
+        Some(cur) if cur.fingerprint == fpr && cur.cert == armored => {
+            return Ok((StatusCode::OK, axum::Json(st.user_response(&cur)?)).into_response());
+        }
         Some(cur) if cur.fingerprint == fpr => Some(fpr),
         Some(cur) => {
             let Some(cp) = req.current_proof.as_deref() else {
@@ -614,15 +651,16 @@ async fn register(
     let rec = UserRecord {
         username,
         fingerprint: fpr,
-        cert: cert.to_armored().map_err(|_| ApiError::Internal)?,
+        cert: armored,
         registered_at: now,
     };
     let resp = st.user_response(&rec)?;
-    st.spend(stamp, now)?;
-    if let Err(e) = db(&st, move |s| s.put_user(&rec, expected.as_ref())).await {
-        st.spent.remove(&stamp);
-        return Err(e);
+    // Every check passed: the proof is single use from here on.
+    let digest = spent_digest("register", &statement);
+    if !st.spend(digest, now + 2 * PROOF_WINDOW_SECS, now).await? {
+        return Err(ApiError::ProofReused);
     }
+    db(&st, move |s| s.put_user(&rec, expected.as_ref())).await?;
     st.counters.registrations.fetch_add(1, Ordering::Relaxed);
     let status = if expected.is_none() {
         StatusCode::CREATED
@@ -637,16 +675,22 @@ async fn delete_user(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    st.write_permit()?;
     let username = parse_username(path)?;
     let req: DeleteRequest = parse_json(body, st.cfg.limits.max_body_bytes)?;
-    check_timestamp(req.timestamp, now())?;
+    let now = now();
+    check_timestamp(req.timestamp, now)?;
     let u = username.clone();
     let cur = db(&st, move |s| s.user_by_name(&u))
         .await?
         .ok_or(ApiError::NotFound)?;
     let statement = delete_statement(&username, &st.address, &cur.fingerprint, req.timestamp);
     verify(&stored_cert(&cur)?, &statement, &req.proof).map_err(|_| ApiError::NotOwner)?;
+    // Only the owner gets here: a write token, then the proof is spent.
+    st.write_permit(&format!("delete:{}", username.as_str()))?;
+    let digest = spent_digest("delete", &statement);
+    if !st.spend(digest, now + 2 * PROOF_WINDOW_SECS, now).await? {
+        return Err(ApiError::ProofReused);
+    }
     let fpr = cur.fingerprint;
     db(&st, move |s| s.delete_user(&username, &fpr)).await?;
     Ok((
@@ -690,17 +734,16 @@ pub(crate) struct SearchQuery {
     pub(crate) limit: Option<usize>,
 }
 
-/// Validates and folds a search prefix (`@` optional, `a–z0–9_`, ≤ 32).
+/// Validates and folds a search prefix (`@` optional, 3–32 characters
+/// `a–z0–9_`: PROTOCOL.md §17.8).
 pub(crate) fn search_prefix(p: &str) -> Result<String, ApiError> {
     let p = p.strip_prefix('@').unwrap_or(p).to_ascii_lowercase();
-    if p.len() > 32
+    if !(3..=32).contains(&p.len())
         || !p
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     {
-        return Err(ApiError::Malformed {
-            reason: "a search prefix has at most 32 characters a–z, 0–9 or _".into(),
-        });
+        return Err(ApiError::BadSearch);
     }
     Ok(p)
 }
@@ -734,7 +777,6 @@ async fn deposit(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    st.write_permit()?;
     let username = parse_username(path)?;
     let req: DepositRequest = parse_json(body, st.cfg.limits.max_body_bytes)?;
     let limit = st.cfg.limits.max_message_bytes;
@@ -754,7 +796,9 @@ async fn deposit(
         });
     }
     let now = now();
-    let stamp = st.check_pow(req.pow.as_ref(), Purpose::Deposit, username.as_str(), now)?;
+    st.pay(req.pow.as_ref(), Purpose::Deposit, username.as_str(), now)
+        .await?;
+    st.write_permit(&format!("deposit:{}", username.as_str()))?;
     let item = StoredItem {
         id: random_hex::<16>()?,
         message: req.message,
@@ -763,12 +807,12 @@ async fn deposit(
     };
     let expires_at = item.expires_at;
     let cap = st.cfg.mailbox.capacity;
-    st.spend(stamp, now)?;
-    if let Err(e) = db(&st, move |s| s.deposit(&username, &item, cap)).await {
-        st.spent.remove(&stamp);
-        return Err(e);
-    }
-    st.counters.deposits.fetch_add(1, Ordering::Relaxed);
+    // A full mailbox drops the deposit and answers as if it were stored:
+    // a stranger cannot watch a mailbox fill and empty (PROTOCOL.md §17.9).
+    match db(&st, move |s| s.deposit(&username, &item, cap)).await? {
+        Deposited::Stored => st.counters.deposits.fetch_add(1, Ordering::Relaxed),
+        Deposited::Dropped => st.counters.dropped.fetch_add(1, Ordering::Relaxed),
+    };
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(DepositResponse { expires_at }),
@@ -785,20 +829,16 @@ async fn challenge(
     db(&st, move |s| s.user_by_name(&u))
         .await?
         .ok_or(ApiError::NotFound)?;
-    let now = now();
-    let challenge = random_hex::<32>()?;
-    let expires_at = now + st.cfg.mailbox.challenge_ttl_secs;
-    match st
-        .challenges
-        .insert_new(challenge.clone(), username, expires_at, now)
-    {
-        Ok(true) => Ok(axum::Json(ChallengeResponse {
-            challenge,
-            expires_at,
-        })),
-        Ok(false) => Err(ApiError::Internal),
-        Err(_) => Err(ApiError::Busy),
-    }
+    // Stateless: nothing is stored until a fetch succeeds with it.
+    let expires_at = now() + st.cfg.mailbox.challenge_ttl_secs;
+    let challenge = st
+        .tokens
+        .issue(TokenKind::Challenge, &username, expires_at)
+        .map_err(|_| ApiError::Internal)?;
+    Ok(axum::Json(ChallengeResponse {
+        challenge,
+        expires_at,
+    }))
 }
 
 async fn fetch(
@@ -809,33 +849,37 @@ async fn fetch(
     let username = parse_username(path)?;
     let req: FetchRequest = parse_json(body, st.cfg.limits.max_body_bytes)?;
     let now = now();
-    // Single use: taken before anything else is checked.
-    match st.challenges.take(&req.challenge, now) {
-        Some(issued_for) if issued_for == username => {}
-        _ => return Err(ApiError::ChallengeInvalid),
-    }
+    let challenge_expiry = st
+        .tokens
+        .check(TokenKind::Challenge, &username, &req.challenge, now)
+        .map_err(|_| ApiError::ChallengeInvalid)?;
     let u = username.clone();
     let rec = db(&st, move |s| s.user_by_name(&u))
         .await?
         .ok_or(ApiError::NotFound)?;
     let statement = fetch_statement(&username, &st.address, &req.challenge);
     verify(&stored_cert(&rec)?, &statement, &req.signature).map_err(|_| ApiError::NotOwner)?;
+    // Single use: the first fetch that proves ownership consumes it.
+    let digest = spent_digest("challenge", &req.challenge);
+    if !st.spend(digest, challenge_expiry + 1, now).await? {
+        return Err(ApiError::ChallengeInvalid);
+    }
     let binding = st.binding_of(&rec, now)?;
     let max = st.cfg.mailbox.fetch_max_items;
     let u = username.clone();
-    let (items, remaining) = db(&st, move |s| s.pending(&u, now, max)).await?;
-    let ids: HashSet<String> = items.iter().map(|i| i.id.clone()).collect();
-    let ack_token = random_hex::<32>()?;
-    match st.ack_tokens.insert_new(
-        ack_token.clone(),
-        (username, Arc::new(ids)),
-        now + st.cfg.mailbox.ack_token_ttl_secs,
-        now,
-    ) {
-        Ok(true) => {}
-        Ok(false) => return Err(ApiError::Internal),
-        Err(_) => return Err(ApiError::Busy),
-    }
+    let (items, remaining, dropped) = db(&st, move |s| {
+        let (items, remaining) = s.pending(&u, now, max)?;
+        Ok((items, remaining, s.take_dropped(&u)?))
+    })
+    .await?;
+    let ack_token = st
+        .tokens
+        .issue(
+            TokenKind::Ack,
+            &username,
+            now + st.cfg.mailbox.ack_token_ttl_secs,
+        )
+        .map_err(|_| ApiError::Internal)?;
     st.counters.fetches.fetch_add(1, Ordering::Relaxed);
     Ok(axum::Json(FetchResponse {
         items: items
@@ -848,6 +892,7 @@ async fn fetch(
             .collect(),
         ack_token,
         remaining,
+        dropped,
         binding: Some(binding),
     }))
 }
@@ -859,18 +904,16 @@ async fn ack(
 ) -> Result<axum::Json<AckResponse>, ApiError> {
     let username = parse_username(path)?;
     let req: AckRequest = parse_json(body, st.cfg.limits.max_body_bytes)?;
-    let (owner, delivered) = st
-        .ack_tokens
-        .get(&req.ack_token, now())
-        .ok_or(ApiError::AckTokenInvalid)?;
-    if owner != username {
-        return Err(ApiError::AckTokenInvalid);
+    st.tokens
+        .check(TokenKind::Ack, &username, &req.ack_token, now())
+        .map_err(|_| ApiError::AckTokenInvalid)?;
+    let limit = st.cfg.mailbox.fetch_max_items;
+    if req.ids.len() > limit {
+        return Err(ApiError::Malformed {
+            reason: format!("at most {limit} ids per ack"),
+        });
     }
-    let ids: Vec<String> = req
-        .ids
-        .into_iter()
-        .filter(|id| delivered.contains(id))
-        .collect();
+    let ids = req.ids;
     let deleted = db(&st, move |s| s.ack(&username, &ids)).await?;
     Ok(axum::Json(AckResponse { deleted }))
 }

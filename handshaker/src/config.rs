@@ -55,6 +55,10 @@ pub struct Config {
     /// Data directory (database, onion service keys). Default: none; the
     /// `--data-dir` option must then be given.
     pub data_dir: Option<PathBuf>,
+    /// The directory's database: `postgres://…` / `postgresql://…` for
+    /// PostgreSQL (which several front ends can share). Default: none =
+    /// SQLite, `handshaker.sqlite` in the data directory.
+    pub database: Option<String>,
     /// How the Handshaker is reached.
     pub network: NetworkConfig,
     /// Request and connection limits.
@@ -84,6 +88,16 @@ pub struct NetworkConfig {
     /// address (e.g. the `.onion` of an external tor). Default: the onion
     /// service address, else `http://<first TCP listen address>`.
     pub public_address: Option<String>,
+    /// Onion service: streams one circuit may have open at once; a circuit
+    /// that opens more is torn down (Arti's
+    /// `max_concurrent_streams_per_circuit`). Default: 16.
+    pub hs_max_streams_per_circuit: u32,
+    /// Onion service: introductions per second the introduction points are
+    /// asked to pass (Arti's `rate_limit_at_intro`; 0 = leave it to the
+    /// introduction point). Default: 25.
+    pub hs_intro_rate: u32,
+    /// Onion service: burst of introductions. Default: 200.
+    pub hs_intro_burst: u32,
 }
 
 impl Default for NetworkConfig {
@@ -93,6 +107,9 @@ impl Default for NetworkConfig {
             arti_network_config: None,
             listen: Vec::new(),
             public_address: None,
+            hs_max_streams_per_circuit: 16,
+            hs_intro_rate: 25,
+            hs_intro_burst: 200,
         }
     }
 }
@@ -109,7 +126,9 @@ pub struct LimitsConfig {
     /// Largest mailbox message, bytes. Default: 65536.
     pub max_message_bytes: usize,
     /// Time allowed for a request's headers to arrive (also the keep-alive
-    /// idle limit), seconds. Default: 10.
+    /// idle limit), seconds. When all connections are taken, the one idle
+    /// longest (no request in progress) is closed for the newcomer.
+    /// Default: 5.
     pub header_timeout_secs: u64,
     /// Time allowed to read a body and answer, seconds. Default: 30.
     pub request_timeout_secs: u64,
@@ -125,7 +144,7 @@ impl Default for LimitsConfig {
             max_connections: 256,
             max_body_bytes: 68 * 1024,
             max_message_bytes: 64 * 1024,
-            header_timeout_secs: 10,
+            header_timeout_secs: 5,
             request_timeout_secs: 30,
             connection_lifetime_secs: 300,
             drain_timeout_secs: 30,
@@ -143,16 +162,12 @@ pub struct PowConfig {
     /// Required leading zero bits for register and deposit stamps (each bit
     /// doubles the cost). Default: 22 (about 0.5–1 s on one desktop core).
     pub difficulty: u32,
-    /// Largest number of spent stamps remembered (they expire after
-    /// 20 minutes); beyond it new stamps are refused with 503. Default: 200000.
-    pub max_spent_stamps: usize,
 }
 
 impl Default for PowConfig {
     fn default() -> Self {
         PowConfig {
             difficulty: DEFAULT_POW_DIFFICULTY,
-            max_spent_stamps: 200_000,
         }
     }
 }
@@ -171,8 +186,6 @@ pub struct MailboxConfig {
     pub challenge_ttl_secs: u64,
     /// Seconds an ack token stays valid. Default: 600.
     pub ack_token_ttl_secs: u64,
-    /// Outstanding challenges or ack tokens at once. Default: 10000.
-    pub max_outstanding: usize,
     /// Seconds between purges of expired items. Default: 600.
     pub purge_interval_secs: u64,
 }
@@ -185,34 +198,48 @@ impl Default for MailboxConfig {
             fetch_max_items: 16,
             challenge_ttl_secs: 120,
             ack_token_ttl_secs: 600,
-            max_outstanding: 10_000,
             purge_interval_secs: 600,
         }
     }
 }
 
-/// Global (not per-client: the Handshaker never knows who a client is)
-/// token-bucket rate limits.
+/// Token-bucket rate limits: per connection (the Handshaker never knows
+/// who a client is, but each connection gets its own budget, so a flood
+/// over some connections takes nothing from the others), per target
+/// username and global for writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
-    /// Requests per second, all endpoints. Default: 2000.
-    pub requests_per_sec: u32,
-    /// Burst of requests. Default: 4000.
-    pub requests_burst: u32,
+    /// Requests per second on one connection (an onion-service stream),
+    /// all endpoints. Default: 20.
+    pub requests_per_connection_per_sec: u32,
+    /// Burst of requests on one connection. Default: 40.
+    pub requests_per_connection_burst: u32,
     /// Registrations, deletions and deposits per second. Default: 50.
     pub writes_per_sec: u32,
     /// Burst of writes. Default: 100.
     pub writes_burst: u32,
+    /// Writes per minute aimed at one target username (deposits into one
+    /// mailbox, registrations of one name), taken before the global writes
+    /// and only for requests with a valid, unspent stamp. Default: 10.
+    pub target_writes_per_min: u32,
+    /// Burst of writes at one target. Default: 20.
+    pub target_writes_burst: u32,
+    /// Targets tracked at once; beyond it, untracked targets have only the
+    /// global limit. Default: 100000.
+    pub max_targets: usize,
 }
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
         RateLimitConfig {
-            requests_per_sec: 2000,
-            requests_burst: 4000,
+            requests_per_connection_per_sec: 20,
+            requests_per_connection_burst: 40,
             writes_per_sec: 50,
             writes_burst: 100,
+            target_writes_per_min: 10,
+            target_writes_burst: 20,
+            max_targets: 100_000,
         }
     }
 }
@@ -263,11 +290,8 @@ impl Config {
             );
         }
         let m = &self.mailbox;
-        if m.capacity == 0 || m.fetch_max_items == 0 || m.max_outstanding == 0 {
-            return bad(
-                "mailbox",
-                "capacity, fetch_max_items and max_outstanding must be at least 1",
-            );
+        if m.capacity == 0 || m.fetch_max_items == 0 {
+            return bad("mailbox", "capacity and fetch_max_items must be at least 1");
         }
         if m.retention_secs == 0 || m.challenge_ttl_secs == 0 || m.ack_token_ttl_secs == 0 {
             return bad("mailbox", "retention and TTLs must be at least 1 second");
@@ -276,12 +300,32 @@ impl Config {
             return bad("mailbox.purge_interval_secs", "must be at least 1");
         }
         let r = &self.rate_limit;
-        if r.requests_per_sec == 0
+        if r.requests_per_connection_per_sec == 0
             || r.writes_per_sec == 0
-            || r.requests_burst == 0
+            || r.requests_per_connection_burst == 0
             || r.writes_burst == 0
+            || r.target_writes_per_min == 0
+            || r.target_writes_burst == 0
+            || r.max_targets == 0
         {
             return bad("rate_limit", "rates and bursts must be at least 1");
+        }
+        if let Some(db) = &self.database
+            && !is_postgres_url(db)
+        {
+            return bad(
+                "database",
+                "must be a postgres:// or postgresql:// URL (leave it out for SQLite)",
+            );
+        }
+        if self.network.hs_max_streams_per_circuit == 0 {
+            return bad("network.hs_max_streams_per_circuit", "must be at least 1");
+        }
+        if (self.network.hs_intro_rate == 0) != (self.network.hs_intro_burst == 0) {
+            return bad(
+                "network.hs_intro_rate",
+                "hs_intro_rate and hs_intro_burst are both 0 (unset) or both at least 1",
+            );
         }
         if !self.network.onion_service && self.network.listen.is_empty() {
             return bad(
@@ -301,6 +345,11 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.limits.request_timeout_secs)
     }
+}
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 #[cfg(test)]

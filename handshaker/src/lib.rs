@@ -19,8 +19,11 @@
 //!  main.rs            CLI: config, tracing, listeners (TCP / onion service)
 //!  server             connection cap, timeouts, graceful drain (hyper)
 //!  api, api/hkp       HTTP API v1 + HKP/VKS (axum), counters, rate limits
-//!  store, store/sqlite  Store trait + SQLite backend
-//!  ephemeral          challenges, ack tokens, spent PoW stamps (memory)
+//!  store, store/sqlite, store/postgres
+//!                     Store trait (directory, mailboxes, spent stamps,
+//!                     proofs and challenges, token key) + SQLite and
+//!                     PostgreSQL backends
+//!  tokens             stateless fetch challenges and ack tokens (HMAC)
 //! ```
 //!
 //! Wire types, statements, proof of work and the canonical address come from
@@ -33,7 +36,6 @@
 pub mod api;
 pub mod binding_key;
 pub mod config;
-pub mod ephemeral;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -41,6 +43,7 @@ pub mod listen;
 pub mod ratelimit;
 pub mod server;
 pub mod store;
+pub mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -52,6 +55,7 @@ use umbra_transport::Listener;
 pub use api::{ApiError, AppState};
 pub use config::{Config, ConfigError};
 pub use server::ConnLimits;
+pub use store::postgres::PgStore;
 pub use store::sqlite::SqliteStore;
 pub use store::{Store, StoreError};
 
@@ -67,14 +71,13 @@ pub async fn serve<L: Listener>(listener: L, state: Arc<AppState>, shutdown: imp
     tracing::info!(counters = %state.counters.summary(), "stopped");
 }
 
-/// Purges expired items and prunes in-memory state periodically.
+/// Purges expired items and spent digests periodically.
 async fn maintenance(state: Arc<AppState>) {
     let period = Duration::from_secs(state.cfg.mailbox.purge_interval_secs);
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
         let now = umbra_proto::time::now_secs();
-        state.prune(now);
         let store = state.store.clone();
         match tokio::task::spawn_blocking(move || store.purge_expired(now)).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "expired mailbox items purged"),

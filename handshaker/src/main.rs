@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use umbra_handshaker::config::is_postgres_url;
 use umbra_handshaker::listen::AnyListener;
-use umbra_handshaker::{AppState, Config, SqliteStore, Store};
+use umbra_handshaker::{AppState, Config, PgStore, SqliteStore, Store};
 use umbra_transport::arti::{ArtiNetwork, ArtiOptions, ArtiTransport};
 use umbra_transport::tcp::TcpTransport;
 use umbra_transport::{Listener, Transport};
@@ -39,6 +40,11 @@ struct Args {
     /// Proof-of-work difficulty in bits (overrides the config).
     #[arg(long)]
     pow_difficulty: Option<u32>,
+    /// The directory's PostgreSQL database, postgres://user@host/db (a Unix
+    /// socket directory percent-encoded as host); overrides the config.
+    /// Without it: SQLite in the data directory.
+    #[arg(long)]
+    database: Option<String>,
 }
 
 #[tokio::main]
@@ -85,6 +91,9 @@ async fn real_main() -> anyhow::Result<()> {
     if let Some(d) = args.pow_difficulty {
         cfg.pow.difficulty = d;
     }
+    if let Some(url) = args.database {
+        cfg.database = Some(url);
+    }
     cfg.validate()?;
     // Before any listener: see `shutdown_signal`.
     let shutdown = shutdown_signal()?;
@@ -92,10 +101,23 @@ async fn real_main() -> anyhow::Result<()> {
         bail!("no data directory: give --data-dir DIR or data_dir in the configuration");
     };
     std::fs::create_dir_all(&data_dir).context("cannot create the data directory")?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&data_dir.join("handshaker.sqlite"))
-            .context("cannot open the database")?,
-    );
+    let store: Arc<dyn Store> = match &cfg.database {
+        Some(url) if is_postgres_url(url) => {
+            let url = url.clone();
+            // Connecting blocks (the store drives its own runtime).
+            Arc::new(
+                tokio::task::spawn_blocking(move || PgStore::open(&url))
+                    .await
+                    .context("cannot open the PostgreSQL database")?
+                    .context("cannot open the PostgreSQL database")?,
+            )
+        }
+        Some(_) => bail!("database must be a postgres:// URL (leave it out for SQLite)"),
+        None => Arc::new(
+            SqliteStore::open(&data_dir.join("handshaker.sqlite"))
+                .context("cannot open the database")?,
+        ),
+    };
 
     // A signal during start-up (Tor bootstrap can take minutes) stops it too.
     let mut shutdown = Box::pin(shutdown);
@@ -143,6 +165,9 @@ async fn start(
         let mut opts = ArtiOptions::new(network, data_dir.to_path_buf());
         opts.nickname = "handshaker".into();
         opts.dangerously_trust_everyone = custom;
+        opts.max_streams_per_circuit = cfg.network.hs_max_streams_per_circuit;
+        opts.intro_rate_limit = (cfg.network.hs_intro_rate > 0)
+            .then_some((cfg.network.hs_intro_rate, cfg.network.hs_intro_burst));
         println!("joining the Tor network…");
         let transport = ArtiTransport::bootstrap(opts)
             .await
@@ -177,7 +202,12 @@ async fn start(
         .as_str()
         .to_string();
     let signer = umbra_handshaker::binding_key::load_or_create(data_dir)?;
-    let state = Arc::new(AppState::new(cfg, store, address).with_binding_key(signer));
+    // Reads the store, which blocks: not on an async worker.
+    let state = tokio::task::spawn_blocking(move || AppState::new(cfg, store, address))
+        .await
+        .context("cannot read the token key")?
+        .context("cannot read the token key")?;
+    let state = Arc::new(state.with_binding_key(signer));
     Ok((listener, state, transport))
 }
 

@@ -171,6 +171,14 @@ pub struct ArtiOptions {
     /// Where the onion service's identity key comes from. Default:
     /// [`ServiceKey::Keystore`].
     pub service_key: ServiceKey,
+    /// Streams one rendezvous circuit may have open at once; a circuit
+    /// that opens more is torn down (Arti's
+    /// `max_concurrent_streams_per_circuit`). Default: 65535 (Arti's).
+    pub max_streams_per_circuit: u32,
+    /// `(rate per second, burst)` of introductions the introduction points
+    /// are asked to pass (Arti's `rate_limit_at_intro`, a `DOS_PARAMS`
+    /// extension). Default: `None` (the introduction point decides).
+    pub intro_rate_limit: Option<(u32, u32)>,
 }
 
 impl ArtiOptions {
@@ -187,6 +195,8 @@ impl ArtiOptions {
             dangerously_trust_everyone: false,
             vanguards: VanguardsMode::default(),
             service_key: ServiceKey::default(),
+            max_streams_per_circuit: 65535,
+            intro_rate_limit: None,
         }
     }
 
@@ -586,12 +596,17 @@ impl Transport for ArtiTransport {
             self.opts.nickname.parse().map_err(|e| Error::Config {
                 reason: format!("invalid onion service nickname: {e}"),
             })?;
-        let config = OnionServiceConfigBuilder::default()
-            .nickname(nickname.clone())
-            .build()
-            .map_err(|e| Error::Launch {
-                source: Box::new(e),
-            })?;
+        let config =
+            OnionServiceConfigBuilder::default()
+                .nickname(nickname.clone())
+                .max_concurrent_streams_per_circuit(self.opts.max_streams_per_circuit)
+                .rate_limit_at_intro(self.opts.intro_rate_limit.map(|(rate, burst)| {
+                    tor_hsservice::config::TokenBucketConfig::new(rate, burst)
+                }))
+                .build()
+                .map_err(|e| Error::Launch {
+                    source: Box::new(e),
+                })?;
         let in_memory = match &self.opts.service_key {
             ServiceKey::Keystore => None,
             ServiceKey::InMemory(key) => Some(key.clone()),

@@ -15,7 +15,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use openpgp::parse::Parse;
 use sequoia_openpgp as openpgp;
-use umbra_proto::handshaker_api::wire::MAX_SEARCH_LIMIT;
 use umbra_proto::identity::Fingerprint;
 
 use super::{ApiError, AppState, db, search_prefix};
@@ -61,27 +60,25 @@ pub(crate) async fn lookup(
         reason: "bad query".into(),
     })?;
     let op = q.get("op").map(String::as_str).unwrap_or("");
+    if !matches!(op, "get" | "index" | "vindex") {
+        return Err(ApiError::Malformed {
+            reason: "op must be get or index".into(),
+        });
+    }
     let search = parse_search(q.get("search").map(String::as_str).unwrap_or(""))?;
+    // Exact, for `get` and `index` alike (PROTOCOL.md §17.10): no
+    // enumeration through HKP.
+    let rec = match search {
+        Search::Fingerprint(f) => db(&st, move |s| s.user_by_fingerprint(&f)).await?,
+        Search::Name(n) => match umbra_proto::identity::Username::parse(&n) {
+            Ok(u) => db(&st, move |s| s.user_by_name(&u)).await?,
+            Err(_) => None,
+        },
+    };
     match op {
-        "get" => {
-            let rec = match search {
-                Search::Fingerprint(f) => db(&st, move |s| s.user_by_fingerprint(&f)).await?,
-                Search::Name(n) => match umbra_proto::identity::Username::parse(&n) {
-                    Ok(u) => db(&st, move |s| s.user_by_name(&u)).await?,
-                    Err(_) => None,
-                },
-            };
-            rec.map(|r| armored(&r)).ok_or(ApiError::NotFound)
-        }
-        "index" | "vindex" => {
-            let recs = match search {
-                Search::Fingerprint(f) => db(&st, move |s| s.user_by_fingerprint(&f))
-                    .await?
-                    .into_iter()
-                    .collect(),
-                Search::Name(n) if n.is_empty() => Vec::new(),
-                Search::Name(n) => db(&st, move |s| s.search(&n, MAX_SEARCH_LIMIT)).await?,
-            };
+        "get" => rec.map(|r| armored(&r)).ok_or(ApiError::NotFound),
+        _ => {
+            let recs: Vec<UserRecord> = rec.into_iter().collect();
             if recs.is_empty() {
                 return Err(ApiError::NotFound);
             }
@@ -92,9 +89,6 @@ pub(crate) async fn lookup(
             )
                 .into_response())
         }
-        _ => Err(ApiError::Malformed {
-            reason: "op must be get or index".into(),
-        }),
     }
 }
 

@@ -6,7 +6,10 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use umbra_proto::identity::{Fingerprint, Username};
 
-use super::{Store, StoreCounts, StoreError, StoreSnapshot, StoredItem, UserRecord};
+use super::{
+    Deposited, Store, StoreCounts, StoreError, StoreSnapshot, StoredItem, UserRecord, check_delete,
+    check_replace, prefix_upper, to_i64, to_u64,
+};
 
 /// Schema migrations; `PRAGMA user_version` = number applied.
 const MIGRATIONS: &[&str] = &[
@@ -27,6 +30,18 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX mailbox_by_recipient ON mailbox(recipient, seq);
      CREATE INDEX mailbox_by_expiry ON mailbox(expires_at);",
+    // 2 (issue #16): what was kept in memory, persisted: spent stamps, proofs
+    // and challenges; the token key; deposits dropped at a full mailbox.
+    "ALTER TABLE users ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE spent (
+        digest BLOB PRIMARY KEY NOT NULL,
+        expires_at INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX spent_by_expiry ON spent(expires_at);
+     CREATE TABLE secrets (
+        name TEXT PRIMARY KEY NOT NULL,
+        value BLOB NOT NULL
+     );",
 ];
 
 /// A SQLite database file (or an in-memory database for tests).
@@ -47,14 +62,6 @@ fn backend(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
         action,
         source: Box::new(e),
     }
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 fn row_to_user(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, i64)> {
@@ -196,7 +203,7 @@ impl Store for SqliteStore {
                  ORDER BY username LIMIT ?3"
             ))
             .map_err(backend("searching"))?;
-        let upper = format!("{prefix}\u{7f}");
+        let upper = prefix_upper(prefix);
         let rows = st
             .query_map(params![prefix, upper, to_i64(limit as u64)], row_to_user)
             .map_err(backend("searching"))?;
@@ -221,13 +228,7 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(backend("registering"))?;
-        match (current, expected_current) {
-            (None, None) => {}
-            (Some(_), None) => return Err(StoreError::UsernameTaken),
-            (None, Some(_)) => return Err(StoreError::Conflict),
-            (Some(cur), Some(exp)) if cur != exp.to_hex() => return Err(StoreError::Conflict),
-            (Some(_), Some(_)) => {}
-        }
+        check_replace(current.as_deref(), expected_current)?;
         let res = tx.execute(
             "INSERT INTO users (username, fingerprint, cert, registered_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(username) DO UPDATE SET fingerprint = excluded.fingerprint,
@@ -295,11 +296,7 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(backend("deleting a user"))?;
-        match current {
-            None => return Err(StoreError::NoSuchUser),
-            Some(cur) if cur != expected.to_hex() => return Err(StoreError::Conflict),
-            Some(_) => {}
-        }
+        check_delete(current.as_deref(), expected)?;
         tx.execute(
             "DELETE FROM mailbox WHERE recipient = ?1",
             params![name.as_str()],
@@ -318,7 +315,7 @@ impl Store for SqliteStore {
         recipient: &Username,
         item: &StoredItem,
         capacity: usize,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Deposited, StoreError> {
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -341,7 +338,13 @@ impl Store for SqliteStore {
             )
             .map_err(backend("depositing"))?;
         if to_u64(count) >= capacity as u64 {
-            return Err(StoreError::MailboxFull);
+            tx.execute(
+                "UPDATE users SET dropped = dropped + 1 WHERE username = ?1",
+                params![recipient.as_str()],
+            )
+            .map_err(backend("depositing"))?;
+            tx.commit().map_err(backend("depositing"))?;
+            return Ok(Deposited::Dropped);
         }
         tx.execute(
             "INSERT INTO mailbox (id, recipient, message, deposited_at, expires_at)
@@ -355,7 +358,67 @@ impl Store for SqliteStore {
             ],
         )
         .map_err(backend("depositing"))?;
-        tx.commit().map_err(backend("depositing"))
+        tx.commit().map_err(backend("depositing"))?;
+        Ok(Deposited::Stored)
+    }
+
+    fn take_dropped(&self, recipient: &Username) -> Result<u64, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend("reading a mailbox"))?;
+        let n: Option<i64> = tx
+            .query_row(
+                "SELECT dropped FROM users WHERE username = ?1",
+                params![recipient.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend("reading a mailbox"))?;
+        if n.unwrap_or(0) > 0 {
+            tx.execute(
+                "UPDATE users SET dropped = 0 WHERE username = ?1",
+                params![recipient.as_str()],
+            )
+            .map_err(backend("reading a mailbox"))?;
+        }
+        tx.commit().map_err(backend("reading a mailbox"))?;
+        Ok(to_u64(n.unwrap_or(0)))
+    }
+
+    fn spend(&self, digest: &[u8; 32], expires_at: u64, now: u64) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let mut st = conn
+            .prepare_cached(
+                "INSERT INTO spent (digest, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at
+                 WHERE spent.expires_at < ?3",
+            )
+            .map_err(backend("spending"))?;
+        let n = st
+            .execute(params![&digest[..], to_i64(expires_at), to_i64(now)])
+            .map_err(backend("spending"))?;
+        Ok(n == 1)
+    }
+
+    fn secret(&self, name: &str, fresh: &[u8; 32]) -> Result<[u8; 32], StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            params![name, &fresh[..]],
+        )
+        .map_err(backend("storing a secret"))?;
+        let v: Vec<u8> = conn
+            .query_row(
+                "SELECT value FROM secrets WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .map_err(backend("reading a secret"))?;
+        v.try_into().map_err(|_| StoreError::Backend {
+            action: "reading a secret",
+            source: "a stored secret is not 32 bytes".into(),
+        })
     }
 
     fn pending(
@@ -412,6 +475,11 @@ impl Store for SqliteStore {
 
     fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
         let conn = self.lock();
+        conn.execute(
+            "DELETE FROM spent WHERE expires_at < ?1",
+            params![to_i64(now)],
+        )
+        .map_err(backend("purging"))?;
         let n = conn
             .execute(
                 "DELETE FROM mailbox WHERE expires_at < ?1",
@@ -513,6 +581,12 @@ mod test {
     fn mailbox_on_disk() {
         let (_d, s) = file_store();
         conformance::mailbox(&s);
+    }
+
+    #[test]
+    fn spent_and_secrets_on_disk() {
+        let (_d, s) = file_store();
+        conformance::spent_and_secrets(&s);
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub const PROOF_WINDOW_SECS: u64 = 600;
 /// Largest `limit` accepted by `GET /v1/search`.
 pub const MAX_SEARCH_LIMIT: usize = 20;
 
+/// The revision of the v1 API described by PROTOCOL.md §17 (2: issue #16).
+pub const API_REVISION: u32 = 2;
+
 /// `POST /v1/register`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +140,11 @@ pub struct FetchResponse {
     /// Items still pending beyond this answer.
     #[serde(default)]
     pub remaining: u64,
+    /// Deposits dropped since the previous fetch because the mailbox was
+    /// full (the depositors were answered as if they were stored:
+    /// PROTOCOL.md §17.9). Absent from older servers: 0.
+    #[serde(default)]
+    pub dropped: u64,
     /// A fresh binding of the fetching user, hex (PROTOCOL.md §17.11): the
     /// client carries it in its requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,6 +208,10 @@ pub struct InfoResponse {
     /// §17.11). Clients pin it on first use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding_key: Option<String>,
+    /// Revision of the v1 API the server implements (PROTOCOL.md §17);
+    /// 0 from servers older than revision 2.
+    #[serde(default)]
+    pub api_revision: u32,
 }
 
 /// Every error answer: `{"error": code, "message": text}`.
