@@ -3,9 +3,11 @@
 //! releases, wake-ups, and running one connection over a session.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, broadcast, mpsc};
@@ -489,7 +491,32 @@ impl Inner {
         };
         let cancel = claim.cancel.clone();
         let started = std::time::Instant::now();
-        let outcome = conn::drive(framed, peer, first, &ctx, &mut claim.cmds, &cancel).await;
+        // A panic under the connection (our code or a dependency's stream)
+        // costs this connection, not the contact: without this the dial loop
+        // or listener task died with it and the claim stayed held, so the
+        // contact was unreachable until a restart.
+        let driven = AssertUnwindSafe(conn::drive(
+            framed,
+            peer,
+            first,
+            &ctx,
+            &mut claim.cmds,
+            &cancel,
+        ))
+        .catch_unwind()
+        .await;
+        let outcome = driven.unwrap_or_else(|_| {
+            tracing::error!(
+                ?side,
+                "a peer connection panicked; it is dropped, the session is kept"
+            );
+            Outcome::Failed {
+                was_ready: false,
+                error: NodeError::Internal {
+                    what: "a connection panicked",
+                },
+            }
+        });
         let secs = started.elapsed().as_secs();
         match &outcome {
             Outcome::Failed { error, was_ready } => tracing::debug!(

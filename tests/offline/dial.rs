@@ -1,6 +1,7 @@
 //! Dialing and lifetimes: reconnects back off whatever the peer does
 //! (SECURITY-2026-11 M1), expired requests and accepts are swept at start
-//! (L1), and the configured limits take effect.
+//! (L1), the configured limits take effect, and a panic under a connection
+//! costs only that connection.
 //!
 //! The redial counts are measured over a fixed window: the quantity under
 //! test is a rate. The bounds are loose (the backoff is 5 s, the window 3 s)
@@ -8,16 +9,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
-use umbra::node::{MemoryMailbox, NodeConfig};
-use umbra::store::{ContactId, PendingRequest};
+use umbra::node::{Event, MemoryMailbox, NodeConfig};
+use umbra::store::{ContactId, DeliveryState, PendingRequest};
 use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
-use umbra::transport::{Listener, PeerAddress, Transport};
+use umbra::transport::{BoxedStream, Listener, PeerAddress, Transport};
 
 use crate::support::{self, Counting, User, connect_pair};
 
@@ -220,5 +224,135 @@ async fn the_inbound_cap_refuses_further_streams() {
             "the first two wait for their Hello"
         );
     }
+    b.shutdown().await;
+}
+
+/// Streams that panic on read while `armed`: a bug under a connection (in our
+/// code or a dependency's stream) must cost that connection, not the contact.
+#[derive(Clone)]
+struct Panicky {
+    inner: MemoryTransport,
+    armed: Arc<AtomicBool>,
+    panics: Arc<AtomicUsize>,
+}
+
+struct PanickyStream {
+    inner: BoxedStream,
+    armed: Arc<AtomicBool>,
+    panics: Arc<AtomicUsize>,
+}
+
+struct PanickyListener {
+    inner: <MemoryTransport as Transport>::Listener,
+    armed: Arc<AtomicBool>,
+    panics: Arc<AtomicUsize>,
+}
+
+impl Panicky {
+    fn wrap(&self, inner: BoxedStream) -> BoxedStream {
+        Box::new(PanickyStream {
+            inner,
+            armed: self.armed.clone(),
+            panics: self.panics.clone(),
+        })
+    }
+}
+
+impl Transport for Panicky {
+    type Listener = PanickyListener;
+
+    fn kind(&self) -> umbra::transport::TransportKind {
+        self.inner.kind()
+    }
+
+    async fn listen(&self) -> Result<PanickyListener, umbra::transport::Error> {
+        Ok(PanickyListener {
+            inner: self.inner.listen().await?,
+            armed: self.armed.clone(),
+            panics: self.panics.clone(),
+        })
+    }
+
+    async fn connect(&self, addr: &PeerAddress) -> Result<BoxedStream, umbra::transport::Error> {
+        Ok(self.wrap(self.inner.connect(addr).await?))
+    }
+}
+
+impl Listener for PanickyListener {
+    fn address(&self) -> &PeerAddress {
+        self.inner.address()
+    }
+
+    async fn accept(&mut self) -> Result<BoxedStream, umbra::transport::Error> {
+        let inner = self.inner.accept().await?;
+        Ok(Box::new(PanickyStream {
+            inner,
+            armed: self.armed.clone(),
+            panics: self.panics.clone(),
+        }))
+    }
+}
+
+impl AsyncRead for PanickyStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.armed.load(Ordering::SeqCst) {
+            self.panics.fetch_add(1, Ordering::SeqCst);
+            panic!("injected: a transport stream panicked");
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PanickyStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_under_a_connection_costs_the_connection_not_the_contact() {
+    let net = MemoryNetwork::new();
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    let ab = pair_then_both_stop(&net, &alice, &bob).await;
+    let panicky = Panicky {
+        inner: MemoryTransport::new(&net, "a"),
+        armed: Arc::new(AtomicBool::new(true)),
+        panics: Arc::default(),
+    };
+    let mailbox = MemoryMailbox::new();
+    let b = bob.start(MemoryTransport::new(&net, "b"), &mailbox).await;
+    let a = alice.start(panicky.clone(), &mailbox).await;
+    let mut a_events = a.events();
+    // Something to deliver, so that alice dials.
+    a.send_text(ab, "after a panic").await.unwrap();
+    tokio::time::timeout(support::WAIT, async {
+        while panicky.panics.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("alice's connection read and panicked");
+    panicky.armed.store(false, Ordering::SeqCst);
+    support::wait_event(&mut a_events, |e| {
+        matches!(e, Event::DeliveryChanged { contact, upto: 1, state: DeliveryState::Delivered } if *contact == ab)
+    })
+    .await;
+    a.shutdown().await;
     b.shutdown().await;
 }
