@@ -23,14 +23,12 @@
 mod support;
 
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use support::{User, wait_event_for};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use support::{Hooked, ReadHook, User, wait_event_for};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use umbra::node::{Event, MemoryMailbox, NodeConfig};
 use umbra::store::DeliveryState;
 use umbra::transport::arti::{ArtiNetwork, ArtiOptions, ArtiTransport};
@@ -126,9 +124,16 @@ impl<L: Listener> Listener for TeeListener<L> {
             }
             if first[0] != ECHO {
                 self.node_streams.fetch_add(1, Ordering::SeqCst);
-                return Ok(Box::new(Replay {
-                    first: Some(first[0]),
+                let mut replay = Some(first[0]);
+                return Ok(Box::new(Hooked {
                     inner: s,
+                    hook: Box::new(move |buf| match replay.take() {
+                        Some(b) => {
+                            buf.put_slice(&[b]);
+                            ReadHook::Answered
+                        }
+                        None => ReadHook::Pass,
+                    }),
                 }));
             }
             tokio::spawn(async move {
@@ -140,44 +145,6 @@ impl<L: Listener> Listener for TeeListener<L> {
                 }
             });
         }
-    }
-}
-
-/// A stream whose first byte was already read: it is read again first.
-struct Replay {
-    first: Option<u8>,
-    inner: BoxedStream,
-}
-
-impl AsyncRead for Replay {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if let Some(b) = self.first.take() {
-            buf.put_slice(&[b]);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Replay {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -9,21 +9,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use umbra::node::{Event, MemoryMailbox, NodeConfig};
 use umbra::store::{ContactId, DeliveryState, PendingRequest};
 use umbra::transport::memory::{MemoryNetwork, MemoryTransport};
 use umbra::transport::{BoxedStream, Listener, PeerAddress, Transport};
 
-use crate::support::{self, Counting, User, connect_pair};
+use crate::support::{self, Counting, Hooked, ReadHook, User, connect_pair};
 
 /// Timers of `fast_config`, but PROTOCOL.md's 5 s initial backoff.
 fn slow_backoff() -> NodeConfig {
@@ -236,12 +233,6 @@ struct Panicky {
     panics: Arc<AtomicUsize>,
 }
 
-struct PanickyStream {
-    inner: BoxedStream,
-    armed: Arc<AtomicBool>,
-    panics: Arc<AtomicUsize>,
-}
-
 struct PanickyListener {
     inner: <MemoryTransport as Transport>::Listener,
     armed: Arc<AtomicBool>,
@@ -249,11 +240,16 @@ struct PanickyListener {
 }
 
 impl Panicky {
-    fn wrap(&self, inner: BoxedStream) -> BoxedStream {
-        Box::new(PanickyStream {
+    fn wrap(inner: BoxedStream, armed: Arc<AtomicBool>, panics: Arc<AtomicUsize>) -> BoxedStream {
+        Box::new(Hooked {
             inner,
-            armed: self.armed.clone(),
-            panics: self.panics.clone(),
+            hook: Box::new(move |_| {
+                if armed.load(Ordering::SeqCst) {
+                    panics.fetch_add(1, Ordering::SeqCst);
+                    panic!("injected: a transport stream panicked");
+                }
+                ReadHook::Pass
+            }),
         })
     }
 }
@@ -274,7 +270,8 @@ impl Transport for Panicky {
     }
 
     async fn connect(&self, addr: &PeerAddress) -> Result<BoxedStream, umbra::transport::Error> {
-        Ok(self.wrap(self.inner.connect(addr).await?))
+        let s = self.inner.connect(addr).await?;
+        Ok(Panicky::wrap(s, self.armed.clone(), self.panics.clone()))
     }
 }
 
@@ -284,44 +281,8 @@ impl Listener for PanickyListener {
     }
 
     async fn accept(&mut self) -> Result<BoxedStream, umbra::transport::Error> {
-        let inner = self.inner.accept().await?;
-        Ok(Box::new(PanickyStream {
-            inner,
-            armed: self.armed.clone(),
-            panics: self.panics.clone(),
-        }))
-    }
-}
-
-impl AsyncRead for PanickyStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.armed.load(Ordering::SeqCst) {
-            self.panics.fetch_add(1, Ordering::SeqCst);
-            panic!("injected: a transport stream panicked");
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for PanickyStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let s = self.inner.accept().await?;
+        Ok(Panicky::wrap(s, self.armed.clone(), self.panics.clone()))
     }
 }
 

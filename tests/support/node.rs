@@ -523,3 +523,55 @@ pub fn with_user_ids(who: &Identity, extra: &[&str]) -> PublicCert {
     let (cert, _) = tsk.insert_packets(packets).unwrap();
     PublicCert::from_bytes(&cert.strip_secret_key_material().to_vec().unwrap()).unwrap()
 }
+
+/// What a [`Hooked`] stream's read hook decided.
+pub enum ReadHook {
+    /// The hook filled the buffer: the read returns it.
+    Answered,
+    /// Read from the stream.
+    Pass,
+}
+
+/// A stream whose reads go through `hook` first (to replay a byte already
+/// read, or to fail like a broken dependency); writes go straight through.
+pub struct Hooked {
+    pub inner: BoxedStream,
+    pub hook: Box<dyn FnMut(&mut tokio::io::ReadBuf<'_>) -> ReadHook + Send + Unpin>,
+}
+
+impl tokio::io::AsyncRead for Hooked {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match (self.hook)(buf) {
+            ReadHook::Answered => std::task::Poll::Ready(Ok(())),
+            ReadHook::Pass => std::pin::Pin::new(&mut self.inner).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Hooked {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
