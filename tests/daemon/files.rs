@@ -147,9 +147,11 @@ fn files_over_onion_services_resume_after_the_receiver_or_the_sender_is_killed()
         "receiver killed: {again} of {n} chunks sent twice; 16 MiB in {:.1} s incl. restart",
         started.elapsed().as_secs_f64()
     );
-    // Bounded by what may be in flight: the window (32) and one queued group
-    // of 4 on each side of the writer; a restart from zero would be 256.
-    assert!(again <= 40, "{again} chunks re-sent");
+    // Bounded by what was in flight (the adaptive window, 32 chunks on this
+    // network unless the path carries more, and one queued group of 4 on each
+    // side of the writer); a restart from zero would re-send the quarter
+    // already stored and more.
+    assert!(again < n / 4, "{again} chunks re-sent");
     let out = root.path().join("saved");
     std::fs::create_dir(&out).unwrap();
     let saved = bob.json(&["save-file", &id, out.to_str().unwrap()]);
@@ -172,7 +174,7 @@ fn files_over_onion_services_resume_after_the_receiver_or_the_sender_is_killed()
         "sender killed: {again} of {n} chunks sent twice; 16 MiB in {:.1} s incl. restart",
         started.elapsed().as_secs_f64()
     );
-    assert!(again <= 40, "{again} chunks re-sent");
+    assert!(again < n / 4, "{again} chunks re-sent");
     let dest = root.path().join("second-copy.bin");
     bob.json(&["save-file", &id2, dest.to_str().unwrap()]);
     assert_eq!(sha256_file(&dest), sha2);

@@ -452,15 +452,20 @@ fn unprivileged_ids() -> Option<(u32, u32)> {
     if uid != "0" {
         return None;
     }
+    // Through NSS (`getent`), like PostgreSQL's own getpwuid: /etc/passwd
+    // is not the only source (systemd provides `nobody`), and on this
+    // machine it is not even readable text.
     let lookup = |name: &str| -> Option<(u32, u32)> {
-        let passwd = std::fs::read("/etc/passwd").ok()?;
-        String::from_utf8_lossy(&passwd).lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() < 4 || f[0] != name {
-                return None;
-            }
-            Some((f[2].parse().ok()?, f[3].parse().ok()?))
-        })
+        let out = Command::new("getent")
+            .args(["passwd", name])
+            .output()
+            .ok()?;
+        let line = String::from_utf8_lossy(&out.stdout);
+        let f: Vec<&str> = line.trim().split(':').collect();
+        if !out.status.success() || f.len() < 4 || f[0] != name {
+            return None;
+        }
+        Some((f[2].parse().ok()?, f[3].parse().ok()?))
     };
     if let Some(ids) = lookup("postgres").or_else(|| lookup("nobody")) {
         return Some(ids);
