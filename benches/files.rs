@@ -3,20 +3,23 @@
 //!
 //! 1. baseline: one raw Arti onion stream, 50 MiB upload, timed from the first
 //!    round trip on the stream (the circuit is up) to the server's last byte;
-//! 2. four raw Arti streams in parallel (four clients, so four circuits) to the
-//!    same onion service, 50 MiB in total: would parallel streams pay off?
+//! 2. as many raw Arti streams in parallel as Umbra's default uses lanes (one
+//!    Tor client each, so one circuit each) to the same onion service, 50 MiB in
+//!    total: the baseline for the default configuration;
 //! 3. Umbra: two nodes with a session; `send_file` of the same 50 MiB file, from
-//!    the receiver's accept to the sender learning it was verified and stored, in
-//!    the default configuration (the session's stream) and on 4 lanes
-//!    (PROTOCOL.md §14.3);
+//!    the receiver's accept to the sender learning it was verified and stored:
+//!    on the session's one stream (`streams = 1`), in the default configuration
+//!    (2 lanes for files of 8 MiB and more, PROTOCOL.md §14.3) and on 4 lanes;
 //! 4. OnionShare (`onionshare-cli` over C tor, `/download` with curl over a second
 //!    C tor client) serving the same file, timed from the first byte of the body
 //!    to the last (curl's own timing).
 //!
-//! 1–3 run `UMBRA_BENCH_RUNS` times (default 3) in turn, 4 as many times; every
+//! 1–3 run `UMBRA_BENCH_RUNS` times (default 5) in turn, 4 as many times; every
 //! measurement is on fresh circuits. The table prints median and range, and
 //! ratios of medians: one run on a small network is noise (two runs minutes apart
-//! once measured OnionShare at 5.83 and 2.91 MiB/s).
+//! once measured OnionShare at 5.83 and 2.91 MiB/s; on 2 cores the eleven relays,
+//! both Arti ends and Umbra share the CPU, and a path through a busy relay halves
+//! a run). For one stream it also prints the median of the per-run ratios.
 //! 5. the AES-256-GCM pipeline: sealing 64 KiB chunk frames (ratchet + AEAD) and
 //!    encrypting part-file slots, against `openssl speed -evp aes-256-gcm` on this CPU.
 //!
@@ -25,7 +28,7 @@
 //! ```text
 //! cargo bench --bench files                      # release build
 //! cargo bench --bench files --profile dev        # the build the README's quick start makes
-//! UMBRA_BENCH_FILE_MIB=20 UMBRA_BENCH_RUNS=5 cargo bench --bench files
+//! UMBRA_BENCH_FILE_MIB=20 UMBRA_BENCH_RUNS=3 cargo bench --bench files
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -155,6 +158,7 @@ async fn umbra_transfer(net: &umbra_testnet::TestNet, file: &Path, streams: usiz
         backoff_max: Duration::from_secs(5),
         files: umbra::files::FilePolicy {
             streams,
+            lanes_from: 0,
             ..Default::default()
         },
         ..NodeConfig::default()
@@ -313,17 +317,55 @@ fn stats(values: &[f64]) -> Stats {
     }
 }
 
+/// Median of the per-run ratios `a[i] / b[i]` (both measured in the same run).
+fn median_ratio(a: &[f64], b: &[f64]) -> f64 {
+    let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    stats(&r).median
+}
+
 /// One row: median and range in MiB/s, then what it is compared with.
 fn row(name: &str, s: Stats, note: &str) {
     println!(
-        "  {name:<36} {:>6.2}  ({:>5.2}–{:<5.2})  {note}",
+        "  {name:<40} {:>6.2}  ({:>5.2}–{:<5.2})  {note}",
         s.median, s.min, s.max
     );
 }
 
+/// The measurements of one run, in MiB/s (None: skipped).
+#[derive(Default)]
+struct Series {
+    raw1: Vec<f64>,
+    raw_n: Vec<f64>,
+    umbra1: Vec<f64>,
+    umbra_default: Vec<f64>,
+    umbra4: Vec<f64>,
+}
+
+/// Uploads `bytes` split over `n` raw streams, each from its own Tor client
+/// (so its own circuit); MiB/s.
+async fn raw_parallel(
+    net: &umbra_testnet::TestNet,
+    addr: &umbra::transport::PeerAddress,
+    bytes: u64,
+    n: usize,
+) -> f64 {
+    let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut clients = Vec::new();
+    for d in &dirs {
+        clients.push(bootstrap(net, d.path()).await);
+    }
+    let t = Instant::now();
+    let each = bytes / n as u64;
+    let jobs = clients.iter().map(|c| upload(c, addr, each));
+    tokio::time::timeout(LONG, futures::future::join_all(jobs))
+        .await
+        .expect("parallel uploads");
+    mibs(each * n as u64, t.elapsed())
+}
+
 fn main() {
     let file_mib = env_num("UMBRA_BENCH_FILE_MIB", 50);
-    let runs = env_num("UMBRA_BENCH_RUNS", 3).max(1);
+    let runs = env_num("UMBRA_BENCH_RUNS", 5).max(1);
     let bytes = (file_mib as u64) << 20;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bench.bin");
@@ -336,8 +378,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let default_streams = umbra::files::FilePolicy::default().streams;
-    let (mut raw1, mut raw4, mut umbra1, mut umbra4) = (vec![], vec![], vec![], vec![]);
+    let default = umbra::files::FilePolicy::default();
+    let lanes_by_default = default.streams > 1 && bytes >= default.lanes_from;
+    let n = if lanes_by_default { default.streams } else { 4 };
+    let mut m = Series::default();
     rt.block_on(async {
         let ds = tempfile::tempdir().unwrap();
         let server = bootstrap(&net, ds.path()).await;
@@ -350,37 +394,48 @@ fn main() {
             let d = tokio::time::timeout(LONG, upload(&c1, &addr, bytes))
                 .await
                 .expect("raw upload");
-            raw1.push(mibs(bytes, d));
-
-            let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-            let mut clients = Vec::new();
-            for d in &dirs {
-                clients.push(bootstrap(&net, d.path()).await);
+            m.raw1.push(mibs(bytes, d));
+            m.raw_n.push(raw_parallel(&net, &addr, bytes, n).await);
+            let d = tokio::time::timeout(LONG, umbra_transfer(&net, &file, 1))
+                .await
+                .expect("umbra transfer on one stream");
+            m.umbra1.push(mibs(bytes, d));
+            if lanes_by_default {
+                let d = tokio::time::timeout(LONG, umbra_transfer(&net, &file, default.streams))
+                    .await
+                    .expect("umbra transfer, default configuration");
+                m.umbra_default.push(mibs(bytes, d));
             }
-            let t = Instant::now();
-            let each = bytes / 4;
-            let jobs = clients.iter().map(|c| upload(c, &addr, each));
-            tokio::time::timeout(LONG, futures::future::join_all(jobs))
-                .await
-                .expect("parallel uploads");
-            raw4.push(mibs(bytes, t.elapsed()));
-
-            let d = tokio::time::timeout(LONG, umbra_transfer(&net, &file, default_streams))
-                .await
-                .expect("umbra transfer");
-            umbra1.push(mibs(bytes, d));
-            let d = tokio::time::timeout(LONG, umbra_transfer(&net, &file, 4))
-                .await
-                .expect("umbra transfer over lanes");
-            umbra4.push(mibs(bytes, d));
-            eprintln!("run {run} of {runs} measured");
+            if default.streams != 4 {
+                let d = tokio::time::timeout(LONG, umbra_transfer(&net, &file, 4))
+                    .await
+                    .expect("umbra transfer over 4 lanes");
+                m.umbra4.push(mibs(bytes, d));
+            }
+            eprintln!(
+                "run {run} of {runs}: raw {:.2}, Umbra one stream {:.2} MiB/s",
+                m.raw1[run - 1],
+                m.umbra1[run - 1]
+            );
         }
     });
+    if !lanes_by_default {
+        m.umbra_default = m.umbra1.clone();
+    }
+    if default.streams == 4 {
+        m.umbra4 = m.umbra_default.clone();
+    }
     let os = onionshare(&net, &file, runs);
     let (seal, slots) = crypto_pipeline();
     let ossl = openssl_speed();
 
-    let (r1, r4, u, u4) = (stats(&raw1), stats(&raw4), stats(&umbra1), stats(&umbra4));
+    let (r1, rn, u1, ud, u4) = (
+        stats(&m.raw1),
+        stats(&m.raw_n),
+        stats(&m.umbra1),
+        stats(&m.umbra_default),
+        stats(&m.umbra4),
+    );
     println!(
         "file-transfer benchmark, {file_mib} MiB, {runs} runs, local Tor network ({} profile), \
          fresh circuits for every measurement; onion-service congestion control {}",
@@ -396,14 +451,8 @@ fn main() {
         }
     );
     println!(
-        "  {:<36} {:>6}  {:^13}  ratios of medians",
+        "  {:<40} {:>6}  {:^13}  ratios of medians",
         "", "median", "(range) MiB/s"
-    );
-    row("raw Arti, 1 onion stream", r1, "baseline");
-    row(
-        "raw Arti, 4 streams / 4 circuits",
-        r4,
-        &format!("×{:.2} of one stream", r4.median / r1.median),
     );
     let osm = os.as_ref().ok().map(|v| stats(v));
     let of_os = |x: f64| {
@@ -412,21 +461,49 @@ fn main() {
         })
     };
     row(
-        &format!("Umbra send_file, default ({default_streams} stream)"),
-        u,
+        "raw Arti, 1 onion stream",
+        r1,
+        &format!("baseline{}", of_os(r1.median)),
+    );
+    row(
+        &format!("raw Arti, {n} streams / {n} circuits"),
+        rn,
         &format!(
-            "×{:.2} of the raw stream{}",
-            u.median / r1.median,
-            of_os(u.median)
+            "×{:.2} of one stream{}",
+            rn.median / r1.median,
+            of_os(rn.median)
         ),
     );
     row(
-        "Umbra send_file, 4 lanes / circuits",
+        "Umbra send_file, 1 stream (streams = 1)",
+        u1,
+        &format!(
+            "×{:.2} of the raw stream (per run: median ×{:.2}){}",
+            u1.median / r1.median,
+            median_ratio(&m.umbra1, &m.raw1),
+            of_os(u1.median)
+        ),
+    );
+    let default_name = if lanes_by_default {
+        format!("Umbra send_file, default ({} lanes)", default.streams)
+    } else {
+        "Umbra send_file, default (1 stream)".to_string()
+    };
+    row(
+        &default_name,
+        ud,
+        &format!(
+            "×{:.2} of {n} raw streams{}",
+            ud.median / rn.median,
+            of_os(ud.median)
+        ),
+    );
+    row(
+        "Umbra send_file, 4 lanes (streams = 4)",
         u4,
         &format!(
-            "×{:.2} of the raw stream, ×{:.2} of 4 raw streams{}",
+            "×{:.2} of the raw stream{}",
             u4.median / r1.median,
-            u4.median / r4.median,
             of_os(u4.median)
         ),
     );
@@ -434,7 +511,7 @@ fn main() {
         (Ok(_), Some(o)) => row(
             "OnionShare (C tor) /download",
             o,
-            &format!("raw Arti ×{:.2} of it", r1.median / o.median),
+            "curl over a C tor client",
         ),
         (Err(e), _) => println!("  OnionShare: not measured: {e}"),
         (Ok(_), None) => println!("  OnionShare: not measured"),

@@ -126,8 +126,11 @@ pub struct FilesConfig {
     pub downloads_dir: Option<PathBuf>,
     /// Onion streams per outgoing transfer: 1 = the session's stream; 2–8 =
     /// that many extra streams on separate circuits (PROTOCOL.md §14.3).
-    /// Default: 1.
+    /// Default: 2.
     pub streams: u8,
+    /// Transfers smaller than this (MiB left to send) use the session's stream
+    /// whatever `streams` says; 0 = lanes for every size. Default: 8.
+    pub lanes_from_mib: u64,
 }
 
 impl Default for FilesConfig {
@@ -136,7 +139,8 @@ impl Default for FilesConfig {
             max_size_mib: 4096,
             auto_accept_mib: 16,
             downloads_dir: None,
-            streams: 1,
+            streams: 2,
+            lanes_from_mib: 8,
         }
     }
 }
@@ -163,6 +167,7 @@ impl FilesConfig {
             auto_accept_max: self.auto_accept_mib.saturating_mul(1 << 20),
             downloads_dir: self.downloads_dir.clone(),
             streams: usize::from(self.streams.clamp(1, 8)),
+            lanes_from: self.lanes_from_mib.saturating_mul(1 << 20),
             ..crate::files::FilePolicy::default()
         }
     }

@@ -79,9 +79,20 @@ pub struct FilePolicy {
     pub max_pending_offers: u64,
     /// Onion streams a sender uses per transfer: 1 = the session's own stream;
     /// N > 1 = N extra lane streams on separate circuits (PROTOCOL.md §14.3).
-    /// Default 1.
+    /// Default [`DEFAULT_STREAMS`] (2).
     pub streams: usize,
+    /// Transfers with less than this left to send (bytes) use the session's
+    /// stream even when `streams > 1`: lanes cost circuits and pay off only on
+    /// long transfers. Default [`DEFAULT_LANES_FROM`] (8 MiB).
+    pub lanes_from: u64,
 }
+
+/// Default of [`FilePolicy::streams`]: two lanes, the number of legs Tor's own
+/// conflux uses (docs/THREAT_MODEL.md §4.2 says why lanes are on by default).
+pub const DEFAULT_STREAMS: usize = 2;
+
+/// Default of [`FilePolicy::lanes_from`]: 8 MiB.
+pub const DEFAULT_LANES_FROM: u64 = 8 << 20;
 
 impl Default for FilePolicy {
     fn default() -> Self {
@@ -90,7 +101,8 @@ impl Default for FilePolicy {
             auto_accept_max: 16 << 20,
             downloads_dir: None,
             max_pending_offers: 64,
-            streams: 1,
+            streams: DEFAULT_STREAMS,
+            lanes_from: DEFAULT_LANES_FROM,
         }
     }
 }

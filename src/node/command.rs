@@ -31,8 +31,6 @@ pub enum Command {
     LaneDone {
         /// The lane.
         lane_id: [u8; 16],
-        /// Chunks it wrote.
-        sent: u64,
         /// Whether it ended without an error.
         ok: bool,
     },

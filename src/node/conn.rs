@@ -434,9 +434,7 @@ where
                 drop(permit);
                 out
             }
-            Command::LaneDone { lane_id, sent, ok } => {
-                self.files.lane_done(lane_id, sent, ok).await?
-            }
+            Command::LaneDone { lane_id, ok } => self.files.lane_done(lane_id, ok).await?,
             _ => Vec::new(),
         };
         self.send_files(peer, msgs).await

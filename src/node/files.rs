@@ -86,8 +86,8 @@ pub struct FileLink {
 
 impl Drop for FileLink {
     fn drop(&mut self) {
-        if let Some(id) = self.out.sending() {
-            self.abort_lanes(id);
+        if self.out.sending().is_some() {
+            self.abort_lanes();
         }
         self.ctx.lanes.remove_owner(self.link_id);
     }
@@ -186,41 +186,18 @@ impl FileLink {
         vec![cancel(id, r)]
     }
 
-    /// Stops `id` on this connection; its lanes' unrecorded chunks are
-    /// recorded in the background.
+    /// Stops `id` on this connection, lanes included.
     fn stop(&mut self, id: &[u8; 16]) {
         if self.out.stop(id).is_some() {
             self.source = None;
-            self.abort_lanes(*id);
+            self.abort_lanes();
         }
     }
 
-    /// [`FileLink::stop`], returning the chunks its lanes wrote that are not
-    /// recorded yet, for the caller to record with the transfer's new state.
-    fn stop_counting(&mut self, id: &[u8; 16]) -> u64 {
-        match self.out.stop(id) {
-            Some(_) => {
-                self.source = None;
-                stop_lane_tasks(std::mem::take(&mut self.lanes_out))
-            }
-            None => 0,
-        }
-    }
-
-    /// Stops the lane writers of `id` and records the chunks they wrote (in
-    /// the background: this also runs when the connection is dropped).
-    fn abort_lanes(&mut self, id: [u8; 16]) {
-        let unrecorded = stop_lane_tasks(std::mem::take(&mut self.lanes_out));
-        if unrecorded > 0
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            let store = self.store.clone();
-            rt.spawn(async move {
-                let _ = store
-                    .run(move |st| st.add_chunks_sent(&id, unrecorded))
-                    .await;
-            });
-        }
+    /// Stops the lane writers (their chunks are counted in the store
+    /// already; this also runs when the connection is dropped).
+    fn abort_lanes(&mut self) {
+        stop_lane_tasks(std::mem::take(&mut self.lanes_out));
     }
 
     /// Handles the file messages of a batch of frames, in order. Returns the
@@ -321,7 +298,12 @@ impl FileLink {
                 continue;
             };
             let streams = self.ctx.policy.streams as u64;
-            let n = self.out.lanes_for(lay.chunks() - have.len(), streams);
+            let from = self
+                .ctx
+                .policy
+                .lanes_from
+                .div_ceil(u64::from(lay.chunk_size).max(1));
+            let n = self.out.lanes_for(lay.chunks() - have.len(), streams, from);
             let mut lane_ids = Vec::new();
             if n > 0
                 && let Some(addr) = self.ctx.peer.clone()
@@ -333,6 +315,7 @@ impl FileLink {
                     work: Arc::new(Mutex::new(LaneWork::new(lay.chunks(), have.clone()))),
                     source: Arc::new(source),
                     report: self.ctx.own_cmds.clone(),
+                    store: self.store.clone(),
                 };
                 for _ in 0..n {
                     let (lane, key) = Lane::generate();
@@ -383,16 +366,11 @@ impl FileLink {
         if !matches!(t.state, TransferState::Offered | TransferState::Active) {
             return Ok(Vec::new());
         }
-        // The lanes' counts go in with the state: whoever sees Completed sees
-        // them too.
-        let unrecorded = self.stop_counting(&id);
+        // The lanes counted their chunks before writing them: whoever sees
+        // Completed sees them too.
+        self.stop(&id);
         self.store
-            .run(move |s| -> Result<(), crate::store::Error> {
-                if unrecorded > 0 {
-                    s.add_chunks_sent(&id, unrecorded)?;
-                }
-                s.set_transfer_state(&id, TransferState::Completed)
-            })
+            .run(move |s| s.set_transfer_state(&id, TransferState::Completed))
             .await??;
         self.completed(id, t.size, None);
         self.start_next().await
@@ -450,24 +428,15 @@ impl FileLink {
         Ok(())
     }
 
-    /// Sender: a lane writer ended after writing `sent` chunks.
+    /// Sender: a lane writer ended (`ok`: every frame it wrote was acknowledged).
     pub async fn lane_done(
         &mut self,
         lane_id: [u8; 16],
-        sent: u64,
         ok: bool,
     ) -> Result<Vec<PeerMessage>, NodeError> {
-        let Some(id) = self.out.sending() else {
+        if self.out.sending().is_none() || !self.lanes_out.contains_key(&lane_id) {
             return Ok(Vec::new());
-        };
-        let Some(l) = self.lanes_out.get_mut(&lane_id) else {
-            return Ok(Vec::new());
-        };
-        let delta = sent.saturating_sub(l.recorded);
-        l.recorded = sent;
-        self.store
-            .run(move |st| st.add_chunks_sent(&id, delta))
-            .await??;
+        }
         match self.out.lane_ended(lane_id, ok, Instant::now()) {
             Some(LaneEnd::Resync) => {
                 self.resync();
@@ -487,7 +456,7 @@ impl FileLink {
         tracing::debug!("re-synchronising a transfer with the receiver");
         self.announced.forget(&s.id);
         self.source = None;
-        self.abort_lanes(s.id);
+        self.abort_lanes();
     }
 
     /// Called on the heartbeat: lanes that finished long ago without the

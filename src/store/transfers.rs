@@ -349,12 +349,25 @@ impl Store {
         tx.commit().map_err(db("recording chunks"))
     }
 
-    /// Count `chunks` chunk frames of `transfer_id` as sent on lane streams
-    /// (they do not advance the session chain).
+    /// Count `chunks` chunk frames of `transfer_id` as sent on lane streams,
+    /// before they are written (they do not advance the session chain).
     pub fn add_chunks_sent(&self, transfer_id: &[u8; 16], chunks: u64) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE file_transfers SET chunks_sent = chunks_sent + ?2 WHERE transfer_id = ?1",
+                params![transfer_id, chunks],
+            )
+            .map_err(db("recording chunks"))?;
+        Ok(())
+    }
+
+    /// Take back `chunks` of a lane writer's advance count that it did not
+    /// use (never below zero).
+    pub fn return_chunks_sent(&self, transfer_id: &[u8; 16], chunks: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE file_transfers SET chunks_sent = MAX(chunks_sent - ?2, 0) \
+                 WHERE transfer_id = ?1",
                 params![transfer_id, chunks],
             )
             .map_err(db("recording chunks"))?;

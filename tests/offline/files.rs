@@ -293,6 +293,7 @@ fn lanes(n: usize) -> NodeConfig {
     NodeConfig {
         files: umbra::files::FilePolicy {
             streams: n,
+            lanes_from: 0,
             ..Default::default()
         },
         ..fast_config()

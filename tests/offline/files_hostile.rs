@@ -246,6 +246,7 @@ async fn an_absurd_lane_ack_is_a_protocol_error_not_a_panic() {
     let (alice, bob) = (User::new("alice"), User::new("bob"));
     let mut config = support::fast_config();
     config.files.streams = 2;
+    config.files.lanes_from = 0;
     let support::AliceLeft {
         b, a_store, ab, ba, ..
     } = support::pair_then_alice_leaves_with(&net, &mailbox, &alice, &bob, config).await;

@@ -57,6 +57,7 @@ fn chat_over_local_onion_services() {
         let config = NodeConfig {
             files: umbra::files::FilePolicy {
                 streams: 3,
+                lanes_from: 0,
                 ..Default::default()
             },
             hello_timeout: Duration::from_secs(60),

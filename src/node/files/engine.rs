@@ -407,10 +407,10 @@ impl Outgoing {
     }
 
     /// How many lanes to open for a transfer with `missing` chunks, given the
-    /// policy's `streams` (0: the session stream carries it). Lanes pay off
-    /// only with at least two windows' worth of chunks per lane.
-    pub(super) fn lanes_for(&self, missing: u64, streams: u64) -> u64 {
-        if streams > 1 && !self.lanes_broken && missing >= 2 * streams {
+    /// policy's `streams` and the fewest chunks worth lanes, `from` (0: the
+    /// session stream carries it). Every lane gets at least two chunks.
+    pub(super) fn lanes_for(&self, missing: u64, streams: u64, from: u64) -> u64 {
+        if streams > 1 && !self.lanes_broken && missing >= (2 * streams).max(from) {
             streams
         } else {
             0
@@ -856,23 +856,26 @@ mod test {
     fn a_failed_lane_resyncs_and_all_failed_fall_back_to_the_session_stream() {
         let mut o = sending(100, &[], &[L1, L2]);
         let now = Instant::now();
-        assert_eq!(o.lanes_for(100, 2), 2);
+        assert_eq!(o.lanes_for(100, 2, 0), 2);
         o.lane_ended(L1, true, now);
         assert_eq!(o.lane_ended(L2, false, now), Some(LaneEnd::Resync));
-        assert_eq!(o.lanes_for(100, 2), 2, "one lane worked: lanes stay on");
+        assert_eq!(o.lanes_for(100, 2, 0), 2, "one lane worked: lanes stay on");
         o.take();
         let mut o2 = sending(100, &[], &[L1, L2]);
         o2.lane_ended(L1, false, now);
         assert_eq!(o2.lane_ended(L2, false, now), Some(LaneEnd::Resync));
-        assert_eq!(o2.lanes_for(100, 2), 0, "no lane got through");
+        assert_eq!(o2.lanes_for(100, 2, 0), 0, "no lane got through");
     }
 
     #[test]
     fn lanes_only_for_enough_chunks_and_more_than_one_stream() {
         let o = Outgoing::default();
-        assert_eq!(o.lanes_for(1000, 1), 0);
-        assert_eq!(o.lanes_for(7, 4), 0);
-        assert_eq!(o.lanes_for(8, 4), 4);
+        assert_eq!(o.lanes_for(1000, 1, 0), 0);
+        assert_eq!(o.lanes_for(7, 4, 0), 0);
+        assert_eq!(o.lanes_for(8, 4, 0), 4);
+        // Below the size lanes are worth, the session stream carries it.
+        assert_eq!(o.lanes_for(127, 2, 128), 0);
+        assert_eq!(o.lanes_for(128, 2, 128), 2);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 use super::engine::{LANE_SETTLE, MAX_PENDING_LANES};
 use crate::files::{FILE_WINDOW, Lane, Source};
 use crate::node::command::Command;
+use crate::node::store_handle::StoreHandle;
 use crate::node::{Dial, NodeError};
 use crate::store::ChunkSet;
 use crate::transport::{BoxedStream, PeerAddress};
@@ -164,9 +165,9 @@ pub(super) struct LaneOut {
     /// The lane's window: FileLaneAck gives permits back.
     pub(super) permits: Arc<Semaphore>,
     task: tokio::task::JoinHandle<()>,
-    /// Chunks the writer wrote (it counts), and how many are in the store.
+    /// Chunks the writer wrote (it counts them in the store itself, see
+    /// [`LANE_COUNT_BLOCK`]).
     pub(super) sent: Arc<AtomicU64>,
-    pub(super) recorded: u64,
     /// When each frame not yet acknowledged was written, oldest first.
     written: Arc<Mutex<VecDeque<Instant>>>,
     /// Frames the receiver acknowledged; the writer closes the stream once
@@ -206,7 +207,16 @@ pub(super) struct LaneJob {
     pub(super) work: Arc<Mutex<LaneWork>>,
     pub(super) source: Arc<Source>,
     pub(super) report: mpsc::UnboundedSender<Command>,
+    /// Where the writer counts the chunks it sends.
+    pub(super) store: StoreHandle,
 }
+
+/// A lane writer counts its chunks in the store (`chunks_sent`) before it
+/// writes them, this many at a time, and gives back what it did not use when
+/// it ends: the count is durable across a crash like the session stream's, at
+/// one commit per 512 KiB, and a writer killed in between (a crash, an abort)
+/// leaves it at most `LANE_COUNT_BLOCK - 1` high.
+pub(super) const LANE_COUNT_BLOCK: u64 = 8;
 
 impl LaneJob {
     /// Starts a writer for `lane` with a window of [`FILE_WINDOW`] (the
@@ -230,7 +240,6 @@ impl LaneJob {
             permits,
             task,
             sent,
-            recorded: 0,
             written,
             acked,
         }
@@ -261,10 +270,12 @@ async fn lane_writer(job: LaneJob, mut lane: Lane, counts: LaneCounts) {
         work,
         source,
         report,
+        store,
     } = job;
     let lane_id = lane.id();
     let count = sent.clone();
-    let result = async move {
+    let mut reserved = 0u64;
+    let result = async {
         let stream = dial.dial_isolated(&addr).await.map_err(|_| ())?;
         let mut framed = Framed::new(stream, crate::wire::codec());
         loop {
@@ -286,6 +297,14 @@ async fn lane_writer(job: LaneJob, mut lane: Lane, counts: LaneCounts) {
             .encode()
             .map_err(|_| ())?;
             let frame = lane.seal(&pt).map_err(|_| ())?;
+            if count.load(Ordering::Acquire) >= reserved {
+                store
+                    .run(move |s| s.add_chunks_sent(&transfer_id, LANE_COUNT_BLOCK))
+                    .await
+                    .map_err(|_| ())?
+                    .map_err(|_| ())?;
+                reserved += LANE_COUNT_BLOCK;
+            }
             // Counted before it is written: the receiver's FileLaneAck for
             // it may come back (on the session's stream) before `send`
             // returns, and acks above this count are a protocol error.
@@ -309,6 +328,13 @@ async fn lane_writer(job: LaneJob, mut lane: Lane, counts: LaneCounts) {
         SinkExt::<Bytes>::close(&mut framed).await.map_err(|_| ())
     }
     .await;
+    let unused = reserved.saturating_sub(sent.load(Ordering::Acquire));
+    if unused > 0 {
+        // Best effort: a failure leaves the count high, never low.
+        let _ = store
+            .run(move |s| s.return_chunks_sent(&transfer_id, unused))
+            .await;
+    }
     tracing::debug!(
         ok = result.is_ok(),
         sent = sent.load(Ordering::Relaxed),
@@ -316,18 +342,13 @@ async fn lane_writer(job: LaneJob, mut lane: Lane, counts: LaneCounts) {
     );
     let _ = report.send(Command::LaneDone {
         lane_id,
-        sent: sent.load(Ordering::Relaxed),
         ok: result.is_ok(),
     });
 }
 
-/// Aborts lane writers; returns the chunks they wrote that are not recorded yet.
-pub(super) fn stop_lane_tasks(lanes: HashMap<[u8; 16], LaneOut>) -> u64 {
-    let mut unrecorded = 0u64;
+/// Aborts lane writers (their chunks are counted already).
+pub(super) fn stop_lane_tasks(lanes: HashMap<[u8; 16], LaneOut>) {
     for l in lanes.into_values() {
         l.task.abort();
-        unrecorded =
-            unrecorded.saturating_add(l.sent.load(Ordering::Relaxed).saturating_sub(l.recorded));
     }
-    unrecorded
 }
