@@ -314,33 +314,12 @@ fn settings_rules_and_dissolve() {
 fn group_size_is_enforced() {
     // Members are unique, so reaching the limit takes 100 keys.
     let mut s = GroupState::genesis(&genesis(0, 0)).unwrap();
-    let extra: Vec<_> = (0..MAX_GROUP_MEMBERS)
-        .map(|k| {
-            umbra_proto::identity::Identity::generate(
-                &umbra_proto::identity::Username::parse(&format!("m{k:03}")).unwrap(),
-            )
-            .unwrap()
-        })
-        .collect();
+    let extra = fresh_ids("m", MAX_GROUP_MEMBERS);
     for id in &extra[..MAX_GROUP_MEMBERS - 1] {
-        let pc = id.public_cert().unwrap().to_bytes().unwrap();
-        let a = Action::Add {
-            member: *id.fingerprint().as_bytes(),
-            cert: pc,
-            role: M,
-            link: None,
-        };
-        s.apply(&op(&s, 0, a)).unwrap();
+        s.apply(&op(&s, 0, add_id(id))).unwrap();
     }
     assert_eq!(s.members().len(), MAX_GROUP_MEMBERS);
-    let last = &extra[MAX_GROUP_MEMBERS - 1];
-    let a = Action::Add {
-        member: *last.fingerprint().as_bytes(),
-        cert: last.public_cert().unwrap().to_bytes().unwrap(),
-        role: M,
-        link: None,
-    };
-    let full = op(&s, 0, a);
+    let full = op(&s, 0, add_id(&extra[MAX_GROUP_MEMBERS - 1]));
     refused!(s, full, GroupError::GroupFull { limit: 100 });
 }
 
@@ -851,29 +830,10 @@ fn measure_sign_and_verify_costs() {
     let track = t.elapsed();
     // Log replay: 60 entries (Adds carry certificates, the costly case).
     let mut owner = GroupState::genesis(&genesis(0, 0)).unwrap();
-    let extra: Vec<_> = (0..60)
-        .map(|k| {
-            umbra_proto::identity::Identity::generate(
-                &umbra_proto::identity::Username::parse(&format!("b{k:03}")).unwrap(),
-            )
-            .unwrap()
-        })
-        .collect();
+    let extra = fresh_ids("b", 60);
     let mut log = Vec::new();
     for id in &extra {
-        let a = Action::Add {
-            member: *id.fingerprint().as_bytes(),
-            cert: id
-                .public_cert()
-                .unwrap()
-                .stripped()
-                .unwrap()
-                .to_bytes()
-                .unwrap(),
-            role: M,
-            link: None,
-        };
-        let o = op(&owner, 0, a);
+        let o = op(&owner, 0, add_id(id));
         owner.apply(&o).unwrap();
         log.push(o);
     }

@@ -18,13 +18,34 @@ pub static IDS: LazyLock<Vec<Identity>> = LazyLock::new(|| {
 
 /// The stripped binary public certificate of identity `i`.
 pub fn cert(i: usize) -> Vec<u8> {
-    IDS[i]
-        .public_cert()
+    cert_of(&IDS[i])
+}
+
+/// The stripped binary public certificate of `id`.
+pub fn cert_of(id: &Identity) -> Vec<u8> {
+    id.public_cert()
         .unwrap()
         .stripped()
         .unwrap()
         .to_bytes()
         .unwrap()
+}
+
+/// `n` fresh identities named `<prefix>000`, `<prefix>001`, ...
+pub fn fresh_ids(prefix: &str, n: usize) -> Vec<Identity> {
+    (0..n)
+        .map(|k| Identity::generate(&Username::parse(&format!("{prefix}{k:03}")).unwrap()).unwrap())
+        .collect()
+}
+
+/// `Add` of `id` as a member (no link).
+pub fn add_id(id: &Identity) -> Action {
+    Action::Add {
+        member: *id.fingerprint().as_bytes(),
+        cert: cert_of(id),
+        role: Role::Member,
+        link: None,
+    }
 }
 
 /// Fingerprint of identity `i`.

@@ -410,19 +410,7 @@ impl GroupState {
             }
             Action::Remove { member } => {
                 need(Role::Admin, "remove members")?;
-                if fpr(member) == *author {
-                    return Err(GroupError::SelfTarget { action: "remove" });
-                }
-                let t = target(member)?;
-                if t.role == Role::Owner {
-                    return Err(GroupError::OwnerImmovable);
-                }
-                if t.role.rank() >= role.rank() {
-                    return Err(GroupError::TargetOutranks {
-                        role,
-                        action: "remove",
-                    });
-                }
+                self.lower_target(role, author, member, "remove")?;
                 Ok(None)
             }
             Action::Leave => {
@@ -436,21 +424,7 @@ impl GroupState {
                 role: granted,
             } => {
                 need(Role::Admin, "change roles")?;
-                if fpr(member) == *author {
-                    return Err(GroupError::SelfTarget {
-                        action: "change the role of",
-                    });
-                }
-                let t = target(member)?;
-                if t.role == Role::Owner {
-                    return Err(GroupError::OwnerImmovable);
-                }
-                if t.role.rank() >= role.rank() {
-                    return Err(GroupError::TargetOutranks {
-                        role,
-                        action: "change the role of",
-                    });
-                }
+                let t = self.lower_target(role, author, member, "change the role of")?;
                 if granted.rank() >= role.rank() {
                     return Err(GroupError::RoleNotGrantable(*granted));
                 }
@@ -506,6 +480,31 @@ impl GroupState {
                 Ok(None)
             }
         }
+    }
+
+    /// The target of a Remove or SetRole by an author of `role`: another
+    /// member, not the owner, of lower rank than the author.
+    fn lower_target(
+        &self,
+        role: Role,
+        author: &Fingerprint,
+        member: &[u8; 20],
+        action: &'static str,
+    ) -> Result<&Member, GroupError> {
+        if fpr(member) == *author {
+            return Err(GroupError::SelfTarget { action });
+        }
+        let t = self
+            .members
+            .get(&fpr(member))
+            .ok_or(GroupError::TargetNotMember)?;
+        if t.role == Role::Owner {
+            return Err(GroupError::OwnerImmovable);
+        }
+        if t.role.rank() >= role.rank() {
+            return Err(GroupError::TargetOutranks { role, action });
+        }
+        Ok(t)
     }
 
     /// Whether invite link `id` may admit one more member at unix time
