@@ -328,6 +328,44 @@ pub(crate) fn decode<T: Serialize + DeserializeOwned>(
     Ok(value)
 }
 
+/// Deserializes a sequence of at most `max` elements, refusing a longer
+/// count before allocating for it (serde's own `Vec` would reserve up to
+/// 1 MiB on a claimed count).
+pub(crate) fn bounded_seq<'de, D, T>(d: D, max: usize) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct V<T> {
+        max: usize,
+        marker: std::marker::PhantomData<T>,
+    }
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "at most {} elements", self.max)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let hint = seq.size_hint().unwrap_or(0);
+            if hint > self.max {
+                return Err(serde::de::Error::custom("too many elements"));
+            }
+            let mut out = Vec::with_capacity(hint);
+            while let Some(x) = seq.next_element()? {
+                if out.len() == self.max {
+                    return Err(serde::de::Error::custom("too many elements"));
+                }
+                out.push(x);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V {
+        max,
+        marker: std::marker::PhantomData,
+    })
+}
+
 /// `label || 0x00 || body`: the bytes a group signature or hash covers.
 pub(crate) fn labelled(label: &str, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(label.len() + 1 + body.len());

@@ -2,7 +2,7 @@
 //! members — each refusal has its own reason and leaves the state as it was.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "group_support.rs"]
+#[path = "support/group.rs"]
 mod support;
 
 use secrecy::ExposeSecret;
@@ -854,4 +854,139 @@ fn measure_sign_and_verify_costs() {
         replay.as_micros() as f64 / log.len() as f64,
         log.len() as f64 / replay.as_secs_f64(),
     );
+}
+
+#[test]
+fn proposals_are_checked_by_the_owner_before_countersigning() {
+    let s = group_with(0, &[A, M]);
+    // An admin proposing to remove the owner, a member proposing an Add.
+    let bad = Op::sign(body(&s, 1, Action::Remove { member: fpb(0) }), &IDS[1]).unwrap();
+    assert!(matches!(
+        s.check_proposal(&bad),
+        Err(GroupError::OwnerImmovable)
+    ));
+    let by_member = Op::sign(body(&s, 2, add(3, M)), &IDS[2]).unwrap();
+    assert!(matches!(
+        s.check_proposal(&by_member),
+        Err(GroupError::RoleTooLow { .. })
+    ));
+    // A member may propose to leave.
+    let leave = Op::sign(body(&s, 2, Action::Leave), &IDS[2]).unwrap();
+    s.check_proposal(&leave).unwrap();
+    // Already countersigned is not a proposal.
+    let signed = leave.countersign(&IDS[0]).unwrap();
+    assert!(matches!(
+        s.check_proposal(&signed),
+        Err(GroupError::UnexpectedCountersignature)
+    ));
+}
+
+#[test]
+fn history_is_served_only_with_the_flag() {
+    let mut s = group_with(0, &[M]);
+    let early = text(&s, 1, 1, "before carol");
+    s.apply(&op(&s, 0, add(3, M))).unwrap();
+    let late = text(&s, 1, 2, "after carol");
+    assert!(!s.may_serve(&fp(3), &early));
+    assert!(s.may_serve(&fp(3), &late));
+    assert!(!s.may_serve(&fp(4), &late), "not a member");
+    s.apply(&op(
+        &s,
+        0,
+        Action::SetFlags {
+            flags: FLAG_HISTORY,
+        },
+    ))
+    .unwrap();
+    assert!(s.may_serve(&fp(3), &early));
+}
+
+#[test]
+fn the_join_server_refuses_out_of_order_messages() {
+    let (s, link) = with_link(3, NOW + 60);
+    let mut server = JoinServer::new();
+    let proof = JoinMessage::Proof {
+        joiner: fpb(3),
+        proof: [0; 32],
+        request: vec![],
+    };
+    assert!(server.on_proof(&proof, &s, &link.secret, NOW).is_err());
+    // Failed is final: even a good Hello is refused now.
+    let hello = JoinMessage::Hello {
+        version: 1,
+        group: s.id(),
+        link_id: link.link_id,
+    };
+    assert!(server.on_hello(&hello, &s, cert(0), NOW).is_err());
+    // Wrong group and unknown link at Hello.
+    let mut other = hello.clone();
+    if let JoinMessage::Hello { group, .. } = &mut other {
+        group.0[0] ^= 1;
+    }
+    assert!(matches!(
+        JoinServer::new().on_hello(&other, &s, cert(0), NOW),
+        Err(GroupError::WrongGroup)
+    ));
+    let unknown = JoinMessage::Hello {
+        version: 1,
+        group: s.id(),
+        link_id: [1; 16],
+    };
+    assert!(matches!(
+        JoinServer::new().on_hello(&unknown, &s, cert(0), NOW),
+        Err(GroupError::LinkUnknown)
+    ));
+    // A second Hello on one stream.
+    let mut once = JoinServer::new();
+    once.on_hello(&hello, &s, cert(0), NOW).unwrap();
+    assert!(once.on_hello(&hello, &s, cert(0), NOW).is_err());
+    // Join messages are strict too.
+    assert!(JoinMessage::decode(&[3, 2]).is_err(), "unknown result code");
+    assert!(JoinMessage::decode(&[9]).is_err(), "unknown message");
+}
+
+#[test]
+fn wire_rules_of_form() {
+    let s = group_with(0, &[A]);
+    // Not a group kind.
+    assert!(GroupWire::decode(&[1, 0]).is_err());
+    assert!(GroupWire::decode(&[]).is_err());
+    // Cursors must be sorted, unique and start at 1.
+    for cursors in [
+        vec![(fpb(2), 1), (fpb(1), 1)],
+        vec![(fpb(1), 1), (fpb(1), 2)],
+        vec![(fpb(1), 0)],
+    ] {
+        let w = GroupWire::PullRequest(PullRequest {
+            group: s.id(),
+            log_seq: 0,
+            log_head: s.head(),
+            cursors,
+        });
+        assert!(w.encode().is_err());
+    }
+    // A claimed count over the limit is refused from the count alone.
+    let mut huge = vec![38u8];
+    huge.extend_from_slice(&[0; 32]);
+    huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    assert!(GroupWire::decode(&huge).is_err());
+    // Pull responses carry consecutive log entries only.
+    let a = op(&s, 0, add(2, M));
+    let mut t = s.clone();
+    t.apply(&a).unwrap();
+    let b = op(&t, 0, add(3, M));
+    let gap = GroupWire::PullResponse(umbra_proto::group::PullResponse {
+        group: s.id(),
+        ops: vec![b.clone(), a.clone()],
+        messages: vec![],
+        more: false,
+    });
+    assert!(gap.encode().is_err());
+    let ok = GroupWire::PullResponse(umbra_proto::group::PullResponse {
+        group: s.id(),
+        ops: vec![a, b],
+        messages: vec![],
+        more: false,
+    });
+    assert_eq!(GroupWire::decode(&ok.encode().unwrap()).unwrap(), ok);
 }

@@ -2,7 +2,7 @@
 //! are strict and total, the delivery tracker is exactly-once and in order.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "group_support.rs"]
+#[path = "support/group.rs"]
 mod support;
 
 use std::collections::BTreeMap;

@@ -36,6 +36,7 @@ pub struct Introduction {
     /// The signed body.
     pub body: IntroductionBody,
     /// The owner's binary detached signature.
+    #[serde(with = "serde_bytes")]
     pub sig: Vec<u8>,
 }
 

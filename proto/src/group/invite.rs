@@ -96,6 +96,7 @@ struct LinkWire {
     owner: [u8; 20],
     owner_address: String,
     secret: [u8; 32],
+    #[serde(with = "serde_bytes")]
     sig: Vec<u8>,
 }
 
@@ -305,6 +306,7 @@ pub enum JoinMessage {
         /// 32 random bytes, single use.
         nonce: [u8; 32],
         /// The owner's binary public certificate.
+        #[serde(with = "serde_bytes")]
         owner_cert: Vec<u8>,
     },
     /// 2, joiner → owner: the proof and a ConnectionRequest envelope (§5.2)
@@ -315,6 +317,7 @@ pub enum JoinMessage {
         /// [`join_proof`].
         proof: [u8; 32],
         /// The armored ConnectionRequest envelope.
+        #[serde(with = "serde_bytes")]
         request: Vec<u8>,
     },
     /// 3, owner → joiner: 0 accepted (the Accept and the log follow over
@@ -574,6 +577,7 @@ pub struct DirectInvite {
     /// The signed body.
     pub body: DirectInviteBody,
     /// The inviter's binary detached signature.
+    #[serde(with = "serde_bytes")]
     pub sig: Vec<u8>,
 }
 

@@ -83,11 +83,16 @@ pub struct MessageBody {
     pub log_head: [u8; 32],
     /// Ids of up to MAX_GROUP_PARENTS messages this one follows (the
     /// latest the sender had seen from other senders), no duplicates.
+    #[serde(deserialize_with = "de_parents")]
     pub parents: Vec<[u8; 32]>,
     /// The sender's clock, unix seconds (display only).
     pub sent_at: u64,
     /// The content.
     pub content: Content,
+}
+
+fn de_parents<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
+    super::bounded_seq(d, MAX_GROUP_PARENTS)
 }
 
 impl MessageBody {
@@ -152,6 +157,7 @@ pub struct GroupMessage {
     /// The signed body.
     pub body: MessageBody,
     /// The sender's binary detached signature over `LABEL_MSG_SIG || 0 || body`.
+    #[serde(with = "serde_bytes")]
     pub sig: Vec<u8>,
 }
 

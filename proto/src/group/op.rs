@@ -104,6 +104,7 @@ pub enum Action {
         /// FLAG_ROOM | FLAG_HISTORY.
         flags: u8,
         /// The creator's binary public certificate, stripped, ≤ MAX_CERT bytes.
+        #[serde(with = "serde_bytes")]
         cert: Vec<u8>,
     },
     /// 1: adds a member with its certificate (the introduction of its key
@@ -112,6 +113,7 @@ pub enum Action {
         /// The new member's fingerprint.
         member: [u8; 20],
         /// Its binary public certificate, stripped, ≤ MAX_CERT bytes.
+        #[serde(with = "serde_bytes")]
         cert: Vec<u8>,
         /// Its role (never Owner).
         role: Role,
@@ -320,9 +322,11 @@ pub struct Op {
     /// The signed body.
     pub body: OpBody,
     /// The author's binary detached signature over `LABEL_OP_SIG || 0 || body`.
+    #[serde(with = "serde_bytes")]
     pub author_sig: Vec<u8>,
     /// The owner's countersignature over `LABEL_COUNTERSIGN || 0 || hash`,
     /// present exactly when the author is not the owner.
+    #[serde(with = "serde_bytes")]
     pub owner_sig: Option<Vec<u8>>,
 }
 
@@ -357,7 +361,7 @@ impl Op {
     /// The owner's wrapping of a proposal: adds the countersignature over
     /// the op's hash. The author's signature is kept unchanged, so the
     /// owner cannot alter what the author asked for. The owner should check
-    /// the proposal with [`crate::group::GroupState::check`] first.
+    /// the proposal with [`crate::group::GroupState::check_proposal`] first.
     pub fn countersign(mut self, owner: &Identity) -> Result<Op, GroupError> {
         self.owner_sig = Some(sign(owner, LABEL_COUNTERSIGN, &self.body.hash()?)?);
         Ok(self)

@@ -44,6 +44,7 @@ pub struct PullRequest {
     pub log_head: [u8; 32],
     /// Per sender, the next message sequence we need (senders not listed:
     /// from 1), ≤ MAX_GROUP_MEMBERS entries, sorted, no duplicates.
+    #[serde(deserialize_with = "de_cursors")]
     pub cursors: Vec<([u8; 20], u64)>,
 }
 
@@ -55,8 +56,10 @@ pub struct PullResponse {
     /// The group.
     pub group: GroupId,
     /// Log entries, consecutive, starting at the requester's `log_seq + 1`.
+    #[serde(deserialize_with = "de_ops")]
     pub ops: Vec<Op>,
     /// Messages.
+    #[serde(deserialize_with = "de_messages")]
     pub messages: Vec<GroupMessage>,
     /// Whether the responder holds more: pull again with the new cursors.
     pub more: bool,
@@ -71,6 +74,7 @@ pub struct GroupAck {
     /// Highest log position stored.
     pub log_seq: u64,
     /// Per sender, the next message sequence needed (cumulative), sorted.
+    #[serde(deserialize_with = "de_cursors")]
     pub cursors: Vec<([u8; 20], u64)>,
 }
 
@@ -126,6 +130,18 @@ struct AnswerBody {
     group: GroupId,
     nonce: [u8; 16],
     accept: bool,
+}
+
+fn de_cursors<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<([u8; 20], u64)>, D::Error> {
+    super::bounded_seq(d, MAX_GROUP_MEMBERS)
+}
+
+fn de_ops<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Op>, D::Error> {
+    super::bounded_seq(d, MAX_PULL_ITEMS)
+}
+
+fn de_messages<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<GroupMessage>, D::Error> {
+    super::bounded_seq(d, MAX_PULL_ITEMS)
 }
 
 fn check_cursors(cursors: &[([u8; 20], u64)]) -> Result<(), GroupError> {
