@@ -445,3 +445,73 @@ pub(crate) fn check_line(what: &'static str, text: &str) -> Result<(), GroupErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Probe {
+        n: u64,
+        #[serde(deserialize_with = "de_three")]
+        v: Vec<u8>,
+    }
+
+    fn de_three<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        bounded_seq(d, 3)
+    }
+
+    #[test]
+    fn decode_is_strict_and_canonical() {
+        let p = Probe {
+            n: 300,
+            v: vec![1, 2],
+        };
+        let bytes = encode("probe", &p).unwrap();
+        assert_eq!(bytes, [0xac, 0x02, 2, 1, 2]);
+        assert_eq!(decode::<Probe>("probe", &bytes, 16).unwrap(), p);
+        // Trailing byte, over-long varint, over the size limit, too many elements.
+        assert!(decode::<Probe>("probe", &[0xac, 0x02, 2, 1, 2, 0], 16).is_err());
+        assert!(matches!(
+            decode::<Probe>("probe", &[0xac, 0x82, 0x00, 2, 1, 2], 16),
+            Err(GroupError::Malformed {
+                reason: "non-canonical encoding",
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode::<Probe>("probe", &bytes, 4),
+            Err(GroupError::TooLarge { .. })
+        ));
+        assert!(decode::<Probe>("probe", &[1, 4, 1, 2, 3, 4], 16).is_err());
+        assert!(decode::<Probe>("probe", &[1, 0xff, 0xff, 0xff, 0xff, 0x0f], 16).is_err());
+    }
+
+    #[test]
+    fn labels_separate_purposes() {
+        assert_ne!(hash("a", b"bc"), hash("ab", b"c"));
+        assert_eq!(labelled("x", b"y"), b"x\0y");
+    }
+
+    #[test]
+    fn field_rules() {
+        assert!(check_line("name", "ok name").is_ok());
+        assert!(check_line("name", "bad\u{1b}[31m").is_err());
+        assert!(check_sig("sig", &[]).is_err());
+        assert!(check_sig("sig", &[0; crate::limits::MAX_GROUP_SIG + 1]).is_err());
+        assert!(address_ok("abc.onion"));
+        assert!(!address_ok(""));
+        assert!(!address_ok("a b"));
+        assert!(!address_ok(&"a".repeat(crate::limits::MAX_ADDRESS + 1)));
+    }
+
+    #[test]
+    fn every_error_has_a_kind_and_a_message() {
+        let e = GroupError::SplitView { seq: 3 };
+        assert_eq!(e.kind(), ErrorKind::InvariantViolation);
+        assert!(e.to_string().contains("split view"));
+        assert_eq!(GroupError::BadJoinProof.kind(), ErrorKind::BadSignature);
+        assert_eq!(GroupError::LinkExpired.kind(), ErrorKind::Stale);
+    }
+}

@@ -422,3 +422,99 @@ impl<T> DeliveryTracker<T> {
         Ok(Offer::Deliver(out))
     }
 }
+
+#[cfg(test)]
+mod test {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn f(b: u8) -> Fingerprint {
+        Fingerprint::from_bytes([b; 20])
+    }
+
+    #[test]
+    fn the_buffer_is_bounded_and_refusals_change_nothing() {
+        let mut t = DeliveryTracker::new();
+        let mut n = 0;
+        'fill: for s in 0..=u8::MAX {
+            for q in 2..=MAX_GROUP_AHEAD + 1 {
+                if n == MAX_GROUP_BUFFER {
+                    break 'fill;
+                }
+                t.offer(f(s), q, [s; 32], ()).unwrap();
+                n += 1;
+            }
+        }
+        assert_eq!(t.buffered(), MAX_GROUP_BUFFER);
+        assert!(matches!(
+            t.offer(f(200), 2, [0; 32], ()),
+            Err(GroupError::TooLarge { .. })
+        ));
+        assert_eq!(t.buffered(), MAX_GROUP_BUFFER);
+        assert_eq!(t.next_expected(&f(200)), 1);
+        // The next expected message still goes through and drains its sender.
+        match t.offer(f(0), 1, [0; 32], ()).unwrap() {
+            Offer::Deliver(v) => assert_eq!(v.len() as u64, MAX_GROUP_AHEAD + 1),
+            other => panic!("{other:?}"),
+        }
+        t.forget_buffered(&f(1));
+        assert_eq!(
+            t.buffered(),
+            MAX_GROUP_BUFFER - 2 * MAX_GROUP_AHEAD as usize
+        );
+    }
+
+    #[test]
+    fn buffered_reports_the_first_gap() {
+        let mut t = DeliveryTracker::new();
+        t.offer(f(1), 5, [5; 32], 5).unwrap();
+        assert_eq!(
+            t.offer(f(1), 9, [9; 32], 9).unwrap(),
+            Offer::Buffered { from: 1, to: 5 }
+        );
+        assert_eq!(
+            t.offer(f(1), 1, [1; 32], 1).unwrap(),
+            Offer::Deliver(vec![1])
+        );
+        assert_eq!(t.next_expected(&f(1)), 2);
+        assert!(matches!(
+            t.offer(f(1), 2 + MAX_GROUP_AHEAD + 1, [0; 32], 0),
+            Err(GroupError::TooFarAhead { .. })
+        ));
+    }
+
+    #[test]
+    fn message_form_rules() {
+        let body = MessageBody {
+            version: GROUP_VERSION,
+            group: GroupId([0; 32]),
+            sender: [1; 20],
+            seq: 1,
+            log_seq: 0,
+            log_head: [0; 32],
+            parents: vec![[1; 32], [1; 32]],
+            sent_at: 0,
+            content: Content::Text { body: "x".into() },
+        };
+        assert!(body.validate().is_err(), "duplicate parents");
+        let mut b = body.clone();
+        b.parents = vec![];
+        b.seq = 0;
+        assert!(b.validate().is_err(), "seq 0");
+        b.seq = 1;
+        b.content = Content::File {
+            transfer_id: [0; 16],
+            name: "f".into(),
+            size: 1,
+            media: 4,
+            sha256: [0; 32],
+            chunk_size: 1,
+        };
+        assert!(b.validate().is_err(), "unknown media");
+        b.version = 2;
+        assert!(matches!(
+            b.validate(),
+            Err(GroupError::UnsupportedVersion(2))
+        ));
+    }
+}
