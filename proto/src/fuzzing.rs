@@ -472,6 +472,25 @@ pub fn handshaker_bodies(data: &[u8]) {
     }
 }
 
+/// A group peer message (kinds 32–41), a join-stream message, or an invite
+/// link: strict, canonical, within limits (PROTOCOL.md §20).
+pub fn group_wire(data: &[u8]) {
+    use crate::group::{GroupWire, InviteLink, JoinMessage};
+    use secrecy::ExposeSecret;
+    if let Ok(msg) = GroupWire::decode(data) {
+        assert!(crate::group::wire::KINDS.contains(&msg.kind()));
+        assert_eq!(msg.encode().unwrap(), data, "canonical");
+    }
+    if let Ok(msg) = JoinMessage::decode(data) {
+        assert_eq!(msg.encode().unwrap(), data, "canonical");
+    }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(link) = InviteLink::parse(text)
+    {
+        assert_eq!(link.to_uri().unwrap().expose_secret(), text.trim());
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Seeds
 
@@ -487,8 +506,9 @@ mod seeds {
 
     use super::Target;
 
-    const TARGETS: [Target; 6] = [
+    const TARGETS: [Target; 7] = [
         ("wire_frame", wire_frame),
+        ("group_wire", group_wire),
         ("peer_message", peer_message),
         ("sealed_open", sealed_open),
         ("handshake_payload", handshake_payload),
@@ -596,6 +616,66 @@ mod seeds {
     /// Writes `fuzz/fixtures/` (if missing) and `fuzz/corpus/<target>/` of
     /// this crate's targets. Run: `cargo test -p umbra-proto --lib
     /// write_fuzz_seeds -- --ignored`.
+    /// Seeds of `group_wire` only (signed by the fixture `@alice`): run
+    /// `cargo test -p umbra-proto --lib write_group_seeds -- --ignored`.
+    #[test]
+    #[ignore = "writes fuzz/corpus/group_wire"]
+    fn write_group_seeds() {
+        use crate::group::op::{Action, GroupId, Op, OpBody};
+        use crate::group::{Content, GROUP_VERSION, GroupState, GroupWire, InviteLink};
+        use secrecy::ExposeSecret;
+        let alice = &fixtures().alice;
+        let cert = alice.public_cert().unwrap().to_bytes().unwrap();
+        let genesis = Op::sign(
+            OpBody {
+                version: GROUP_VERSION,
+                group: GroupId([0x61; 32]),
+                seq: 0,
+                prev: [0; 32],
+                at: SEED_TIME,
+                author: *alice.fingerprint().as_bytes(),
+                action: Action::Create {
+                    name: "seed".into(),
+                    topic: "topic".into(),
+                    flags: crate::group::FLAG_ROOM,
+                    cert,
+                },
+            },
+            alice,
+        )
+        .unwrap();
+        let state = GroupState::genesis(&genesis).unwrap();
+        let msg = crate::group::GroupMessage::sign(
+            state.message_body(
+                &alice.fingerprint(),
+                1,
+                vec![[1; 32]],
+                SEED_TIME,
+                Content::Text { body: "hi".into() },
+            ),
+            alice,
+        )
+        .unwrap();
+        let ack = GroupWire::Ack(crate::group::GroupAck {
+            group: state.id(),
+            log_seq: 0,
+            cursors: vec![([2; 20], 3)],
+        });
+        for (name, w) in [
+            ("op", GroupWire::Op(genesis)),
+            ("message", GroupWire::Message(msg)),
+            ("ack", ack),
+        ] {
+            write("group_wire", name, &w.encode().unwrap());
+        }
+        let link = InviteLink::create(alice, state.id(), SEED_TIME, "127.0.0.1:7400").unwrap();
+        write(
+            "group_wire",
+            "link",
+            link.to_uri().unwrap().expose_secret().as_bytes(),
+        );
+    }
+
     #[test]
     #[ignore = "writes fuzz/corpus; run by hand when a format changes"]
     fn write_fuzz_seeds() {

@@ -663,14 +663,32 @@ impl Identity {
 
     /// An armored detached signature by the primary key over `data`.
     pub fn sign_detached(&self, data: &[u8]) -> Result<String, IdentityError> {
+        let sink = self.sign_detached_into(data, true)?;
+        String::from_utf8(sink).map_err(|e| IdentityError::Crypto {
+            action: "armoring a signature",
+            source: e.into(),
+        })
+    }
+
+    /// A binary (unarmored) detached signature by the primary key over
+    /// `data`: the compact form carried inside binary protocol objects
+    /// (group ops and messages, PROTOCOL.md §20). [`PublicCert::verify_detached`]
+    /// verifies both forms.
+    pub fn sign_detached_binary(&self, data: &[u8]) -> Result<Vec<u8>, IdentityError> {
+        self.sign_detached_into(data, false)
+    }
+
+    fn sign_detached_into(&self, data: &[u8], armor: bool) -> Result<Vec<u8>, IdentityError> {
         let keypair = self.signing_keypair()?;
         let mut sink = Vec::new();
         {
-            let message = Message::new(&mut sink);
-            let message = Armorer::new(message)
-                .kind(openpgp::armor::Kind::Signature)
-                .build()
-                .map_err(crypto("armoring a signature"))?;
+            let mut message = Message::new(&mut sink);
+            if armor {
+                message = Armorer::new(message)
+                    .kind(openpgp::armor::Kind::Signature)
+                    .build()
+                    .map_err(crypto("armoring a signature"))?;
+            }
             let mut signer = Signer::new(message, keypair)
                 .map_err(crypto("signing"))?
                 .detached()
@@ -682,10 +700,7 @@ impl Identity {
             })?;
             signer.finalize().map_err(crypto("signing"))?;
         }
-        String::from_utf8(sink).map_err(|e| IdentityError::Crypto {
-            action: "armoring a signature",
-            source: e.into(),
-        })
+        Ok(sink)
     }
 
     pub(crate) fn cert(&self) -> &Cert {

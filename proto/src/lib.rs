@@ -19,6 +19,7 @@
 //!
 //! ```text
 //!  handshaker_api                Handshaker HTTP API v1: bodies, statements, PoW, address
+//!  group                         groups v1: signed membership log, messages, invites
 //!        |
 //!  handshake   wire              handshake payloads; peer framing + message set
 //!        |       |
@@ -37,6 +38,7 @@ pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod group;
 pub mod handshake;
 pub mod handshaker_api;
 pub mod identity;

@@ -29,3 +29,38 @@ pub const MAX_CERT: usize = 16 * 1024;
 pub const ENVELOPE_MAX_AGE_SECS: u64 = 7 * 24 * 3600;
 /// Largest accepted clock skew into the future, in seconds.
 pub const MAX_FUTURE_SKEW_SECS: u64 = 300;
+
+// ---------- groups (PROTOCOL.md §20) ----------
+
+/// Most members a group may have, owner included.
+pub const MAX_GROUP_MEMBERS: usize = 100;
+/// Longest group name, in bytes of UTF-8.
+pub const MAX_GROUP_NAME: usize = 64;
+/// Longest group topic, in bytes of UTF-8.
+pub const MAX_GROUP_TOPIC: usize = 512;
+/// Largest binary detached signature inside a group object, in bytes.
+pub const MAX_GROUP_SIG: usize = 512;
+/// Largest encoded membership op (an Add carries a certificate), in bytes.
+pub const MAX_GROUP_OP: usize = MAX_CERT + 4 * 1024;
+/// Most entries in a group's membership log, genesis included.
+pub const MAX_GROUP_LOG: usize = 10_000;
+/// Most invite links a group may ever open (revoked and expired included).
+pub const MAX_GROUP_LINKS: usize = 64;
+/// Most uses one invite link may allow.
+pub const MAX_LINK_USES: u16 = 100;
+/// Most causal parents a group message names.
+pub const MAX_GROUP_PARENTS: usize = 4;
+/// Largest encoded group message, in bytes.
+pub const MAX_GROUP_MESSAGE: usize = MAX_TEXT + 2 * 1024;
+/// Most messages a delivery tracker buffers while waiting for gaps, all
+/// senders together.
+pub const MAX_GROUP_BUFFER: usize = 1024;
+/// How far ahead of a sender's next sequence a message may be buffered.
+pub const MAX_GROUP_AHEAD: u64 = 256;
+/// Most ops plus messages in one pull response.
+pub const MAX_PULL_ITEMS: usize = 256;
+/// Most bytes of ops and messages a member puts into one pull response
+/// (it must fit a sealed frame).
+pub const MAX_PULL_BYTES: usize = 96 * 1024;
+/// Longest `umbra:group#…` invite link, in characters.
+pub const MAX_INVITE_LINK: usize = 2048;
