@@ -47,7 +47,7 @@ for ((i = 1; i <= runs; i++)); do
     for dir in "$@"; do
         d="$WORK/run-$i-$(basename "$dir")"
         mkdir -m 700 "$d"
-        "$dir/umbra" init --name "m$i" --data-dir "$d/data" --config "$WORK/config.toml" --passphrase-file "$WORK/pw" >/dev/null 2>&1
+        "$dir/umbra" init --name "measure$i" --data-dir "$d/data" --config "$WORK/config.toml" --passphrase-file "$WORK/pw" >/dev/null 2>"$d/init.log" || { echo "error: umbra init failed: $(cat "$d/init.log")" >&2; exit 1; }
         start=$(date +%s.%N)
         "$dir/umbra" up --json --data-dir "$d/data" --config "$WORK/config.toml" --passphrase-file "$WORK/pw" >"$d/up.out" 2>"$d/up.log" &
         pid=$!
@@ -60,5 +60,5 @@ for ((i = 1; i <= runs; i++)); do
     done
 done
 for dir in "$@"; do
-    echo "$dir: median $(tr ' ' '\n' <<<"${times[$dir]}" | grep . | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}') s over $runs runs"
+    echo "$dir: median $(tr ' ' '\n' <<<"${times[$dir]}" | grep . | sort -n | awk '{a[NR]=$1} END {printf "%.2f", (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}') s over $runs runs"
 done

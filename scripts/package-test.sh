@@ -22,16 +22,18 @@
 #
 # Environment: CARGO_TARGET_DIR; UMBRA_PACKAGE_PROFILE (default here:
 # "release", the profile CI builds anyway; scripts/package.sh alone defaults
-# to the fat-LTO "dist").
+# to the fat-LTO "dist"); UMBRA_DEB_FAST (default here 1: quick compression).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/umbra-target}"
 export UMBRA_PACKAGE_PROFILE="${UMBRA_PACKAGE_PROFILE:-release}"
+# Quick compression: the test's packages are thrown away.
+export UMBRA_DEB_FAST="${UMBRA_DEB_FAST:-1}"
 started=$(date +%s)
 
 fail() { echo "package-test: FAILED: $*" >&2; exit 1; }
-say() { echo "package-test: $*"; }
+say() { echo "package-test: [$(($(date +%s) - started)) s] $*"; }
 
 [[ $(id -u) -eq 0 ]] || fail "needs root (it installs the packages with dpkg)"
 for p in umbra umbra-handshaker; do
@@ -117,7 +119,7 @@ score=$(systemd-analyze security --offline=yes "$HS_UNIT" 2>/dev/null | sed -n '
 [[ -n $score ]] || fail "no systemd-analyze security score"
 say "systemd-analyze security (offline) of the installed Handshaker unit: $score"
 awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure $score is above 2.0"
-say "installed: $(dpkg-query -W -f='${Package} ${Version}, ' umbra umbra-handshaker)"
+say "installed: $(dpkg-query -W -f='${Package} ${Version}  ' umbra umbra-handshaker)"
 
 # ---------------------------------------------------------------- units as systemd runs them
 # unit_value UNIT KEY: the values of KEY= in UNIT, one per line.

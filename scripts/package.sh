@@ -11,7 +11,8 @@
 # Environment: CARGO_TARGET_DIR (default ~/.cache/umbra-target),
 # UMBRA_PACKAGE_PROFILE (dist), UMBRA_PACKAGE_OUT (where the .deb files go,
 # default $CARGO_TARGET_DIR/debian), UMBRA_DEB_REVISION (Debian revision,
-# default 1; the package test builds a higher one to upgrade to).
+# default 1; the package test builds a higher one to upgrade to),
+# UMBRA_DEB_FAST=1 (faster, weaker compression of the .deb: tests).
 # Prints the path of each package on standard output, one per line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,10 +52,13 @@ for crate in umbra umbra-handshaker; do
 done
 
 mkdir -p "$out"
+fast=()
+[[ ${UMBRA_DEB_FAST:-0} == 1 ]] && fast=(--fast)
 for crate in umbra umbra-handshaker; do
-    cargo deb --locked --no-build --profile "$profile" -p "$crate" \
+    cargo deb --locked --no-build --profile "$profile" -p "$crate" "${fast[@]}" \
         --deb-revision "$revision" --output "$out" >&2
 done
+echo "package: done in $(( $(date +%s) - started )) s" >&2
 # The desktop window (issue #18) gets its package here once it lands: a crate
 # `umbra-desktop` with its own [package.metadata.deb], a .desktop entry and an
 # icon (packaging/umbra-desktop/README.md).
