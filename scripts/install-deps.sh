@@ -9,8 +9,11 @@
 #    CTorClient::fetch: OnionShare shares a file over the local network, curl downloads it)
 #  - postgresql: the Handshaker's PostgreSQL backend; its tests start their own server
 #    (initdb + postgres in a temp dir, Unix socket only), never the system service
+#  - dpkg-dev, python3, systemd: the Debian packages (dpkg-shlibdeps finds their
+#    library dependencies, python3 lists their licences, systemd-analyze checks
+#    the units; scripts/package.sh, scripts/package-test.sh)
 set -euo pipefail
-PKGS=(libclang-dev libssl-dev pkg-config gnupg tor tmux onionshare-cli curl ca-certificates postgresql)
+PKGS=(libclang-dev libssl-dev pkg-config gnupg tor tmux onionshare-cli curl ca-certificates postgresql dpkg-dev python3 systemd)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

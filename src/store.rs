@@ -44,6 +44,8 @@ mod contacts;
 pub mod datadir;
 mod delivery;
 mod err;
+#[cfg(test)]
+mod fixture;
 mod inbox;
 pub mod kdf;
 pub mod lifecycle;
