@@ -21,8 +21,8 @@
 # systemd: their command lines are (`systemd-run` needs a running systemd).
 #
 # Environment: CARGO_TARGET_DIR; UMBRA_PACKAGE_PROFILE (default here:
-# "release", the profile CI builds anyway; scripts/package.sh alone defaults
-# to the fat-LTO "dist"); UMBRA_DEB_FAST (default here 1: quick compression).
+# "release", the profile CI builds anyway and scripts/package.sh's default);
+# UMBRA_DEB_FAST (default here 1: quick compression).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"

@@ -2,14 +2,14 @@
 # Debian packages of `umbra` and `umbra-handshaker`, built with cargo-deb
 # (pinned; installed if missing). docs/OPERATING.md says what is in them.
 #
-#   ./scripts/package.sh                 profile "dist": fat LTO, one codegen
-#                                        unit, stripped (what users get)
-#   UMBRA_PACKAGE_PROFILE=release ./scripts/package.sh
-#                                        the cheaper release profile (CI: a
-#                                        rebuild costs minutes, not a full LTO)
+#   ./scripts/package.sh                 profile "release" (what CI builds,
+#                                        installs and upgrades in its test)
+#   UMBRA_PACKAGE_PROFILE=dist ./scripts/package.sh
+#                                        fat LTO, one codegen unit, stripped:
+#                                        not built or measured yet (OPERATING §10)
 #
 # Environment: CARGO_TARGET_DIR (default ~/.cache/umbra-target),
-# UMBRA_PACKAGE_PROFILE (dist), UMBRA_PACKAGE_OUT (where the .deb files go,
+# UMBRA_PACKAGE_PROFILE (release), UMBRA_PACKAGE_OUT (where the .deb files go,
 # default $CARGO_TARGET_DIR/debian), UMBRA_DEB_REVISION (Debian revision,
 # default 1; the package test builds a higher one to upgrade to),
 # UMBRA_DEB_FAST=1 (faster, weaker compression of the .deb: tests).
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO_DEB_VERSION=3.8.0
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/umbra-target}"
-profile="${UMBRA_PACKAGE_PROFILE:-dist}"
+profile="${UMBRA_PACKAGE_PROFILE:-release}"
 out="${UMBRA_PACKAGE_OUT:-$CARGO_TARGET_DIR/debian}"
 revision="${UMBRA_DEB_REVISION:-1}"
 
