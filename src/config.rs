@@ -139,8 +139,8 @@ impl Default for FilesConfig {
             max_size_mib: 4096,
             auto_accept_mib: 16,
             downloads_dir: None,
-            streams: 2,
-            lanes_from_mib: 8,
+            streams: u8::try_from(crate::files::DEFAULT_STREAMS).unwrap_or(u8::MAX),
+            lanes_from_mib: crate::files::DEFAULT_LANES_FROM >> 20,
         }
     }
 }
