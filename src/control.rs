@@ -4,22 +4,14 @@
 //! * [`client`]: a client, used by the CLI, the terminal UI and tests.
 //! * [`server`]: the daemon side (command handlers, event stream).
 //!
+//! [`proto`] and [`client`] live in the `umbra-control` crate (so that a
+//! front end such as `umbra-desktop` can use them without linking Tor,
+//! OpenPGP or the store) and are re-exported here unchanged.
+//!
 //! The socket lives at `<data_dir>/control.sock`, is created mode 0600 inside
 //! the 0700 data directory, and the daemon additionally refuses peers whose
 //! uid differs from its own.
 
-pub mod client;
-pub mod proto;
 pub mod server;
 
-use std::path::{Path, PathBuf};
-
-pub use client::{Client, ClientError};
-
-/// File name of the control socket inside the data directory.
-pub const SOCKET_NAME: &str = "control.sock";
-
-/// The control socket of `data_dir`.
-pub fn socket_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(SOCKET_NAME)
-}
+pub use umbra_control::{Client, ClientError, SOCKET_NAME, client, proto, socket_path};

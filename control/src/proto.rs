@@ -35,9 +35,11 @@ pub struct ClientMessage {
 }
 
 /// A command. Usernames may carry a leading `@`.
+///
+/// Not `#[non_exhaustive]`: the daemon's handler matches every command, so a
+/// new one cannot be forgotten there (all users are in this workspace).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-#[non_exhaustive]
 pub enum Request {
     /// Node, Tor and onion-service state.
     Status,
@@ -455,9 +457,11 @@ pub struct MessageView {
 }
 
 /// An event.
+///
+/// Not `#[non_exhaustive]`: the terminal UI matches every event, so a new one
+/// cannot be forgotten there (all users are in this workspace).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-#[non_exhaustive]
 pub enum Event {
     /// A message arrived (stored and acknowledged).
     Message {

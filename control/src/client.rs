@@ -12,10 +12,10 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
 
-use super::proto::{
+use crate::proto::{
     ApiError, ClientMessage, Event, MAX_LINE, Reply, Request, ServerMessage, VERSION,
 };
-use super::socket_path;
+use crate::socket_path;
 
 /// Errors of a control client.
 #[derive(Debug, thiserror::Error)]
