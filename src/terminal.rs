@@ -7,41 +7,12 @@
 //! overrides (U+202E) can show `exe.jpg` for `gpj.exe`. Everything the CLI
 //! prints goes through [`SafeWriter`], and the TUI renders peer text through
 //! [`neutralize`]: C0 and C1 controls and bidi formatting characters become
-//! U+FFFD (`�`), visibly.
+//! U+FFFD (`�`), visibly. The character rules live in `umbra_control::text`,
+//! shared with the desktop window.
 
-use std::borrow::Cow;
 use std::io::{self, Write};
 
-/// The replacement shown for a neutralised character.
-pub const REPLACEMENT: char = '\u{FFFD}';
-
-/// Bidirectional formatting characters (marks, embeddings, overrides,
-/// isolates, the Arabic letter mark), which reorder what follows them.
-pub fn is_bidi_control(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-    )
-}
-
-/// Whether `c` must not reach a terminal from untrusted text: a C0 or C1
-/// control (DEL included) or a bidi formatting character.
-pub fn is_unsafe(c: char) -> bool {
-    c.is_control() || is_bidi_control(c)
-}
-
-/// `s` with every unsafe character (line breaks and tabs included) replaced
-/// by U+FFFD: for text shown on one line.
-pub fn neutralize(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(is_unsafe) {
-        return Cow::Borrowed(s);
-    }
-    Cow::Owned(
-        s.chars()
-            .map(|c| if is_unsafe(c) { REPLACEMENT } else { c })
-            .collect(),
-    )
-}
+pub use umbra_control::text::{REPLACEMENT, is_bidi_control, is_unsafe, neutralize};
 
 /// Whether `c` may pass through [`SafeWriter`]: anything safe, plus line
 /// feeds and tabs (the CLI's own layout).
@@ -160,7 +131,7 @@ mod test {
         );
         assert!(matches!(
             neutralize("plain text, é and 🦀"),
-            Cow::Borrowed(_)
+            std::borrow::Cow::Borrowed(_)
         ));
         assert_eq!(neutralize("a\nb"), "a\u{FFFD}b");
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use super::err::{Error, io};
 
 /// Name of the encrypted database file.
-pub const DB_FILE: &str = "umbra.db";
+pub const DB_FILE: &str = umbra_control::STORE_FILE;
 /// Name of the non-secret KDF header file.
 pub const HEADER_FILE: &str = "store.header";
 /// Name of the header written during a passphrase change, before it is committed.
@@ -26,7 +26,7 @@ pub const NEW_HEADER_FILE: &str = "store.header.new";
 pub const HS_DIR: &str = "hs";
 
 /// Environment variable naming the data directory.
-pub const ENV_HOME: &str = "UMBRA_HOME";
+pub const ENV_HOME: &str = umbra_control::ENV_HOME;
 
 /// A data directory whose ownership and permissions have been checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,20 +44,10 @@ pub fn resolve_with(
     cli: Option<&Path>,
     env: impl Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<PathBuf, Error> {
-    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(p) = cli {
         return Ok(p.to_path_buf());
     }
-    if let Some(p) = non_empty(ENV_HOME) {
-        return Ok(p);
-    }
-    if let Some(p) = non_empty("XDG_DATA_HOME").filter(|p| p.is_absolute()) {
-        return Ok(p.join("umbra"));
-    }
-    if let Some(home) = non_empty("HOME") {
-        return Ok(home.join(".local").join("share").join("umbra"));
-    }
-    Err(Error::NotInitialized {
+    umbra_control::default_data_dir(env).ok_or_else(|| Error::NotInitialized {
         dir: PathBuf::from("$HOME/.local/share/umbra (HOME is not set)"),
     })
 }
