@@ -13,6 +13,7 @@
 //! uid differs from its own.
 
 pub mod client;
+pub mod display;
 pub mod proto;
 pub mod text;
 

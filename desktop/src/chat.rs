@@ -257,22 +257,26 @@ fn compose(app: &mut App, ui: &mut egui::Ui, name: &str) {
 #[derive(Debug, Default)]
 pub struct RowHeights {
     width: f32,
-    heights: std::collections::HashMap<String, f32>,
+    heights: std::collections::HashMap<u64, f32>,
 }
 
 /// A row of the timeline: a day separator or an item.
 enum Row<'a> {
     Day(i64),
-    Item(&'a Item),
+    Item(Item<'a>),
 }
 
 impl Row<'_> {
-    fn key(&self) -> String {
+    /// A cheap key for the height cache (no allocation per row and frame).
+    fn key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
         match self {
-            Row::Day(d) => format!("d{d}"),
-            Row::Item(Item::Message(m)) => format!("m{}", m.id),
-            Row::Item(Item::File(t)) => format!("f{}", t.id),
+            Row::Day(d) => (0u8, d).hash(&mut h),
+            Row::Item(Item::Message(m)) => (1u8, &m.id).hash(&mut h),
+            Row::Item(Item::File(t)) => (2u8, &t.id).hash(&mut h),
         }
+        h.finish()
     }
 
     /// A guess of the height before the row was ever laid out.
@@ -291,17 +295,15 @@ impl Row<'_> {
 }
 
 fn timeline(app: &mut App, ui: &mut egui::Ui, name: &str) {
-    let items = app
-        .model
-        .conversation(name)
-        .map(|c| c.timeline(&app.model.transfers, name))
-        .unwrap_or_else(|| {
-            crate::model::Conversation::default().timeline(&app.model.transfers, name)
-        });
+    // Taken out of the model while drawing (put back below), so that rows
+    // borrow them instead of copying thousands of messages every frame.
+    let conv = app.model.conversations.remove(name).unwrap_or_default();
+    let transfers = std::mem::take(&mut app.model.transfers);
+    let items = conv.timeline(&transfers, name);
     let today = format::day(app.now());
     let mut rows = Vec::with_capacity(items.len() + 8);
     let mut last_day = None;
-    for item in &items {
+    for item in items {
         let d = format::day(item.time());
         if last_day != Some(d) {
             last_day = Some(d);
@@ -367,6 +369,9 @@ fn timeline(app: &mut App, ui: &mut egui::Ui, name: &str) {
             }
             ui.add_space((total - bottom).max(0.0));
         });
+    drop(rows);
+    app.model.conversations.insert(name.to_owned(), conv);
+    app.model.transfers = transfers;
     for a in actions {
         match a {
             FileAction::Call(r) => app.backend.call(r),

@@ -55,21 +55,7 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// `1.5 MB`, `300 B`.
-pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use umbra_control::display::human_size as size;
 
 /// A 40-hex-digit fingerprint in groups of four (`ABCD 1234 …`), upper
 /// case, for reading aloud; anything else is shown neutralised as given.
@@ -140,7 +126,5 @@ mod test {
             "0123 4567 89AB CDEF 0123  4567 89AB CDEF 0123 4567"
         );
         assert_eq!(grouped("evil\u{202e}"), "evil\u{FFFD}");
-        assert_eq!(size(999), "999 B");
-        assert_eq!(size(1_500_000), "1.5 MB");
     }
 }

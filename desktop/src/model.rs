@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use umbra_control::display::delivery_rank as rank;
 use umbra_control::proto::{
     ContactView, DirectoryView, Event, MessageView, Reply, Request, RequestView, StatusView,
     TorView, TransferView,
@@ -15,15 +16,15 @@ use umbra_control::proto::{
 pub const HISTORY_PAGE: u32 = umbra_control::proto::MAX_HISTORY;
 
 /// One entry of a conversation's timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item<'a> {
     /// A text message.
-    Message(MessageView),
+    Message(&'a MessageView),
     /// A file transfer (offer, progress, completed, saved, cancelled).
-    File(TransferView),
+    File(&'a TransferView),
 }
 
-impl Item {
+impl Item<'_> {
     /// When it happened (unix seconds), for ordering and day separators.
     pub fn time(&self) -> u64 {
         match self {
@@ -44,13 +45,12 @@ pub struct Conversation {
 
 impl Conversation {
     /// Messages and this contact's transfers merged by time, oldest first.
-    pub fn timeline(&self, transfers: &[TransferView], username: &str) -> Vec<Item> {
-        let mut items: Vec<Item> = self.messages.iter().cloned().map(Item::Message).collect();
+    pub fn timeline<'a>(&'a self, transfers: &'a [TransferView], username: &str) -> Vec<Item<'a>> {
+        let mut items: Vec<Item<'a>> = self.messages.iter().map(Item::Message).collect();
         items.extend(
             transfers
                 .iter()
                 .filter(|t| t.username == username)
-                .cloned()
                 .map(Item::File),
         );
         // Stable: messages of the same second keep their order.
@@ -238,17 +238,6 @@ impl Model {
     }
 }
 
-/// Order of delivery states: a later event never moves a message back.
-fn rank(state: &str) -> u8 {
-    match state {
-        "queued" => 0,
-        "sent" => 1,
-        "delivered" => 2,
-        "read" => 3,
-        _ => 0,
-    }
-}
-
 /// `@name` for `name` or `@name`.
 pub fn at(username: &str) -> String {
     if username.starts_with('@') {
@@ -258,22 +247,7 @@ pub fn at(username: &str) -> String {
     }
 }
 
-/// A person's words for the Tor state (never `not_applicable`).
-pub fn tor_words(tor: &TorView) -> String {
-    if tor.network == "direct" {
-        return "direct connection (test network, not anonymous)".into();
-    }
-    if !tor.ready {
-        return format!("joining the Tor network ({}%)", tor.bootstrap_percent);
-    }
-    match tor.onion_service.as_str() {
-        "running" => "connected through Tor; reachable".into(),
-        "starting" | "bootstrapping" => "connected through Tor; publishing your address".into(),
-        "degraded" => "connected through Tor; reachable with trouble".into(),
-        "broken" => "connected through Tor, but not reachable".into(),
-        _ => "connected through Tor".into(),
-    }
-}
+pub use umbra_control::display::tor_words;
 
 #[cfg(test)]
 mod test {

@@ -35,6 +35,8 @@ fn frame_time_with_10000_messages() {
     h.get_by_label_contains("@bob, online").click();
     wait(&mut h, "bob's history", |h| shows(h, "Here."));
     let idle = rss_kib();
+    let mut base = scroll_frames(&mut h);
+    let base_med = percentile(&mut base, 0.5);
     let conv = h
         .state_mut()
         .model_mut()
@@ -60,6 +62,19 @@ fn frame_time_with_10000_messages() {
         .collect();
     h.run_ok();
     let full = rss_kib();
+    let mut times = scroll_frames(&mut h);
+    let med = percentile(&mut times, 0.5);
+    let p95 = percentile(&mut times, 0.95);
+    let max = percentile(&mut times, 1.0);
+    println!(
+        "10,000 messages: frame time median {med:.1} ms, p95 {p95:.1} ms, max {max:.1} ms \
+         (6 messages: median {base_med:.1} ms); RSS {idle} KiB with the standard \
+         conversation, {full} KiB with 10,000 messages"
+    );
+}
+
+/// Steps 120 frames while the wheel scrolls up and down; their times in ms.
+fn scroll_frames(h: &mut egui_kittest::Harness<'_, umbra_desktop::App>) -> Vec<f64> {
     let mut times = Vec::new();
     for i in 0..120 {
         let delta = if i % 40 < 20 { -120.0 } else { 120.0 };
@@ -73,11 +88,5 @@ fn frame_time_with_10000_messages() {
         h.step();
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let med = percentile(&mut times, 0.5);
-    let p95 = percentile(&mut times, 0.95);
-    let max = percentile(&mut times, 1.0);
-    println!(
-        "10,000 messages: frame time median {med:.1} ms, p95 {p95:.1} ms, max {max:.1} ms; \
-         RSS {idle} KiB with the standard conversation, {full} KiB with 10,000 messages"
-    );
+    times
 }

@@ -248,7 +248,7 @@ fn files_offer_accept_progress_save_and_inline_image() {
         "image",
     )));
     wait(&mut h, "the offer", |h| shows(h, "Accept photo.png"));
-    assert!(shows(&h, "photo.png (2.0 MB, image) · offered to you"));
+    assert!(shows(&h, "photo.png (2.0 MiB, image) · offered to you"));
     h.get_by_label("Accept photo.png").click();
     wait_request(
         &mut h,
@@ -259,11 +259,11 @@ fn files_offer_accept_progress_save_and_inline_image() {
     fake.push(Event::FileProgress {
         id: "t1".into(),
         username: "@bob".into(),
-        done: 1_000_000,
-        size: 2_000_000,
+        done: 1 << 20,
+        size: 2 << 20,
     });
     wait(&mut h, "the progress bar", |h| {
-        shows(h, "photo.png: 1.0 MB of 2.0 MB (50%)")
+        shows(h, "photo.png: 1.0 MiB of 2.0 MiB (50%)")
     });
     fake.push(Event::FileCompleted(transfer(
         "t1",

@@ -320,32 +320,8 @@ impl App {
     }
 }
 
-/// `1.5 MiB` style sizes.
-pub fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-/// Order of delivery states, so a late event never moves a message back.
-fn rank(state: &str) -> u8 {
-    match state {
-        "queued" => 0,
-        "sent" => 1,
-        "delivered" => 2,
-        "read" => 3,
-        _ => 0,
-    }
-}
+use umbra_control::display::delivery_rank as rank;
+pub use umbra_control::display::human_size;
 
 #[cfg(test)]
 pub(crate) mod test {

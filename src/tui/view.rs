@@ -10,6 +10,7 @@ use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragra
 
 use super::input::BINDINGS;
 use super::model::{App, Overlay};
+use crate::control::proto::TransferView;
 
 /// Colors, or none at all (`NO_COLOR`).
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +133,26 @@ pub fn bar(done: u64, size: u64, width: usize) -> String {
     )
 }
 
+/// What a transfer waits for or did, in words: in the files overlay
+/// (`overlay`, where its keys work) or the conversation timeline (which
+/// says how to get there).
+fn transfer_words(t: &TransferView, overlay: bool) -> String {
+    match (t.direction.as_str(), t.state.as_str()) {
+        ("in", "offered") if overlay => "waiting for you (a / x)".to_owned(),
+        ("in", "offered") => "waiting for you: Ctrl-T, then a accept / x decline".to_owned(),
+        ("out", "offered") => "offered".to_owned(),
+        ("in", "completed") if t.stored && overlay => "received (s to save)".to_owned(),
+        ("in", "completed") if t.stored => "received: Ctrl-T, then s to save".to_owned(),
+        ("in", "completed") => "saved".to_owned(),
+        (_, "completed") => "delivered".to_owned(),
+        (_, "active") => bar(t.done, t.size, 20),
+        (_, s) => match &t.reason {
+            Some(r) => format!("{s}: {}", clean(r)),
+            None => s.to_owned(),
+        },
+    }
+}
+
 fn transfers(f: &mut Frame<'_>, app: &App, theme: Theme, sel: usize) {
     let inner = popup(
         f,
@@ -152,18 +173,7 @@ fn transfers(f: &mut Frame<'_>, app: &App, theme: Theme, sel: usize) {
         .rev()
         .map(|t| {
             let arrow = if t.direction == "in" { "←" } else { "→" };
-            let state = match (t.direction.as_str(), t.state.as_str()) {
-                ("in", "offered") => "waiting for you (a / x)".to_owned(),
-                ("out", "offered") => "offered".to_owned(),
-                ("in", "completed") if t.stored => "received (s to save)".to_owned(),
-                ("in", "completed") => "saved".to_owned(),
-                (_, "completed") => "delivered".to_owned(),
-                (_, "active") => bar(t.done, t.size, 20),
-                (_, s) => match &t.reason {
-                    Some(r) => format!("{s}: {}", clean(r)),
-                    None => s.to_owned(),
-                },
-            };
+            let state = transfer_words(t, true);
             ListItem::new(vec![
                 Line::from(vec![
                     Span::raw(format!("{arrow} ")),
@@ -195,10 +205,7 @@ fn status_bar(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
         Some(s) if direct => (s.username.clone(), "DIRECT TCP – NOT ANONYMOUS".to_owned()),
         Some(s) => (
             s.username.clone(),
-            format!(
-                "Tor {}% · onion service {}",
-                s.tor.bootstrap_percent, s.tor.onion_service
-            ),
+            umbra_control::display::tor_words(&s.tor),
         ),
         None => ("…".into(), "connecting to the daemon".into()),
     };
@@ -273,7 +280,28 @@ fn conversation(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
         None => " no conversation ".into(),
     };
     let mut lines: Vec<Line<'_>> = Vec::new();
-    for m in app.conversation() {
+    // Messages and this contact's files, by time (files offered while the
+    // TUI was closed are in the timeline too: they come with the start-up
+    // `files` list).
+    let name = app.current_name().unwrap_or_default();
+    let mut files = app
+        .transfers
+        .iter()
+        .filter(|t| t.username == name)
+        .peekable();
+    let mut messages = app.conversation().iter().peekable();
+    loop {
+        let next_file = files.peek().map(|t| t.created_at);
+        let next_msg = messages.peek().map(|m| m.sent_at);
+        if let Some(ft) = next_file
+            && next_msg.is_none_or(|mt| ft < mt)
+        {
+            if let Some(t) = files.next() {
+                lines.push(file_line(t, theme));
+            }
+            continue;
+        }
+        let Some(m) = messages.next() else { break };
         let out = m.direction == "out";
         let who = if out {
             "me".to_owned()
@@ -325,6 +353,28 @@ fn conversation(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
     f.render_widget(p, area);
 }
 
+/// One line of the timeline for a file transfer.
+fn file_line(t: &TransferView, theme: Theme) -> Line<'static> {
+    let who = if t.direction == "in" {
+        "file from them"
+    } else {
+        "file to them"
+    };
+    Line::from(vec![
+        Span::styled(
+            format!("{} ", crate::time::utc_hhmm(t.created_at)),
+            theme.fg(Color::DarkGray),
+        ),
+        Span::styled(format!("📎 {who}: "), theme.fg(Color::Yellow)),
+        Span::styled(clean(&t.name), theme.bold()),
+        Span::raw(format!(
+            " ({}) · {}",
+            super::model::human_size(t.size),
+            transfer_words(t, false)
+        )),
+    ])
+}
+
 fn input_box(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
     let title = match app.current_name() {
         Some(n) => format!(
@@ -374,17 +424,31 @@ fn popup(f: &mut Frame<'_>, title: &str, w: u16, h: u16) -> Rect {
 }
 
 fn help(f: &mut Frame<'_>, theme: Theme) {
-    let inner = popup(f, "keys", 64, BINDINGS.len() as u16 + 2);
+    const KEY_COLUMN: usize = 22;
+    let longest = BINDINGS
+        .iter()
+        .map(|(_, v)| KEY_COLUMN + v.chars().count())
+        .max()
+        .unwrap_or(KEY_COLUMN);
+    let width = u16::try_from(longest + 2).unwrap_or(u16::MAX);
+    // Narrower screens wrap: room for every entry on two lines.
+    let rows = BINDINGS.len() as u16;
+    let height = if width > f.area().width {
+        2 * rows + 2
+    } else {
+        rows + 2
+    };
+    let inner = popup(f, "keys", width, height);
     let lines: Vec<Line<'_>> = BINDINGS
         .iter()
         .map(|(k, v)| {
             Line::from(vec![
-                Span::styled(format!("{k:<22}"), theme.bold()),
+                Span::styled(format!("{k:<KEY_COLUMN$}"), theme.bold()),
                 Span::raw(*v),
             ])
         })
         .collect();
-    f.render_widget(Paragraph::new(lines), inner);
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
 }
 
 fn requests(f: &mut Frame<'_>, app: &App, theme: Theme, sel: usize) {
@@ -574,7 +638,7 @@ mod test {
     fn main_screen_at_80x24() {
         let (l, _) = draw(&app(), 80, 24, true);
         assert!(
-            l[0].starts_with(" umbra @alice │ Tor 100% · onion service running"),
+            l[0].starts_with(" umbra @alice │ connected through Tor; reachable"),
             "{}",
             l[0]
         );
@@ -694,6 +758,57 @@ mod test {
         let (l, _) = draw(&a, 80, 24, true);
         assert!(has(&l, "send a file to @bob"));
         assert!(has(&l, "/tmp/x.png"));
+    }
+
+    /// Files are in the conversation, by time, with what they wait for
+    /// (issue 18: an offer that arrived while the TUI was closed showed up
+    /// only in the Ctrl-T overlay).
+    #[test]
+    fn files_are_in_the_conversation_timeline() {
+        let mut a = app();
+        let mut offer = transfer("4", "in", "movie.mp4", "offered", 0);
+        offer.created_at = 5;
+        let mut got = transfer("2", "in", "photo.jpg", "completed", 4 << 20);
+        got.created_at = 1_795_000_600;
+        let mut other = transfer("5", "in", "not-bob.txt", "offered", 0);
+        other.username = "@carol".into();
+        a.transfers = vec![offer, got, other];
+        let (l, _) = draw(&a, 160, 30, false);
+        let offer_at = l
+            .iter()
+            .position(|x| x.contains("file from them: movie.mp4"));
+        let photo_at = l.iter().position(|x| x.contains("photo.jpg"));
+        let first_msg = l.iter().position(|x| x.contains("hi alice"));
+        assert!(offer_at.is_some() && photo_at.is_some(), "{l:#?}");
+        assert!(
+            offer_at < first_msg && first_msg < photo_at,
+            "by time: {l:#?}"
+        );
+        assert!(has(
+            &l,
+            "waiting for you: Ctrl-T, then a accept / x decline"
+        ));
+        assert!(has(&l, "received: Ctrl-T, then s to save"));
+        assert!(!has(&l, "not-bob.txt"), "only this contact's files");
+    }
+
+    /// The help overlay shows every binding whole (it cut them at 100
+    /// columns), and wraps rather than cuts on a narrow terminal.
+    #[test]
+    fn help_is_never_cut() {
+        let mut a = app();
+        a.overlay = Overlay::Help;
+        for w in [200, 100, 80] {
+            let (l, _) = draw(&a, w, 40, false);
+            for (k, v) in BINDINGS {
+                assert!(has(&l, v), "{w} columns: {k} {v}: {l:#?}");
+            }
+        }
+        let (l, _) = draw(&a, 50, 40, false);
+        let text: String = l.join(" ");
+        for word in ["verified", "decline/cancel,", "save"] {
+            assert!(text.contains(word), "{word} at 50 columns: {l:#?}");
+        }
     }
 
     #[test]

@@ -182,7 +182,7 @@ pub fn transfer(id: &str, name: &str, state: &str, media: &str) -> TransferView 
         username: "@bob".into(),
         direction: "in".into(),
         name: name.into(),
-        size: 2_000_000,
+        size: 2 << 20,
         media: media.into(),
         state: state.into(),
         done: 0,
