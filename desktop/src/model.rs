@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use umbra_control::display::delivery_rank as rank;
 use umbra_control::proto::{
     ContactView, DirectoryView, Event, MessageView, Reply, Request, RequestView, StatusView,
-    TorView, TransferView,
+    TransferView,
 };
 
 /// Messages of one conversation the window keeps (older ones stay in the
@@ -252,6 +252,7 @@ pub use umbra_control::display::tor_words;
 #[cfg(test)]
 mod test {
     use super::*;
+    use umbra_control::proto::TorView;
 
     fn msg(id: &str, dir: &str, seq: u64, state: &str, t: u64) -> MessageView {
         MessageView {
