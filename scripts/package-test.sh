@@ -103,7 +103,7 @@ for f in /usr/bin/umbra /usr/bin/umbra-handshaker \
     /usr/share/applications/umbra-desktop.desktop \
     /usr/share/icons/hicolor/scalable/apps/umbra-desktop.svg \
     /usr/share/icons/hicolor/128x128/apps/umbra-desktop.png \
-    /usr/share/doc/umbra-desktop/THIRD-PARTY-LICENSES; do
+    /usr/share/doc/umbra-desktop/THIRD-PARTY-LICENSES /usr/share/man/man8/umbra-handshaker.8.gz; do
     [[ -s $f ]] || fail "$f is not installed"
 done
 USER_UNIT=/usr/lib/systemd/user/umbra.service
@@ -115,6 +115,8 @@ desktop-file-validate /usr/share/applications/umbra-desktop.desktop >"$WORK/desk
 [[ $(identify -format '%wx%h' /usr/share/icons/hicolor/128x128/apps/umbra-desktop.png) == 128x128 ]] ||
     fail "the 128 px icon is not 128x128"
 zcat /usr/share/man/man1/umbra.1.gz | grep -q '^\.TH' || fail "umbra.1 is not a manual page"
+zcat /usr/share/man/man8/umbra-handshaker.8.gz | grep -q '^\.TH umbra-handshaker 8' ||
+    fail "umbra-handshaker.8 is not a section 8 manual page"
 bash -c 'source /usr/share/bash-completion/completions/umbra && complete -p umbra' >/dev/null ||
     fail "the bash completion does not load"
 umbra config-example | diff -q - /usr/share/doc/umbra/examples/config.toml >/dev/null ||

@@ -41,6 +41,7 @@ mkdir -p "$assets/umbra/man" "$assets/umbra/completions" "$assets/umbra-handshak
 # Manual pages and completions come from the CLI definition itself.
 "$bin/umbra" man --out-dir "$assets/umbra/man" >/dev/null
 gzip -9n "$assets/umbra/man/"*.1
+"$bin/umbra-handshaker" --man | gzip -9n >"$assets/umbra-handshaker/umbra-handshaker.8.gz"
 "$bin/umbra" completions bash >"$assets/umbra/completions/umbra"
 "$bin/umbra" completions zsh >"$assets/umbra/completions/_umbra"
 "$bin/umbra" completions fish >"$assets/umbra/completions/umbra.fish"

@@ -45,6 +45,54 @@ struct Args {
     /// Without it: SQLite in the data directory.
     #[arg(long)]
     database: Option<String>,
+    /// Print the manual page, umbra-handshaker(8), as roff and exit.
+    #[arg(long, hide = true)]
+    man: bool,
+}
+
+/// What the manual page adds to the options clap describes.
+const MAN_EXTRA: &str = r#".SH CONFIGURATION
+The configuration file is TOML; every key, its default and its limits are in
+\fI/usr/share/doc/umbra-handshaker/examples/handshaker.toml\fR (the package installs
+it as \fI/etc/umbra-handshaker/handshaker.toml\fR). Command-line options override it.
+.SH FILES
+.TP
+\fIDATA_DIR/handshaker.sqlite\fR
+the directory (usernames, public keys, mailboxes) when no PostgreSQL database is given
+.TP
+\fIDATA_DIR/arti/\fR
+the onion service's keys and Tor state: its \fB.onion\fR address is these keys;
+back them up to keep the address
+.SH SIGNALS
+SIGTERM and SIGINT stop accepting connections, let requests in progress finish,
+and exit with status 0.
+.SH ENVIRONMENT
+.TP
+\fBRUST_LOG\fR
+log filter (default \fBinfo\fR); logs go to standard error and never contain
+usernames, keys, onion addresses or mailbox contents
+.TP
+\fBNO_COLOR\fR
+no colour in logs written to a terminal
+.SH EXIT STATUS
+0 after a clean stop; 1 on a configuration, database or network error (the message
+says which).
+.SH SEE ALSO
+\fBumbra\fR(1); \fI/usr/share/doc/umbra-handshaker/OPERATING.md\fR (install, backups,
+tuning, monitoring, upgrades, what the operator can and cannot see).
+"#;
+
+/// Writes umbra-handshaker(8): clap's page of the options, then
+/// [`MAN_EXTRA`].
+fn print_man() -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Args::command().name("umbra-handshaker"))
+        .section("8")
+        .render(&mut out)?;
+    out.extend_from_slice(MAN_EXTRA.as_bytes());
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &out)?;
+    Ok(())
 }
 
 #[tokio::main]
@@ -58,6 +106,9 @@ async fn main() {
 
 async fn real_main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.man {
+        return print_man();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

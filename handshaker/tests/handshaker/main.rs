@@ -6,6 +6,7 @@
 mod abuse;
 mod api;
 mod frontends;
+mod man;
 mod onion;
 mod stores;
 mod support;
