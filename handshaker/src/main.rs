@@ -60,9 +60,12 @@ it as \fI/etc/umbra-handshaker/handshaker.toml\fR). Command-line options overrid
 \fIDATA_DIR/handshaker.sqlite\fR
 the directory (usernames, public keys, mailboxes) when no PostgreSQL database is given
 .TP
-\fIDATA_DIR/arti/\fR
-the onion service's keys and Tor state: its \fB.onion\fR address is these keys;
-back them up to keep the address
+\fIDATA_DIR/arti/state/keystore/\fR
+the onion service's identity key: its \fB.onion\fR address is this key; back it up
+to keep the address
+.TP
+\fIDATA_DIR/binding.key\fR
+the key that signs name bindings (clients pin it); back it up with the address
 .SH SIGNALS
 SIGTERM and SIGINT stop accepting connections, let requests in progress finish,
 and exit with status 0.
