@@ -48,8 +48,8 @@ gzip -9n "$assets/umbra/man/"*.1
 # What the packages must declare besides GPL-3.0-or-later (deny.toml checks
 # the same licences against the allowed list).
 # The menu icon: the SVG for scalable themes, a 128 px PNG for the rest.
-convert -background none -density 96 packaging/umbra-desktop/umbra-desktop.svg \
-    -resize 128x128 "png32:$assets/umbra-desktop/umbra-desktop.png"
+rsvg-convert --width 128 --height 128 --output "$assets/umbra-desktop/umbra-desktop.png" \
+    packaging/umbra-desktop/umbra-desktop.svg
 metadata=$(cargo metadata --locked --format-version 1 --filter-platform "$(rustc -vV | sed -n 's/^host: //p')")
 for crate in umbra umbra-handshaker umbra-desktop; do
     python3 scripts/lib/third-party-licenses.py "$crate" <<<"$metadata" >"$assets/$crate/THIRD-PARTY-LICENSES"
