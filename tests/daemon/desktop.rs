@@ -4,7 +4,8 @@
 //! (the window marks it read as it shows it, so the answer's sender receives
 //! a read receipt). Xvfb runs no window manager, so the test gives the window
 //! the X input focus itself (`xdotool windowfocus`) once it is mapped. A screenshot is taken, checked not blank, and left at
-//! `<target>/tmp/desktop-e2e.png` for a reviewer.
+//! `<target>/tmp/desktop-e2e.png` for a reviewer (a reviewed one is checked
+//! in as `docs/screenshots/desktop-e2e.png`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
