@@ -35,6 +35,7 @@ use crate::store::{
 
 mod errors;
 mod events;
+mod groups;
 mod views;
 
 use errors::{
