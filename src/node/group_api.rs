@@ -394,7 +394,10 @@ impl NodeHandle {
     }
 
     /// A group's members (owner first).
-    pub async fn group_members(&self, group: [u8; 32]) -> Result<Vec<GroupMemberRecord>, NodeError> {
+    pub async fn group_members(
+        &self,
+        group: [u8; 32],
+    ) -> Result<Vec<GroupMemberRecord>, NodeError> {
         Ok(self
             .inner
             .store

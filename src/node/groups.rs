@@ -285,7 +285,10 @@ fn reachable(s: &Store, members: impl IntoIterator<Item = String>) -> BTreeSet<S
 
 /// Writes `w` and returns the new message rows.
 async fn write(inner: &Arc<Inner>, group: [u8; 32], w: GroupWrite) -> Result<Vec<i64>, NodeError> {
-    Ok(inner.store.run(move |s| s.group_write(&group, &w)).await??)
+    Ok(inner
+        .store
+        .run(move |s| s.group_write(&group, &w))
+        .await??)
 }
 
 /// Commits an op to the group: checked on a copy, stored with the outbox
@@ -323,10 +326,7 @@ pub(super) async fn commit_op(
     };
     let ended_for_me = rec.status != GroupStatus::Active && rec.status != GroupStatus::Joining;
     let log_bytes: Vec<Vec<u8>> = if added.is_some() {
-        let mut all = inner
-            .store
-            .run(move |s| s.group_ops(&group, 0))
-            .await??;
+        let mut all = inner.store.run(move |s| s.group_ops(&group, 0)).await??;
         all.push(op_bytes.clone());
         all.into_iter()
             .map(|b| Op::decode(&b).map(GroupWire::Op).and_then(|w| w.encode()))
@@ -344,7 +344,10 @@ pub(super) async fn commit_op(
                         return Ok(false);
                     };
                     Ok(s.group_invites()?.iter().any(|i| {
-                        i.group_id == group && !i.incoming && i.contact == c.id && i.state == "accepted"
+                        i.group_id == group
+                            && !i.incoming
+                            && i.contact == c.id
+                            && i.state == "accepted"
                     }))
                 })
                 .await??
@@ -415,7 +418,6 @@ pub(super) async fn commit_op(
     inner.flush_to(recipients).await;
     Ok(ev)
 }
-
 
 /// Appends (owner) or proposes (anyone else) an op with `action` at our head.
 pub(super) async fn act(
@@ -1052,7 +1054,10 @@ async fn on_answer(
     inv.state = if accept { "accepted" } else { "declined" }.into();
     let role = parse_role(&inv.role).unwrap_or(Role::Member);
     let saved = inv.clone();
-    inner.store.run(move |s| s.put_group_invite(&saved)).await??;
+    inner
+        .store
+        .run(move |s| s.put_group_invite(&saved))
+        .await??;
     inner.group_event(
         group,
         GroupEvent::InviteAnswered {
@@ -1137,7 +1142,10 @@ pub(super) async fn on_inbound(
             GroupWire::Op(op) => {
                 let group = op.body.group.0;
                 match map.get_mut(&group) {
-                    Some(rt) if rt.state.role(&from_fpr).is_some() || rt.rec.status == GroupStatus::Joining => {
+                    Some(rt)
+                        if rt.state.role(&from_fpr).is_some()
+                            || rt.rec.status == GroupStatus::Joining =>
+                    {
                         on_op(inner, rt, op, &mut reply).await?
                     }
                     Some(_) => {}

@@ -504,17 +504,15 @@ impl Peer {
 
     /// Seals a group peer message (not sequenced: groups have their own
     /// acknowledgements). `None` unless Ready.
-    pub fn group(
-        &mut self,
-        msg: &crate::group::GroupWire,
-    ) -> Result<Option<Action>, PeerError> {
+    pub fn group(&mut self, msg: &crate::group::GroupWire) -> Result<Option<Action>, PeerError> {
         if self.state != PeerState::Ready {
             return Ok(None);
         }
-        let plaintext = zeroize::Zeroizing::new(msg.encode().map_err(|_| PeerError::Unexpected {
-            what: "group message over its limits",
-            state: self.state,
-        })?);
+        let plaintext =
+            zeroize::Zeroizing::new(msg.encode().map_err(|_| PeerError::Unexpected {
+                what: "group message over its limits",
+                state: self.state,
+            })?);
         let frame = self.session.seal(&plaintext)?;
         Ok(Some(Action::Write {
             frame,

@@ -508,7 +508,9 @@ impl Store {
     pub fn group_cursors(&self, group_id: &[u8; 32]) -> Result<Vec<(String, u64)>> {
         let mut st = self
             .conn
-            .prepare("SELECT sender, next_seq FROM group_cursors WHERE group_id = ?1 ORDER BY sender")
+            .prepare(
+                "SELECT sender, next_seq FROM group_cursors WHERE group_id = ?1 ORDER BY sender",
+            )
             .map_err(db("reading group cursors"))?;
         st.query_map([&group_id[..]], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(db("reading group cursors"))?
@@ -517,7 +519,11 @@ impl Store {
     }
 
     /// The latest `limit` messages of a group, in display order (oldest first).
-    pub fn group_history(&self, group_id: &[u8; 32], limit: u32) -> Result<Vec<GroupMessageRecord>> {
+    pub fn group_history(
+        &self,
+        group_id: &[u8; 32],
+        limit: u32,
+    ) -> Result<Vec<GroupMessageRecord>> {
         let mut st = self
             .conn
             .prepare(&format!(
@@ -544,7 +550,11 @@ impl Store {
     }
 
     /// The sender of the stored message `msg_id`, if held.
-    pub fn group_message_sender(&self, group_id: &[u8; 32], msg_id: &[u8; 32]) -> Result<Option<String>> {
+    pub fn group_message_sender(
+        &self,
+        group_id: &[u8; 32],
+        msg_id: &[u8; 32],
+    ) -> Result<Option<String>> {
         self.conn
             .query_row(
                 "SELECT sender FROM group_messages WHERE group_id = ?1 AND msg_id = ?2",
@@ -581,7 +591,9 @@ impl Store {
     pub fn group_senders(&self, group_id: &[u8; 32]) -> Result<Vec<String>> {
         let mut st = self
             .conn
-            .prepare("SELECT DISTINCT sender FROM group_messages WHERE group_id = ?1 ORDER BY sender")
+            .prepare(
+                "SELECT DISTINCT sender FROM group_messages WHERE group_id = ?1 ORDER BY sender",
+            )
             .map_err(db("reading group messages"))?;
         st.query_map([&group_id[..]], |r| r.get(0))
             .map_err(db("reading group messages"))?
@@ -658,7 +670,10 @@ impl Store {
         log_seq: u64,
         cursors: &[(String, u64)],
     ) -> Result<usize> {
-        let tx = self.conn.transaction().map_err(db("applying a group ack"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db("applying a group ack"))?;
         let mut n = tx
             .execute(
                 "DELETE FROM group_outbox WHERE group_id = ?1 AND recipient = ?2
