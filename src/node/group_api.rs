@@ -418,6 +418,11 @@ impl NodeHandle {
             .await??)
     }
 
+    /// One stored group message by row id.
+    pub async fn group_message(&self, id: i64) -> Result<Option<GroupMessageRecord>, NodeError> {
+        Ok(self.inner.store.run(move |s| s.group_message(id)).await??)
+    }
+
     /// Every invite, both directions.
     pub async fn group_invites(&self) -> Result<Vec<GroupInviteRecord>, NodeError> {
         Ok(self.inner.store.run(|s| s.group_invites()).await??)
