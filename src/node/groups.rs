@@ -313,7 +313,10 @@ pub(super) async fn commit_op(
     let before: BTreeSet<String> = rt.state.members().keys().map(hex).collect();
     let after: BTreeSet<String> = next.members().keys().map(hex).collect();
     let mine = hex(&me);
-    let rec = record(&next, &rt.rec, &me);
+    let mut rec = record(&next, &rt.rec, &me);
+    if matches!(&ev, OpEvent::Left { member } if *member == me) {
+        rec.status = GroupStatus::Left;
+    }
     // Invitees of ours who were just added get the whole log from us (the
     // owner does it anyway; an admin inviter does it for its invitee).
     let added = match &ev {
