@@ -196,11 +196,7 @@ fn print_message(out: &mut dyn Write, m: &GroupMessageView) -> Result<()> {
     let who = if m.mine { "me" } else { m.sender.as_str() };
     let body = match (&m.body, m.deleted) {
         (_, true) => "(deleted)".to_owned(),
-        (Some(b), _) => b
-            .lines()
-            .map(esc)
-            .collect::<Vec<_>>()
-            .join("\n    "),
+        (Some(b), _) => b.lines().map(esc).collect::<Vec<_>>().join("\n    "),
         (None, _) => "(no text)".to_owned(),
     };
     let state = if m.mine {
@@ -214,12 +210,7 @@ fn print_message(out: &mut dyn Write, m: &GroupMessageView) -> Result<()> {
 
 /// A request that changes the group: `done` from the owner, or the group
 /// (a proposal waits for the owner).
-fn change(
-    global: &GlobalArgs,
-    out: &mut dyn Write,
-    req: GroupRequest,
-    done: &str,
-) -> Result<()> {
+fn change(global: &GlobalArgs, out: &mut dyn Write, req: GroupRequest, done: &str) -> Result<()> {
     let r = call(global, Request::Group(req))?;
     if global.json {
         return match r {
@@ -263,7 +254,11 @@ pub(crate) fn run(global: &GlobalArgs, cmd: GroupCommand, out: &mut dyn Write) -
                 return json(out, &g);
             }
             writeln!(out, "created group {} ({})", esc(&g.name), g.id)?;
-            writeln!(out, "invite contacts with: umbra group invite {} @name", &g.id[..12])?;
+            writeln!(
+                out,
+                "invite contacts with: umbra group invite {} @name",
+                &g.id[..12]
+            )?;
         }
         C::List => {
             let l = reply!(global, Request::Group(G::List), Reply::Groups);
@@ -317,7 +312,11 @@ pub(crate) fn run(global: &GlobalArgs, cmd: GroupCommand, out: &mut dyn Write) -
         )?,
         C::Decline { group } => change(global, out, G::Decline { group }, "declined")?,
         C::Members { group } => {
-            let list = reply!(global, Request::Group(G::Members { group }), Reply::GroupMembers);
+            let list = reply!(
+                global,
+                Request::Group(G::Members { group }),
+                Reply::GroupMembers
+            );
             if global.json {
                 return json(out, &list);
             }
@@ -381,7 +380,11 @@ pub(crate) fn run(global: &GlobalArgs, cmd: GroupCommand, out: &mut dyn Write) -
         )?,
         C::Dissolve { group } => change(global, out, G::Dissolve { group }, "dissolved")?,
         C::Send { group, text } => {
-            let m = reply!(global, Request::Group(G::Send { group, text }), Reply::GroupMessage);
+            let m = reply!(
+                global,
+                Request::Group(G::Send { group, text }),
+                Reply::GroupMessage
+            );
             if global.json {
                 return json(out, &m);
             }

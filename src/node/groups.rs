@@ -176,6 +176,16 @@ fn cursors(rt: &Runtime) -> Vec<([u8; 20], u64)> {
         .keys()
         .map(|f| (*f.as_bytes(), rt.tracker.next_expected(f)))
         .collect();
+    // Former members too, while there is room: their messages still queued
+    // at the peer (relayed before they left) are acknowledged as well.
+    for (f, n) in rt.tracker.cursors() {
+        if v.len() >= crate::limits::MAX_GROUP_MEMBERS {
+            break;
+        }
+        if rt.state.role(&f).is_none() {
+            v.push((*f.as_bytes(), n));
+        }
+    }
     v.sort();
     v
 }
@@ -765,6 +775,7 @@ async fn on_op(
             return Ok(());
         }
         Err(NodeError::Group(e)) => {
+            tracing::debug!(kind = ?crate::error::HasKind::kind(&e), "a group op was refused");
             inner.warn(group, format!("refused a change to the group: {e}"));
             return Ok(());
         }
@@ -865,34 +876,43 @@ async fn on_pull(
                 Some(n) => s.group_ops(&group, n)?,
                 None => Vec::new(),
             };
+            // At most MAX_PULL_ITEMS items in all are read, whatever the
+            // number of senders.
             let mut msgs = Vec::new();
             for (sender, from) in senders {
-                msgs.extend(s.group_messages_from(&group, &sender, from, MAX_PULL_ITEMS as u32)?);
+                let room = MAX_PULL_ITEMS.saturating_sub(ops.len() + msgs.len());
+                if room == 0 {
+                    break;
+                }
+                msgs.extend(s.group_messages_from(&group, &sender, from, room as u32)?);
             }
             Ok((ops, msgs))
         })
         .await??;
+    // Everything read fills the response: there may be more.
+    let full = ops.len() + msgs.len() >= MAX_PULL_ITEMS;
     let mut resp = PullResponse {
         group: GroupId(group),
         ops: Vec::new(),
         messages: Vec::new(),
-        more: false,
+        more: full,
     };
     let mut bytes = 0usize;
+    let mut cut = false;
     for b in ops {
         if resp.ops.len() >= MAX_PULL_ITEMS || bytes + b.len() > MAX_PULL_BYTES {
-            resp.more = true;
+            cut = true;
             break;
         }
         bytes += b.len();
         resp.ops.push(Op::decode(&b)?);
     }
-    if !resp.more {
+    if !cut {
         for b in msgs {
             if resp.ops.len() + resp.messages.len() >= MAX_PULL_ITEMS
                 || bytes + b.len() > MAX_PULL_BYTES
             {
-                resp.more = true;
+                cut = true;
                 break;
             }
             let m = GroupMessage::decode(&b)?;
@@ -902,6 +922,7 @@ async fn on_pull(
             }
         }
     }
+    resp.more = full || cut;
     if !resp.ops.is_empty() || !resp.messages.is_empty() {
         reply.out.push(GroupWire::PullResponse(resp));
     }
@@ -929,6 +950,7 @@ async fn on_genesis(
         })
         .await??;
     if !invited {
+        tracing::debug!("a group log from a contact we accepted no invite from was ignored");
         return Ok(());
     }
     let state = match GroupState::genesis(&op) {
@@ -1044,6 +1066,7 @@ async fn on_answer(
         })
         .await??;
     let Some(mut inv) = found else {
+        tracing::debug!("an answer to an invite we do not know was ignored");
         return Ok(());
     };
     reply.out.push(GroupWire::Ack(GroupAck {
@@ -1085,6 +1108,7 @@ async fn on_answer(
         link: None,
     };
     if let Err(e) = act(inner, rt, action).await {
+        tracing::debug!(kind = ?crate::error::HasKind::kind(&e), "adding an invitee failed");
         inner.warn(group, format!("could not add the invited contact: {e}"));
     }
     Ok(())
@@ -1106,6 +1130,7 @@ pub(super) async fn on_inbound(
     let mut map = inner.groups.map.lock().await;
     let mut reply = Reply::default();
     for m in msgs {
+        tracing::debug!(kind = m.kind(), "group message in");
         match m {
             GroupWire::Invite(inv) => {
                 let known = map.contains_key(&inv.body.group.0);
@@ -1194,6 +1219,13 @@ pub(super) async fn on_inbound(
                 if rt.state.role(&from_fpr).is_none() && rt.rec.status != GroupStatus::Joining {
                     continue;
                 }
+                let progress = |rt: &Runtime| {
+                    (
+                        rt.state.head_seq(),
+                        rt.tracker.cursors().map(|(_, n)| n).sum::<u64>(),
+                    )
+                };
+                let before = progress(rt);
                 for op in p.ops {
                     on_op(inner, rt, op, &mut reply).await?;
                 }
@@ -1202,7 +1234,10 @@ pub(super) async fn on_inbound(
                         on_message(inner, rt, contact, m, &mut reply).await?;
                     }
                 }
-                if p.more {
+                // Pull on only while it brings something new (a responder
+                // repeating itself does not keep us in a loop).
+                let rt = map.get(&group);
+                if p.more && rt.is_some_and(|rt| progress(rt) != before) {
                     reply.pull.insert(group);
                 }
             }

@@ -234,7 +234,9 @@ const MIGRATIONS: &[Step] = &[
     // from `group_ops` at start; `groups` and `group_members` mirror it for
     // front ends. Outboxes are per (group, recipient fingerprint); they also
     // carry invites and answers for groups the recipient (or we) do not
-    // hold yet, hence no foreign key to `groups`.
+    // hold yet, hence no foreign key to `groups`. Row ids are never reused
+    // (AUTOINCREMENT): a connection writes the entries above the last id it
+    // wrote, so a reused id would be skipped.
     Step::Sql(
         r#"
     CREATE TABLE groups (
@@ -280,7 +282,7 @@ const MIGRATIONS: &[Step] = &[
         UNIQUE (group_id, msg_id)
     );
     CREATE TABLE group_outbox (
-        id          INTEGER PRIMARY KEY,
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
         group_id    BLOB NOT NULL CHECK (length(group_id) = 32),
         recipient   TEXT NOT NULL,
         kind        TEXT NOT NULL CHECK (kind IN ('op', 'proposal', 'message', 'invite')),

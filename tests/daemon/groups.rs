@@ -21,9 +21,11 @@ fn two_daemons_run_a_group_through_the_cli() {
     assert_eq!(g["members"], 1);
 
     alice.json(&["group", "invite", &id[..12], "@bob"]);
-    rt.block_on(wait_event(&mut b_events, "the invite", |e| {
-        matches!(e, Event::Group(GroupEventView::Invited(i)) if i.username == "@alice")
-    }));
+    rt.block_on(wait_event(
+        &mut b_events,
+        "the invite",
+        |e| matches!(e, Event::Group(GroupEventView::Invited(i)) if i.username == "@alice"),
+    ));
     let list = bob.json(&["group", "list"]);
     assert_eq!(list["invites"][0]["group"], id.as_str(), "{list}");
     assert_eq!(list["invites"][0]["name"], "Night shift");
@@ -65,21 +67,28 @@ fn two_daemons_run_a_group_through_the_cli() {
         matches!(e, Event::Group(GroupEventView::Changed(g)) if g.role.as_deref() == Some("admin"))
     }));
     bob.json(&["group", "rename", "Night shift", "Day shift"]);
-    rt.block_on(wait_event(&mut a_events, "the rename", |e| {
-        matches!(e, Event::Group(GroupEventView::Changed(g)) if g.name == "Day shift")
-    }));
+    rt.block_on(wait_event(
+        &mut a_events,
+        "the rename",
+        |e| matches!(e, Event::Group(GroupEventView::Changed(g)) if g.name == "Day shift"),
+    ));
 
     // The owner cannot leave; bob can.
     let (_, err) = alice.fails(&["group", "leave", "Day shift"]);
+    assert!(err["error"].as_str().unwrap().contains("transfer"), "{err}");
+    bob.json(&["group", "leave", "Day shift"]);
+    rt.block_on(wait_event(
+        &mut a_events,
+        "bob leaving",
+        |e| matches!(e, Event::Group(GroupEventView::Changed(g)) if g.members == 1),
+    ));
+    let (_, err) = alice.fails(&["group", "send", "no such group", "x"]);
     assert!(
-        err["error"].as_str().unwrap().contains("transfer"),
+        err["error"].as_str().unwrap().contains("no such group"),
         "{err}"
     );
-    bob.json(&["group", "leave", "Day shift"]);
-    rt.block_on(wait_event(&mut a_events, "bob leaving", |e| {
-        matches!(e, Event::Group(GroupEventView::Changed(g)) if g.members == 1)
-    }));
-    let (_, err) = alice.fails(&["group", "send", "no such group", "x"]);
-    assert!(err["error"].as_str().unwrap().contains("no such group"), "{err}");
-    assert!(err["hint"].as_str().unwrap().contains("group list"), "{err}");
+    assert!(
+        err["hint"].as_str().unwrap().contains("group list"),
+        "{err}"
+    );
 }

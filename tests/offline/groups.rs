@@ -281,7 +281,9 @@ async fn removal_stops_delivery_and_ownership_moves() {
     .await;
     // alice (now an admin) leaves: a proposal bob countersigns.
     a.node.group_act(g, Action::Leave).await.unwrap();
-    until(&a, "alice has left", move |s| status(s, g) == Some(GroupStatus::Left))
+    until(&a, "alice has left", move |s| {
+        status(s, g) == Some(GroupStatus::Left)
+    })
     .await;
     until(&b, "bob is alone", move |s| members(s, g).len() == 1).await;
     for m in [a, b, c] {

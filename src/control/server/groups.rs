@@ -3,11 +3,11 @@
 //! [`NodeHandle`]'s group methods; the rules live in the node and in
 //! `umbra_proto::group`.
 
+use super::*;
 use crate::control::proto::{
     GroupEventView, GroupInviteView, GroupMemberView, GroupMessageView, GroupRequest, GroupView,
     GroupsView,
 };
-use super::*;
 use crate::group::{Action, FLAG_HISTORY, FLAG_ROOM, Role};
 use crate::node::{GroupEvent, group_hex, parse_role};
 use crate::store::{GroupMessageRecord, GroupRecord, GroupStatus};
