@@ -16,13 +16,14 @@
 #    without a GPU, Mesa's lavapipe renders on the CPU (its tests' image snapshots too)
 #  - libxkbcommon-x11-0, libx11-xcb1, libxcursor1, libxrandr2, libxi6: loaded by the
 #    window's X11 backend (winit) at run time
+#  - desktop-file-utils: the package test validates the window's menu entry
 #  - xvfb, xdotool, imagemagick: the window's end-to-end test runs it on a virtual X
 #    display, types into it (real X input) and takes a screenshot
 set -euo pipefail
 PKGS=(libclang-dev libssl-dev pkg-config gnupg tor tmux onionshare-cli curl ca-certificates postgresql
   dpkg-dev python3 systemd
   libvulkan1 mesa-vulkan-drivers libxkbcommon-x11-0 libx11-xcb1 libxcursor1 libxrandr2 libxi6
-  xvfb xdotool imagemagick)
+  xvfb xdotool imagemagick desktop-file-utils)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -36,7 +36,7 @@ fail() { echo "package-test: FAILED: $*" >&2; exit 1; }
 say() { echo "package-test: [$(($(date +%s) - started)) s] $*"; }
 
 [[ $(id -u) -eq 0 ]] || fail "needs root (it installs the packages with dpkg)"
-for p in umbra umbra-handshaker; do
+for p in umbra umbra-handshaker umbra-desktop; do
     if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q installed; then
         fail "$p is already installed here; this test installs and purges it (remove it first)"
     fi
@@ -54,7 +54,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     if ((installed)); then
-        dpkg --purge umbra umbra-handshaker >/dev/null 2>&1 || true
+        dpkg --purge umbra-desktop umbra umbra-handshaker >/dev/null 2>&1 || true
         rm -rf "$STATE" /etc/umbra-handshaker
     fi
     if [[ $status -ne 0 ]]; then
@@ -84,7 +84,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 say "building revision 1 and 2 (profile $UMBRA_PACKAGE_PROFILE)"
 mapfile -t rev1 < <(UMBRA_PACKAGE_OUT="$WORK/deb" UMBRA_DEB_REVISION=1 ./scripts/package.sh)
 mapfile -t rev2 < <(UMBRA_PACKAGE_OUT="$WORK/deb" UMBRA_DEB_REVISION=2 ./scripts/package.sh)
-[[ ${#rev1[@]} -eq 2 && ${#rev2[@]} -eq 2 ]] || fail "expected two packages per revision"
+[[ ${#rev1[@]} -eq 3 && ${#rev2[@]} -eq 3 ]] || fail "expected three packages per revision"
 for deb in "${rev1[@]}"; do
     say "$(basename "$deb"): $(du -k "$deb" | cut -f1) KiB"
 done
@@ -99,13 +99,21 @@ for f in /usr/bin/umbra /usr/bin/umbra-handshaker \
     /usr/share/fish/vendor_completions.d/umbra.fish /usr/lib/systemd/user/umbra.service \
     /usr/share/doc/umbra/examples/config.toml /usr/share/doc/umbra/THIRD-PARTY-LICENSES \
     /usr/share/doc/umbra/copyright /usr/share/doc/umbra-handshaker/OPERATING.md \
-    /etc/umbra-handshaker/handshaker.toml; do
+    /etc/umbra-handshaker/handshaker.toml /usr/bin/umbra-desktop \
+    /usr/share/applications/umbra-desktop.desktop \
+    /usr/share/icons/hicolor/scalable/apps/umbra-desktop.svg \
+    /usr/share/icons/hicolor/128x128/apps/umbra-desktop.png \
+    /usr/share/doc/umbra-desktop/THIRD-PARTY-LICENSES; do
     [[ -s $f ]] || fail "$f is not installed"
 done
 USER_UNIT=/usr/lib/systemd/user/umbra.service
 HS_UNIT=$(dpkg -L umbra-handshaker | grep '/systemd/system/umbra-handshaker.service$') ||
     fail "the Handshaker's unit is not installed"
 [[ $(stat -c %a /etc/umbra-handshaker/handshaker.toml) == 600 ]] || fail "the Handshaker's configuration is not 0600"
+desktop-file-validate /usr/share/applications/umbra-desktop.desktop >"$WORK/desktop-file.log" 2>&1 ||
+    fail "the menu entry is not valid: $(cat "$WORK/desktop-file.log")"
+[[ $(identify -format '%wx%h' /usr/share/icons/hicolor/128x128/apps/umbra-desktop.png) == 128x128 ]] ||
+    fail "the 128 px icon is not 128x128"
 zcat /usr/share/man/man1/umbra.1.gz | grep -q '^\.TH' || fail "umbra.1 is not a manual page"
 bash -c 'source /usr/share/bash-completion/completions/umbra && complete -p umbra' >/dev/null ||
     fail "the bash completion does not load"
@@ -119,7 +127,7 @@ score=$(systemd-analyze security --offline=yes "$HS_UNIT" 2>/dev/null | sed -n '
 [[ -n $score ]] || fail "no systemd-analyze security score"
 say "systemd-analyze security (offline) of the installed Handshaker unit: $score"
 awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure $score is above 2.0"
-say "installed: $(dpkg-query -W -f='${Package} ${Version}  ' umbra umbra-handshaker)"
+say "installed: $(dpkg-query -W -f='${Package} ${Version}  ' umbra umbra-handshaker umbra-desktop)"
 
 # ---------------------------------------------------------------- units as systemd runs them
 # unit_value UNIT KEY: the values of KEY= in UNIT, one per line.
@@ -248,7 +256,7 @@ grep -q 'stopped' "$WORK/handshaker-rev1.log" || fail "the Handshaker did not lo
 hs_db_before=$(stat -c %s "$STATE/handshaker.sqlite")
 DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold "${rev2[@]}" >"$WORK/dpkg-upgrade.log" 2>&1 ||
     fail "dpkg -i of revision 2 failed: $(tail -n 5 "$WORK/dpkg-upgrade.log")"
-for p in umbra umbra-handshaker; do
+for p in umbra umbra-handshaker umbra-desktop; do
     v=$(dpkg-query -W -f='${Version}' "$p")
     [[ $v == *-2 ]] || fail "$p is at $v after the upgrade, not revision 2"
 done
@@ -266,6 +274,42 @@ fpr2=$(as_user umbra status --json --passphrase-file "$HOME_U/.config/umbra/pass
     python3 -c 'import json,sys; print(json.load(sys.stdin)["fingerprint"])')
 [[ $fpr2 == "$fpr" ]] || fail "the identity changed across the upgrade"
 say "after the upgrade: @pkgtest still registered, same identity"
+
+# The packaged window, as the user, on a virtual display, against the packaged
+# daemon of the user's default data directory: it must map (its X11 and Vulkan
+# libraries, loaded at run time, come from the package's dependencies) and
+# draw the connected main screen, not a blank or an error.
+XVFB_LOG="$WORK/xvfb.log"
+Xvfb -displayfd 1 -screen 0 1024x720x24 -nolisten tcp 3>&1 >"$WORK/xvfb.display" 2>"$XVFB_LOG" &
+PIDS+=("$!")
+wait_for "$WORK/xvfb.display" '[0-9]' 30 "Xvfb"
+DISP=":$(head -n 1 "$WORK/xvfb.display")"
+setpriv --reuid "$U_UID" --regid "$U_UID" --clear-groups --no-new-privs \
+    env -i HOME="$HOME_U" PATH=/usr/bin:/bin DISPLAY="$DISP" UMBRA_DESKTOP_LOG=info \
+    umbra-desktop --no-notifications >"$WORK/desktop.log" 2>&1 &
+DESK_PID=$!
+PIDS+=("$DESK_PID")
+wait_for "$WORK/desktop.log" 'first frame after' 60 "the packaged window's first frame"
+wait_for "$WORK/desktop.log" 'connected to the daemon' 60 "the packaged window's connection to the daemon"
+waited=0
+until DISPLAY=$DISP xdotool search --onlyvisible --name '^Umbra$' >/dev/null 2>&1; do
+    kill -0 "$DESK_PID" 2>/dev/null || fail "umbra-desktop exited"
+    ((waited < 300)) || fail "the packaged window did not map within 30 s"
+    sleep 0.1
+    waited=$((waited + 1))
+done
+colours=0
+for _ in $(seq 1 100); do
+    DISPLAY=$DISP import -window root "$WORK/desktop.png" 2>/dev/null || true
+    colours=$(identify -format '%k' "$WORK/desktop.png" 2>/dev/null || echo 0)
+    ((colours > 16)) && break
+    sleep 0.1
+done
+((colours > 16)) || fail "the packaged window drew nothing ($colours colours)"
+grep -qE ' ERROR |panicked' "$WORK/desktop.log" && fail "the packaged window logged an error: $(cat "$WORK/desktop.log")"
+say "the packaged window mapped and drew ($colours colours), $(grep -o 'first frame after .*' "$WORK/desktop.log")"
+kill -TERM "$DESK_PID"
+wait "$DESK_PID" 2>/dev/null || true   # a window has no drain: SIGTERM ends it
 
 [[ $(cd "$OLD" && sha256sum -- * | sha256sum) == "$before" ]] || fail "the upgrade touched a data directory"
 as_user umbra status --json --data-dir "$OLD" --passphrase-file "$HOME_U/old.pass" >"$WORK/old-status.json" 2>"$WORK/old-status.log" ||

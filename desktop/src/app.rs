@@ -331,17 +331,18 @@ impl App {
             Notice::File(u) => ("File offered by", u),
         };
         let name = crate::format::line(name).into_owned();
-        if let Notice::Message(u) = &n {
-            if for_open && self.focused {
-                // Shown in the open conversation: it is read now.
-                if let Some(c) = self.model.contacts.get_mut(u) {
-                    c.unread = 0;
-                }
-                self.backend.call(Request::MarkRead {
-                    username: u.clone(),
-                });
-                return;
+        if let Notice::Message(u) = &n
+            && for_open
+            && self.focused
+        {
+            // Shown in the open conversation: it is read now.
+            if let Some(c) = self.model.contacts.get_mut(u) {
+                c.unread = 0;
             }
+            self.backend.call(Request::MarkRead {
+                username: u.clone(),
+            });
+            return;
         }
         if !self.focused {
             self.notifier.show(&format!("{text} {name}"));

@@ -187,6 +187,7 @@ async fn run(data_dir: PathBuf, mut commands: tmpsc::UnboundedReceiver<Command>,
                 continue;
             }
         };
+        tracing::info!("connected to the daemon");
         if !out.send(Update::Connected) {
             return;
         }

@@ -468,11 +468,12 @@ fn file(app: &mut App, ui: &mut egui::Ui, t: &TransferView, actions: &mut Vec<Fi
                     actions.push(FileAction::Save(t.id.clone()));
                 }
             });
-            if saved && t.media == "image" {
-                if let Some(path) = &t.path {
-                    app.images
-                        .show(ui, &t.id, std::path::Path::new(path), &t.name);
-                }
+            if saved
+                && t.media == "image"
+                && let Some(path) = &t.path
+            {
+                app.images
+                    .show(ui, &t.id, std::path::Path::new(path), &t.name);
             }
         });
     ui.add_space(2.0);
@@ -680,10 +681,10 @@ fn end_session(app: &mut App, ui: &mut egui::Ui, name: &str) {
 fn browse(app: &mut App, ui: &mut egui::Ui, folders_only: bool) {
     ui.horizontal(|ui| {
         ui.label(format!("Folder: {}", app.forms.browse.display()));
-        if ui.button("Up").clicked() {
-            if let Some(p) = app.forms.browse.parent() {
-                app.forms.browse = p.to_path_buf();
-            }
+        if ui.button("Up").clicked()
+            && let Some(p) = app.forms.browse.parent()
+        {
+            app.forms.browse = p.to_path_buf();
         }
     });
     let mut entries: Vec<(bool, String)> = std::fs::read_dir(&app.forms.browse)

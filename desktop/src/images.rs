@@ -97,10 +97,11 @@ pub fn media_of(path: &Path) -> &'static str {
 /// Where files are saved by default: `XDG_DOWNLOAD_DIR`, `~/Downloads` if
 /// it exists, else the home directory.
 pub fn download_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("XDG_DOWNLOAD_DIR").map(PathBuf::from) {
-        if d.is_absolute() && d.is_dir() {
-            return d;
-        }
+    if let Some(d) = std::env::var_os("XDG_DOWNLOAD_DIR").map(PathBuf::from)
+        && d.is_absolute()
+        && d.is_dir()
+    {
+        return d;
     }
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)

@@ -87,7 +87,9 @@ pub struct FileLink {
 impl Drop for FileLink {
     fn drop(&mut self) {
         if self.out.sending().is_some() {
-            self.abort_lanes();
+            // No runtime to give the spare counts back from here: they stay
+            // counted (at most LANE_COUNT_BLOCK - 1 per lane, like a crash).
+            let _ = stop_lane_tasks(std::mem::take(&mut self.lanes_out));
         }
         self.ctx.lanes.remove_owner(self.link_id);
     }
@@ -188,16 +190,31 @@ impl FileLink {
 
     /// Stops `id` on this connection, lanes included.
     fn stop(&mut self, id: &[u8; 16]) {
-        if self.out.stop(id).is_some() {
-            self.source = None;
-            self.abort_lanes();
-        }
+        let spare = self.stop_sending(id);
+        self.give_back(*id, spare);
     }
 
-    /// Stops the lane writers (their chunks are counted in the store
-    /// already; this also runs when the connection is dropped).
-    fn abort_lanes(&mut self) {
-        stop_lane_tasks(std::mem::take(&mut self.lanes_out));
+    /// Stops `id` on this connection, lanes included; returns the chunk
+    /// counts its lane writers had reserved in the store and not used.
+    fn stop_sending(&mut self, id: &[u8; 16]) -> u64 {
+        if self.out.stop(id).is_none() {
+            return 0;
+        }
+        self.source = None;
+        stop_lane_tasks(std::mem::take(&mut self.lanes_out))
+    }
+
+    /// Gives `spare` reserved chunk counts of `id` back to the store, in the
+    /// background (best effort: a failure leaves `chunks_sent` high, never
+    /// low).
+    fn give_back(&self, id: [u8; 16], spare: u64) {
+        if spare == 0 {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let _ = store.run(move |s| s.return_chunks_sent(&id, spare)).await;
+        });
     }
 
     /// Handles the file messages of a batch of frames, in order. Returns the
@@ -367,10 +384,16 @@ impl FileLink {
             return Ok(Vec::new());
         }
         // The lanes counted their chunks before writing them: whoever sees
-        // Completed sees them too.
-        self.stop(&id);
+        // Completed sees them too, and not the counts they reserved and did
+        // not use (given back in the same store call).
+        let spare = self.stop_sending(&id);
         self.store
-            .run(move |s| s.set_transfer_state(&id, TransferState::Completed))
+            .run(move |s| -> Result<(), crate::store::Error> {
+                if spare > 0 {
+                    s.return_chunks_sent(&id, spare)?;
+                }
+                s.set_transfer_state(&id, TransferState::Completed)
+            })
             .await??;
         self.completed(id, t.size, None);
         self.start_next().await
@@ -456,7 +479,8 @@ impl FileLink {
         tracing::debug!("re-synchronising a transfer with the receiver");
         self.announced.forget(&s.id);
         self.source = None;
-        self.abort_lanes();
+        let spare = stop_lane_tasks(std::mem::take(&mut self.lanes_out));
+        self.give_back(s.id, spare);
     }
 
     /// Called on the heartbeat: lanes that finished long ago without the

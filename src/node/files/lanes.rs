@@ -168,6 +168,9 @@ pub(super) struct LaneOut {
     /// Chunks the writer wrote (it counts them in the store itself, see
     /// [`LANE_COUNT_BLOCK`]).
     pub(super) sent: Arc<AtomicU64>,
+    /// Chunks counted in the store and not written yet; whoever takes them
+    /// (the writer when it ends, or [`stop_lane_tasks`]) gives them back.
+    spare: Arc<AtomicU64>,
     /// When each frame not yet acknowledged was written, oldest first.
     written: Arc<Mutex<VecDeque<Instant>>>,
     /// Frames the receiver acknowledged; the writer closes the stream once
@@ -215,7 +218,10 @@ pub(super) struct LaneJob {
 /// writes them, this many at a time, and gives back what it did not use when
 /// it ends: the count is durable across a crash like the session stream's, at
 /// one commit per 512 KiB, and a writer killed in between (a crash, an abort)
-/// leaves it at most `LANE_COUNT_BLOCK - 1` high.
+/// leaves it at most `LANE_COUNT_BLOCK - 1` high. A writer stopped from
+/// outside ([`stop_lane_tasks`]) has its spare count taken by the stopper,
+/// which gives it back: a transfer that completes while its writers still wait
+/// for their streams to close shows the exact count.
 pub(super) const LANE_COUNT_BLOCK: u64 = 8;
 
 impl LaneJob {
@@ -224,6 +230,7 @@ impl LaneJob {
     pub(super) fn spawn(&self, lane: Lane) -> LaneOut {
         let permits = Arc::new(Semaphore::new(FILE_WINDOW as usize));
         let sent = Arc::new(AtomicU64::new(0));
+        let spare = Arc::new(AtomicU64::new(0));
         let written = Arc::new(Mutex::new(VecDeque::new()));
         let (acked, acked_rx) = watch::channel(0);
         let task = tokio::spawn(lane_writer(
@@ -232,6 +239,7 @@ impl LaneJob {
             LaneCounts {
                 permits: permits.clone(),
                 sent: sent.clone(),
+                spare: spare.clone(),
                 written: written.clone(),
                 acked: acked_rx,
             },
@@ -240,6 +248,7 @@ impl LaneJob {
             permits,
             task,
             sent,
+            spare,
             written,
             acked,
         }
@@ -250,6 +259,7 @@ impl LaneJob {
 struct LaneCounts {
     permits: Arc<Semaphore>,
     sent: Arc<AtomicU64>,
+    spare: Arc<AtomicU64>,
     written: Arc<Mutex<VecDeque<Instant>>>,
     acked: watch::Receiver<u64>,
 }
@@ -260,6 +270,7 @@ async fn lane_writer(job: LaneJob, mut lane: Lane, counts: LaneCounts) {
     let LaneCounts {
         permits,
         sent,
+        spare,
         written,
         mut acked,
     } = counts;
@@ -274,7 +285,6 @@ async fn lane_writer(job: LaneJob, mut lane: Lane, counts: LaneCounts) {
     } = job;
     let lane_id = lane.id();
     let count = sent.clone();
-    let mut reserved = 0u64;
     let result = async {
         let stream = dial.dial_isolated(&addr).await.map_err(|_| ())?;
         let mut framed = Framed::new(stream, crate::wire::codec());
@@ -297,13 +307,16 @@ async fn lane_writer(job: LaneJob, mut lane: Lane, counts: LaneCounts) {
             .encode()
             .map_err(|_| ())?;
             let frame = lane.seal(&pt).map_err(|_| ())?;
-            if count.load(Ordering::Acquire) >= reserved {
+            if spare
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_err()
+            {
                 store
                     .run(move |s| s.add_chunks_sent(&transfer_id, LANE_COUNT_BLOCK))
                     .await
                     .map_err(|_| ())?
                     .map_err(|_| ())?;
-                reserved += LANE_COUNT_BLOCK;
+                spare.fetch_add(LANE_COUNT_BLOCK - 1, Ordering::AcqRel);
             }
             // Counted before it is written: the receiver's FileLaneAck for
             // it may come back (on the session's stream) before `send`
@@ -328,7 +341,7 @@ async fn lane_writer(job: LaneJob, mut lane: Lane, counts: LaneCounts) {
         SinkExt::<Bytes>::close(&mut framed).await.map_err(|_| ())
     }
     .await;
-    let unused = reserved.saturating_sub(sent.load(Ordering::Acquire));
+    let unused = spare.swap(0, Ordering::AcqRel);
     if unused > 0 {
         // Best effort: a failure leaves the count high, never low.
         let _ = store
@@ -346,9 +359,14 @@ async fn lane_writer(job: LaneJob, mut lane: Lane, counts: LaneCounts) {
     });
 }
 
-/// Aborts lane writers (their chunks are counted already).
-pub(super) fn stop_lane_tasks(lanes: HashMap<[u8; 16], LaneOut>) {
-    for l in lanes.into_values() {
-        l.task.abort();
-    }
+/// Aborts lane writers (their chunks are counted already); returns the
+/// chunks they had counted and not written, for the caller to give back.
+pub(super) fn stop_lane_tasks(lanes: HashMap<[u8; 16], LaneOut>) -> u64 {
+    lanes
+        .into_values()
+        .map(|l| {
+            l.task.abort();
+            l.spare.swap(0, Ordering::AcqRel)
+        })
+        .sum()
 }
