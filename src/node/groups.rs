@@ -698,10 +698,10 @@ async fn on_message(
             .store
             .run(move |s| s.group_message_sender(&group, &target))
             .await??;
-        if let Some(o) = owner.and_then(|o| Fingerprint::from_hex(&o).ok()) {
-            if rt.state.check_delete(&deleter, &o).is_ok() {
-                w.deletes.push(target);
-            }
+        if let Some(o) = owner.and_then(|o| Fingerprint::from_hex(&o).ok())
+            && rt.state.check_delete(&deleter, &o).is_ok()
+        {
+            w.deletes.push(target);
         }
     }
     // The owner relays to the members it reaches (except the sender and
@@ -1049,14 +1049,12 @@ async fn on_invite(
 async fn on_answer(
     inner: &Arc<Inner>,
     map: &mut HashMap<[u8; 32], Runtime>,
-    from: ContactId,
-    from_fpr: &Fingerprint,
-    cert: Vec<u8>,
-    group: [u8; 32],
-    nonce: [u8; 16],
-    accept: bool,
+    (c, from_fpr): (&crate::store::Contact, &Fingerprint),
+    (group, nonce, accept): ([u8; 32], [u8; 16], bool),
     reply: &mut Reply,
 ) -> Result<(), NodeError> {
+    let from = c.id;
+    let cert = c.public_cert.clone();
     let found = inner
         .store
         .run(move |s| -> Result<_, crate::store::Error> {
@@ -1144,12 +1142,8 @@ pub(super) async fn on_inbound(
                 on_answer(
                     inner,
                     &mut map,
-                    contact,
-                    &from_fpr,
-                    c.public_cert.clone(),
-                    group.0,
-                    nonce,
-                    accept,
+                    (&c, &from_fpr),
+                    (group.0, nonce, accept),
                     &mut reply,
                 )
                 .await?
@@ -1181,29 +1175,28 @@ pub(super) async fn on_inbound(
                 }
             }
             GroupWire::Proposal(op) => {
-                if let Some(rt) = map.get_mut(&op.body.group.0) {
-                    if rt.state.role(&from_fpr).is_some() {
-                        on_proposal(inner, rt, &from_fpr, op, &mut reply).await?
-                    }
+                if let Some(rt) = map.get_mut(&op.body.group.0)
+                    && rt.state.role(&from_fpr).is_some()
+                {
+                    on_proposal(inner, rt, &from_fpr, op, &mut reply).await?
                 }
             }
-            GroupWire::ProposalRefused { group, reason, .. } => {
-                if map.contains_key(&group.0) {
-                    let why = match reason {
-                        refusal::STALE_HEAD => "the group changed meanwhile; try again",
-                        refusal::NOT_PERMITTED => "your role does not allow it",
-                        refusal::GROUP_FULL => "the group is full",
-                        refusal::DECLINED => "the owner declined it",
-                        _ => "no reason given",
-                    };
-                    inner.warn(group.0, format!("the owner refused your change: {why}"));
-                }
+            GroupWire::ProposalRefused { group, reason, .. } if map.contains_key(&group.0) => {
+                let why = match reason {
+                    refusal::STALE_HEAD => "the group changed meanwhile; try again",
+                    refusal::NOT_PERMITTED => "your role does not allow it",
+                    refusal::GROUP_FULL => "the group is full",
+                    refusal::DECLINED => "the owner declined it",
+                    _ => "no reason given",
+                };
+                inner.warn(group.0, format!("the owner refused your change: {why}"));
             }
             GroupWire::Message(msg) => {
-                if let Some(rt) = map.get_mut(&msg.body.group.0) {
-                    if rt.state.role(&from_fpr).is_some() && rt.rec.status.is_live() {
-                        on_message(inner, rt, contact, msg, &mut reply).await?
-                    }
+                if let Some(rt) = map.get_mut(&msg.body.group.0)
+                    && rt.state.role(&from_fpr).is_some()
+                    && rt.rec.status.is_live()
+                {
+                    on_message(inner, rt, contact, msg, &mut reply).await?
                 }
             }
             GroupWire::PullRequest(p) => {
@@ -1252,10 +1245,10 @@ pub(super) async fn on_inbound(
         }
     }
     for g in &reply.pull {
-        if let Some(rt) = map.get(g) {
-            if rt.rec.status.is_live() {
-                reply.out.push(pull(rt));
-            }
+        if let Some(rt) = map.get(g)
+            && rt.rec.status.is_live()
+        {
+            reply.out.push(pull(rt));
         }
     }
     Ok(reply.out)
