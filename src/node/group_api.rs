@@ -218,6 +218,20 @@ impl NodeHandle {
             expires_at: inv.body.expires_at,
         };
         let wire = rec.invite.clone();
+        // A new invite replaces an earlier one still queued for them.
+        self.queue_invite(rec, fpr, wire, true).await
+    }
+
+    /// Stores an invite (or our answer to one) and queues `wire` for the
+    /// contact `fpr`; it leaves the outbox on their ack for the group.
+    async fn queue_invite(
+        &self,
+        rec: GroupInviteRecord,
+        fpr: String,
+        wire: Vec<u8>,
+        replace: bool,
+    ) -> Result<(), NodeError> {
+        let group = rec.group_id;
         let f2 = fpr.clone();
         self.inner
             .store
@@ -226,7 +240,11 @@ impl NodeHandle {
                 s.group_write(
                     &group,
                     &GroupWrite {
-                        drop_outbox: vec![f2.clone()],
+                        drop_outbox: if replace {
+                            vec![f2.clone()]
+                        } else {
+                            Vec::new()
+                        },
                         enqueue: vec![GroupOutboxItem {
                             recipient: f2,
                             kind: OutboxKind::Invite,
@@ -277,32 +295,9 @@ impl NodeHandle {
             accept,
         }
         .encode()?;
-        let fpr = c.fingerprint.clone();
-        let f2 = fpr.clone();
-        self.inner
-            .store
-            .run(move |s| -> Result<(), crate::store::Error> {
-                s.put_group_invite(&inv)?;
-                // Only the answer is queued for the group's id; it leaves the
-                // outbox on the inviter's ack (or when the log arrives).
-                s.group_write(
-                    &group,
-                    &GroupWrite {
-                        enqueue: vec![GroupOutboxItem {
-                            recipient: f2,
-                            kind: OutboxKind::Invite,
-                            sender: String::new(),
-                            seq: 0,
-                            wire,
-                        }],
-                        ..GroupWrite::default()
-                    },
-                )?;
-                Ok(())
-            })
-            .await??;
-        self.inner.flush_to([fpr].into()).await;
-        Ok(())
+        // The answer leaves the outbox on the inviter's ack (or when the
+        // log arrives).
+        self.queue_invite(inv, c.fingerprint, wire, false).await
     }
 
     /// Sends a text to every member. Returns the stored message's row id.

@@ -603,22 +603,7 @@ impl Store {
 
     /// Queued entries for `recipient` (every group), oldest first, at most `limit`.
     pub fn group_outbox(&self, recipient: &str, limit: u32) -> Result<Vec<QueuedGroupItem>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT id, group_id, wire FROM group_outbox WHERE recipient = ?1 ORDER BY id LIMIT ?2",
-            )
-            .map_err(db("reading a group outbox"))?;
-        st.query_map(params![recipient, limit], |r| {
-            Ok(QueuedGroupItem {
-                id: r.get(0)?,
-                group_id: blob32(r, 1)?,
-                wire: r.get(2)?,
-            })
-        })
-        .map_err(db("reading a group outbox"))?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(db("reading a group outbox"))
+        self.group_outbox_after(recipient, 0, limit)
     }
 
     /// Queued entries for `recipient` with a row id above `after`, oldest

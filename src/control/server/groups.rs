@@ -34,9 +34,8 @@ fn status_name(s: GroupStatus) -> &'static str {
     s.as_str()
 }
 
-async fn group_view(ctx: &Context, g: &GroupRecord) -> ApiResult<GroupView> {
-    let members = ctx
-        .node
+async fn group_view(node: &NodeHandle, g: &GroupRecord) -> ApiResult<GroupView> {
+    let members = node
         .group_members(g.group_id)
         .await
         .map_err(node_err)?
@@ -122,12 +121,12 @@ pub(super) async fn handle(ctx: &Context, cmd: GroupRequest) -> ApiResult<Reply>
                 .await
                 .map_err(node_err)?;
             let g = node.group(id).await.map_err(node_err)?;
-            Ok(Reply::Group(group_view(ctx, &g).await?))
+            Ok(Reply::Group(group_view(&ctx.node, &g).await?))
         }
         GroupRequest::List => {
             let mut groups = Vec::new();
             for g in node.groups().await.map_err(node_err)? {
-                groups.push(group_view(ctx, &g).await?);
+                groups.push(group_view(&ctx.node, &g).await?);
             }
             Ok(Reply::Groups(GroupsView {
                 groups,
@@ -268,7 +267,7 @@ async fn act(ctx: &Context, g: [u8; 32], action: Action) -> ApiResult<Reply> {
     } else {
         // Proposed to the owner: applied when the owner countersigns it.
         let g = ctx.node.group(g).await.map_err(node_err)?;
-        Ok(Reply::Group(group_view(ctx, &g).await?))
+        Ok(Reply::Group(group_view(&ctx.node, &g).await?))
     }
 }
 
@@ -307,19 +306,11 @@ pub(super) async fn group_event(
             }
         }
         GroupEvent::Changed => {
-            let g = node.group(group).await.map_err(node_err)?;
-            let members = node.group_members(group).await.map_err(node_err)?.len() as u32;
-            GroupEventView::Changed(GroupView {
-                id,
-                name: g.name,
-                topic: g.topic,
-                room: g.flags & FLAG_ROOM != 0,
-                history: g.flags & FLAG_HISTORY != 0,
-                role: g.my_role,
-                status: status_name(g.status).to_owned(),
-                members,
-                warning: g.warning,
-            })
+            // An ack for a group we do not hold (an invite answer): nothing to show.
+            let Ok(g) = node.group(group).await else {
+                return Ok(None);
+            };
+            GroupEventView::Changed(group_view(node, &g).await?)
         }
         GroupEvent::Invited { contact } => {
             let c = events::name_of(node, contact).await?;
