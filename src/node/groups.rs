@@ -302,8 +302,8 @@ async fn write(inner: &Arc<Inner>, group: [u8; 32], w: GroupWrite) -> Result<Vec
 }
 
 /// Commits an op to the group: checked on a copy, stored with the outbox
-/// entries it causes, then made current. `sequenced` is true when we are
-/// the owner appending it (we then fan it out).
+/// entries it causes, then made current. When we are the owner (the
+/// sequencer) it is fanned out to every member we reach.
 pub(super) async fn commit_op(
     inner: &Arc<Inner>,
     rt: &mut Runtime,
