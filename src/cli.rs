@@ -34,6 +34,7 @@ mod commands;
 mod common;
 mod err;
 mod files;
+pub mod groups;
 mod remote;
 mod requests;
 
@@ -247,6 +248,12 @@ pub enum Command {
     },
     /// List your contacts with presence, last seen and unread counts.
     Contacts,
+    /// Private groups: create, invite, send, manage members (`umbra group --help`).
+    Group {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: groups::GroupCommand,
+    },
     /// Send a text message (queued until delivered).
     Send {
         /// The contact, e.g. @alice
@@ -423,6 +430,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::CancelRequest { user } => requests::cancel_request(&cli.global, user.clone(), out),
         Command::Contacts => remote::contacts(&cli.global, out),
         Command::Send { user, text } => chat::send(&cli.global, user.clone(), text.clone(), out),
+        Command::Group { cmd } => groups::run(&cli.global, cmd.clone(), out),
         Command::Chat { user } => chat::chat(&cli.global, user.clone(), out),
         Command::History {
             user,

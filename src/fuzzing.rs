@@ -312,7 +312,7 @@ impl Model {
                     assert!(!self.became_ready, "Ready twice");
                     self.became_ready = true;
                 }
-                Action::Presence(_) | Action::PeerEnded | Action::File(_) => {
+                Action::Presence(_) | Action::PeerEnded | Action::File(_) | Action::Group(_) => {
                     assert!(frame_seq.is_some());
                 }
             }

@@ -61,6 +61,6 @@ pub mod tui;
 // ---------- public exports ----------
 pub use error::{ErrorKind, HasKind};
 pub use umbra_proto::{
-    envelope, error, handshake, handshaker_api, identity, limits, session, time, wire,
+    envelope, error, group, handshake, handshaker_api, identity, limits, session, time, wire,
 };
 pub use umbra_transport as transport;

@@ -24,6 +24,8 @@
 //! | `node/requests.rs` | sending, accepting, rejecting requests; opening their answers |
 //! | `node/file_api.rs` | [`NodeHandle`]: offering, accepting, cancelling, saving files |
 //! | `node/files.rs` | the transfer engine of one connection, lanes, part files |
+//! | `node/groups.rs` | groups (§20): state, sequencing, fan-out, delivery, pulls, invites |
+//! | `node/group_api.rs` | [`NodeHandle`]: creating, inviting, sending, changing groups |
 //! | `node/queries.rs` | what front ends read (contacts, history, settings) |
 //! | `node/registry.rs` | which connection holds each session (sans-IO, table tests) |
 //! | `node/inner.rs` | shared state; claims and releases around the registry; running one connection |
@@ -50,6 +52,8 @@ mod error;
 mod event;
 mod file_api;
 pub mod files;
+mod group_api;
+mod groups;
 mod housekeeping;
 mod inbound;
 mod inner;
@@ -83,6 +87,8 @@ pub use config::NodeConfig;
 pub use dial::Trouble;
 pub use error::NodeError;
 pub use event::{Event, ReceivedRequest};
+pub use group_api::{INVITE_VALIDITY_SECS, group_hex};
+pub use groups::{GroupEvent, parse_role, role_name};
 pub use housekeeping::Swept;
 pub(crate) use inner::Dial;
 pub use mailbox::{MEMORY_HANDSHAKER, MailBatch, MailItem, Mailbox, MailboxError, MemoryMailbox};
@@ -139,10 +145,12 @@ impl Node {
             tasks: Mutex::new(JoinSet::new()),
             polling: tokio::sync::Mutex::new(()),
             openpgp: tokio::sync::Semaphore::new(inner::OPENPGP_JOBS),
+            groups: groups::Groups::default(),
             shutdown: CancellationToken::new(),
         });
         // Expired requests and accepts go before anything is dialed.
         housekeeping::sweep(&inner, crate::time::now_secs()).await?;
+        groups::load(&inner).await?;
         inner.spawn(inbound::accept_loop(inner.clone(), listener));
         // Each Accept belongs to the contact's current session (accepting
         // stores both at once; a re-key replaces both).

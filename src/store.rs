@@ -12,7 +12,7 @@
 //! - [`migrations`]: numbered schema steps tracked with `PRAGMA user_version`.
 //! - [`passphrase`]: reading the passphrase from a file, the environment or a prompt.
 //! - [`backup`]: the passphrase-protected identity + contacts backup file.
-//! - `contacts`, `sessions`, `messages`, `transfers`: the typed [`Store`] API, split by topic.
+//! - `contacts`, `sessions`, `messages`, `transfers`, `groups`: the typed [`Store`] API, split by topic.
 //! - [`lifecycle`]: `init`, `status`, `passwd`, export/import, as the CLI calls them.
 //!
 //! No SQL exists outside this module tree.
@@ -46,6 +46,7 @@ mod delivery;
 mod err;
 #[cfg(test)]
 mod fixture;
+mod groups;
 mod inbox;
 pub mod kdf;
 pub mod lifecycle;
@@ -62,6 +63,10 @@ pub use chunks::ChunkSet;
 pub use datadir::DataDir;
 pub use delivery::{Ended, IncomingEffect};
 pub use err::{Error, ErrorKind};
+pub use groups::{
+    GroupInviteRecord, GroupMemberRecord, GroupMessageRecord, GroupMessageState, GroupOutboxItem,
+    GroupRecord, GroupStatus, GroupWrite, NewGroupMessage, OutboxKind, QueuedGroupItem,
+};
 pub use inbox::ReceivedRequestRecord;
 pub use kdf::{KdfParams, StoreHeader};
 pub use onion_key::ONION_KEY_LEN;

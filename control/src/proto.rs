@@ -12,8 +12,15 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod group;
+
+pub use group::{
+    GroupEventView, GroupInviteView, GroupMemberView, GroupMessageView, GroupRequest, GroupView,
+    GroupsView,
+};
+
 /// Version of the control API (the `v` field of every client message).
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Largest line either side accepts, in bytes (a 16 KiB text escaped as
 /// JSON fits many times over; history replies are paged by `limit`).
@@ -174,6 +181,8 @@ pub enum Request {
     },
     /// Start receiving events on this connection.
     Subscribe,
+    /// A group command (PROTOCOL.md §20).
+    Group(GroupRequest),
     /// Stop the daemon gracefully.
     Shutdown,
 }
@@ -228,6 +237,16 @@ pub enum Reply {
     Transfer(TransferView),
     /// [`Request::Files`].
     Transfers(Vec<TransferView>),
+    /// One group.
+    Group(GroupView),
+    /// Groups and invites.
+    Groups(GroupsView),
+    /// A group's members.
+    GroupMembers(Vec<GroupMemberView>),
+    /// A group message.
+    GroupMessage(GroupMessageView),
+    /// Group messages, oldest first.
+    GroupHistory(Vec<GroupMessageView>),
 }
 
 /// A file transfer.
@@ -546,6 +565,8 @@ pub enum Event {
         /// How many.
         missed: u64,
     },
+    /// Something happened in a group.
+    Group(GroupEventView),
 }
 
 #[cfg(test)]
@@ -566,21 +587,21 @@ mod test {
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(
             s,
-            r#"{"v":3,"id":7,"cmd":{"send":{"username":"@bob","text":"hi"}}}"#
+            r#"{"v":4,"id":7,"cmd":{"send":{"username":"@bob","text":"hi"}}}"#
         );
         assert_eq!(serde_json::from_str::<ClientMessage>(&s).unwrap(), m);
-        let unit: ClientMessage = serde_json::from_str(r#"{"v":3,"id":1,"cmd":"status"}"#).unwrap();
+        let unit: ClientMessage = serde_json::from_str(r#"{"v":4,"id":1,"cmd":"status"}"#).unwrap();
         assert_eq!(unit.cmd, Request::Status);
     }
 
     #[test]
     fn strict_decoding() {
         for bad in [
-            r#"{"v":3,"id":1,"cmd":"status","x":1}"#,
-            r#"{"v":3,"id":1,"cmd":"launch_missiles"}"#,
-            r#"{"v":3,"id":1,"cmd":{"send":{"username":"b","text":"t","extra":1}}}"#,
-            r#"{"v":3,"cmd":"status"}"#,
-            r#"{"v":3,"id":-1,"cmd":"status"}"#,
+            r#"{"v":4,"id":1,"cmd":"status","x":1}"#,
+            r#"{"v":4,"id":1,"cmd":"launch_missiles"}"#,
+            r#"{"v":4,"id":1,"cmd":{"send":{"username":"b","text":"t","extra":1}}}"#,
+            r#"{"v":4,"cmd":"status"}"#,
+            r#"{"v":4,"id":-1,"cmd":"status"}"#,
             "",
             "[]",
         ] {

@@ -35,6 +35,7 @@ use crate::store::{
 
 mod errors;
 mod events;
+mod groups;
 mod views;
 
 use errors::{
@@ -395,6 +396,7 @@ async fn handle(ctx: &Context, cmd: Request) -> ApiResult<Reply> {
             transfer_reply(ctx, t.transfer_id).await
         }
         Request::Subscribe => Ok(Reply::Done),
+        Request::Group(g) => groups::handle(ctx, g).await,
         Request::Shutdown => {
             ctx.shutdown.cancel();
             Ok(Reply::Done)

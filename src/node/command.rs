@@ -27,6 +27,8 @@ pub enum Command {
         /// Released once stored.
         permit: OwnedSemaphorePermit,
     },
+    /// Group outbox entries wait for this contact: write them.
+    GroupFlush,
     /// An outgoing lane's writer ended.
     LaneDone {
         /// The lane.

@@ -42,6 +42,11 @@ const CHUNK_GROUPS: usize = 2;
 /// (SECURITY-2026-11 L3): memory stays bounded whatever the peer sends.
 pub const MAX_WRITE_BACKLOG: usize = 4096;
 
+/// Group entries not acknowledged are written again after this many Ack
+/// timeouts on a live connection (a receiver that dropped one, e.g. while
+/// it was behind the log, gets it again without a reconnect).
+const GROUP_RESEND_FACTOR: u32 = 5;
+
 /// How long a closing connection may take to flush its last frames.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -79,6 +84,8 @@ pub enum Outcome {
 
 /// What a connection needs from the node.
 pub struct ConnCtx {
+    /// The node (groups are node-wide state).
+    pub(super) node: std::sync::Weak<super::inner::Inner>,
     /// The store.
     pub store: StoreHandle,
     /// The node's event bus.
@@ -172,6 +179,10 @@ where
         file_inbox: Vec::new(),
         announce_due: false,
         chunk_permits: Arc::new(Semaphore::new(CHUNK_GROUPS)),
+        group_inbox: Vec::new(),
+        group_sent_upto: 0,
+        group_resend_at: Instant::now() + ctx.timers.ack_timeout * GROUP_RESEND_FACTOR,
+        peer_fpr: None,
     };
     let mut writer_done = false;
     let result = {
@@ -230,6 +241,14 @@ struct Run<'a, R> {
     /// The connection just became Ready: announce transfers.
     announce_due: bool,
     chunk_permits: Arc<Semaphore>,
+    /// Group messages of the frames being applied, for the group engine.
+    group_inbox: Vec<crate::group::GroupWire>,
+    /// Group outbox entries up to this row id were written on this connection.
+    group_sent_upto: i64,
+    /// When unacknowledged group entries are written again.
+    group_resend_at: Instant,
+    /// The peer's fingerprint (group outboxes are keyed by it).
+    peer_fpr: Option<String>,
 }
 
 impl<R> Run<'_, R>
@@ -326,6 +345,7 @@ where
                         }
                     }
                     Some(c @ (Command::Files
+                    | Command::GroupFlush
                     | Command::FileCancel(..)
                     | Command::LaneChunks { .. }
                     | Command::LaneDone { .. })) => {
@@ -356,6 +376,11 @@ where
                     if peer.state() == PeerState::Ready {
                         let msgs = self.files.tick().await?;
                         self.send_files(peer, msgs).await?;
+                        if Instant::now() >= self.group_resend_at {
+                            self.group_resend_at = Instant::now() + timers.ack_timeout * GROUP_RESEND_FACTOR;
+                            self.group_sent_upto = 0;
+                            self.group_flush(peer).await?;
+                        }
                     }
                 }
                 _ = &mut dead => {
@@ -409,6 +434,10 @@ where
         if std::mem::take(&mut self.announce_due) {
             let msgs = self.files.announce().await?;
             self.send_files(peer, msgs).await?;
+            self.group_ready(peer).await?;
+        }
+        if !self.group_inbox.is_empty() {
+            self.on_groups(peer).await?;
         }
         if !self.file_inbox.is_empty() {
             let inbox = std::mem::take(&mut self.file_inbox);
@@ -435,9 +464,93 @@ where
                 out
             }
             Command::LaneDone { lane_id, ok } => self.files.lane_done(lane_id, ok).await?,
+            Command::GroupFlush => {
+                self.group_flush(peer).await?;
+                Vec::new()
+            }
             _ => Vec::new(),
         };
         self.send_files(peer, msgs).await
+    }
+
+    /// The peer's fingerprint, read once.
+    async fn peer_fpr(&mut self) -> Result<Option<String>, NodeError> {
+        if self.peer_fpr.is_none() {
+            let contact = self.ctx.contact;
+            self.peer_fpr = self
+                .ctx
+                .store
+                .run(move |s| s.contact(contact))
+                .await??
+                .map(|c| c.fingerprint);
+        }
+        Ok(self.peer_fpr.clone())
+    }
+
+    /// Writes the group outbox entries for the peer not yet written on this
+    /// connection (a batch at a time; acks make room for the next).
+    async fn group_flush(&mut self, peer: &mut Peer) -> Result<(), NodeError> {
+        if peer.state() != PeerState::Ready {
+            return Ok(());
+        }
+        let Some(fpr) = self.peer_fpr().await? else {
+            return Ok(());
+        };
+        let after = self.group_sent_upto;
+        let items = self
+            .ctx
+            .store
+            .run(move |s| s.group_outbox_after(&fpr, after, super::groups::FLUSH_BATCH))
+            .await??;
+        let mut actions = Vec::with_capacity(items.len());
+        for it in items {
+            if let Some(a) = peer.group_bytes(&it.wire)? {
+                actions.push(a);
+                self.group_sent_upto = self.group_sent_upto.max(it.id);
+            }
+        }
+        self.apply(actions).await?;
+        Ok(())
+    }
+
+    /// Hands the group messages of the last frames to the group engine and
+    /// writes its answers, then whatever the outbox now holds for the peer.
+    async fn on_groups(&mut self, peer: &mut Peer) -> Result<(), NodeError> {
+        let inbox = std::mem::take(&mut self.group_inbox);
+        let Some(node) = self.ctx.node.upgrade() else {
+            return Ok(());
+        };
+        let replies = super::groups::on_inbound(&node, self.ctx.contact, inbox).await?;
+        self.send_groups(peer, replies).await?;
+        self.group_flush(peer).await
+    }
+
+    /// On Ready: pull requests for the groups shared with the peer, then the outbox.
+    async fn group_ready(&mut self, peer: &mut Peer) -> Result<(), NodeError> {
+        let Some(node) = self.ctx.node.upgrade() else {
+            return Ok(());
+        };
+        let Some(fpr) = self.peer_fpr().await? else {
+            return Ok(());
+        };
+        if let Ok(f) = crate::identity::Fingerprint::from_hex(&fpr) {
+            let pulls = super::groups::on_ready(&node, &f).await;
+            self.send_groups(peer, pulls).await?;
+        }
+        self.group_flush(peer).await
+    }
+
+    async fn send_groups(
+        &mut self,
+        peer: &mut Peer,
+        msgs: Vec<crate::group::GroupWire>,
+    ) -> Result<(), NodeError> {
+        let mut actions = Vec::with_capacity(msgs.len());
+        for m in &msgs {
+            actions.extend(peer.group(m)?);
+        }
+        self.apply(actions).await?;
+        Ok(())
     }
 
     /// Seals and writes file messages (not chunks).
@@ -541,6 +654,7 @@ where
                     self.record(effects, last).await?;
                 }
                 Action::File(m) => self.file_inbox.push(m),
+                Action::Group(m) => self.group_inbox.push(m),
                 Action::Ready { peer_last_received } => {
                     tracing::debug!("peer connection ready");
                     (self.ctx.on_ready)();

@@ -39,6 +39,9 @@ pub enum NodeError {
     /// The mailbox failed; the node retries on its next poll.
     #[error("mailbox: {0}")]
     Mailbox(#[from] MailboxError),
+    /// A group rule refused the input (PROTOCOL.md §20).
+    #[error("group: {0}")]
+    Group(#[from] crate::group::GroupError),
     /// A file operation failed.
     #[error("file: {0}")]
     File(crate::files::FileError),
@@ -101,6 +104,7 @@ impl HasKind for NodeError {
             NodeError::Stream { .. } => ErrorKind::Io,
             NodeError::Timeout { .. } => ErrorKind::Unreachable,
             NodeError::File(e) => e.kind(),
+            NodeError::Group(e) => e.kind(),
             NodeError::NotFound { .. } => ErrorKind::NotFound,
             NodeError::NoSession
             | NodeError::Invalid { .. }

@@ -99,6 +99,13 @@ pub enum Event {
         /// Where it was saved automatically (receiver with a downloads folder).
         saved: Option<std::path::PathBuf>,
     },
+    /// Something happened in a group (PROTOCOL.md §20).
+    Group {
+        /// The group id.
+        group: [u8; 32],
+        /// What happened.
+        event: super::GroupEvent,
+    },
     /// A transfer was cancelled or failed.
     FileCancelled {
         /// The contact.

@@ -115,6 +115,8 @@ pub(super) struct Inner {
     pub(super) polling: tokio::sync::Mutex<()>,
     /// Permits for OpenPGP work ([`Inner::openpgp`]).
     pub(super) openpgp: tokio::sync::Semaphore,
+    /// Every group's verified state (PROTOCOL.md §20).
+    pub(super) groups: super::groups::Groups,
     pub(super) shutdown: CancellationToken,
 }
 
@@ -454,6 +456,7 @@ impl Inner {
             return Outcome::Closed { was_ready: false };
         };
         let ctx = ConnCtx {
+            node: Arc::downgrade(self),
             store: self.store.clone(),
             events: self.events.clone(),
             contact,

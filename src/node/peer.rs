@@ -142,6 +142,9 @@ pub enum Action {
     /// A file-transfer message (PROTOCOL.md §14), for the driver's file engine
     /// once the preceding Record is durable.
     File(PeerMessage),
+    /// A group peer message (kinds 32–41, PROTOCOL.md §20.9) for the
+    /// node's group engine; the receive chain is recorded first.
+    Group(crate::group::GroupWire),
 }
 
 /// Fixed parameters of a connection.
@@ -284,8 +287,27 @@ impl Peer {
         // On any error below the machine fails and is discarded: no action is
         // returned, nothing is stored, the next connection reloads the session.
         let plaintext = self.session.open(sealed)?;
-        let msg = PeerMessage::decode(&plaintext)?;
         let recv = chain_state(self.session.recv_chain());
+        // Group kinds go to their own codec first (PROTOCOL.md §20.9).
+        if self.state == PeerState::Ready
+            && plaintext
+                .first()
+                .is_some_and(|k| crate::group::wire::KINDS.contains(k))
+        {
+            let mut out = vec![Action::Record {
+                recv,
+                effect: Effect::Nothing,
+            }];
+            match crate::group::GroupWire::decode(&plaintext) {
+                Ok(m) => out.push(Action::Group(m)),
+                // The session is fine (the frame was authentic): a group
+                // message that does not decode is dropped, not the
+                // connection, so that 1:1 traffic is never held hostage.
+                Err(e) => tracing::debug!(kind = ?e.kind(), "dropped a malformed group message"),
+            }
+            return Ok(out);
+        }
+        let msg = PeerMessage::decode(&plaintext)?;
         let mut out = Vec::new();
         match (self.state, msg) {
             (PeerState::AwaitingHello, PeerMessage::Hello(h)) => {
@@ -478,6 +500,38 @@ impl Peer {
             return Ok(None);
         }
         Ok(Some(self.seal(msg, None)?))
+    }
+
+    /// Seals a group peer message (not sequenced: groups have their own
+    /// acknowledgements). `None` unless Ready.
+    pub fn group(&mut self, msg: &crate::group::GroupWire) -> Result<Option<Action>, PeerError> {
+        if self.state != PeerState::Ready {
+            return Ok(None);
+        }
+        let plaintext =
+            zeroize::Zeroizing::new(msg.encode().map_err(|_| PeerError::Unexpected {
+                what: "group message over its limits",
+                state: self.state,
+            })?);
+        let frame = self.session.seal(&plaintext)?;
+        Ok(Some(Action::Write {
+            frame,
+            send: chain_state(self.session.send_chain()),
+            sent: None,
+        }))
+    }
+
+    /// Seals an already encoded group peer message (from a group outbox).
+    pub fn group_bytes(&mut self, plaintext: &[u8]) -> Result<Option<Action>, PeerError> {
+        if self.state != PeerState::Ready {
+            return Ok(None);
+        }
+        let frame = self.session.seal(plaintext)?;
+        Ok(Some(Action::Write {
+            frame,
+            send: chain_state(self.session.send_chain()),
+            sent: None,
+        }))
     }
 
     /// A heartbeat (Presence), while Ready.

@@ -15,6 +15,8 @@
 //!   rewritten per batch).
 //! - v7: the onion service's identity key (`onion_key`), until then a plain file in Arti's
 //!   keystore.
+//! - v8: groups (PROTOCOL.md §20): groups, their op log and members, group messages,
+//!   per-member outboxes, per-sender delivery cursors, direct invites.
 
 use rusqlite::{Connection, Transaction};
 
@@ -224,6 +226,90 @@ const MIGRATIONS: &[Step] = &[
         secret      BLOB NOT NULL CHECK (length(secret) = 64),
         origin      TEXT NOT NULL CHECK (origin IN ('generated', 'migrated')),
         created_at  INTEGER NOT NULL
+    );
+    "#,
+    ),
+    // ---------------------------------------------------------------- v8
+    // Groups (issue 17, PROTOCOL.md §20). The verified state is rebuilt
+    // from `group_ops` at start; `groups` and `group_members` mirror it for
+    // front ends. Outboxes are per (group, recipient fingerprint); they also
+    // carry invites and answers for groups the recipient (or we) do not
+    // hold yet, hence no foreign key to `groups`. Row ids are never reused
+    // (AUTOINCREMENT): a connection writes the entries above the last id it
+    // wrote, so a reused id would be skipped.
+    Step::Sql(
+        r#"
+    CREATE TABLE groups (
+        group_id    BLOB PRIMARY KEY CHECK (length(group_id) = 32),
+        name        TEXT NOT NULL,
+        topic       TEXT NOT NULL,
+        flags       INTEGER NOT NULL CHECK (flags >= 0 AND flags < 256),
+        my_role     TEXT,
+        status      TEXT NOT NULL CHECK (status IN ('joining', 'active', 'removed', 'left', 'dissolved', 'frozen')),
+        head_seq    INTEGER NOT NULL CHECK (head_seq >= 0),
+        head        BLOB NOT NULL CHECK (length(head) = 32),
+        my_seq      INTEGER NOT NULL DEFAULT 0 CHECK (my_seq >= 0),
+        warning     TEXT,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE group_ops (
+        group_id    BLOB NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL CHECK (seq >= 0),
+        op          BLOB NOT NULL,
+        PRIMARY KEY (group_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE group_members (
+        group_id    BLOB NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
+        fingerprint TEXT NOT NULL,
+        username    TEXT NOT NULL,
+        role        TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'member', 'read-only')),
+        PRIMARY KEY (group_id, fingerprint)
+    ) WITHOUT ROWID;
+    CREATE TABLE group_messages (
+        id          INTEGER PRIMARY KEY,
+        group_id    BLOB NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
+        msg_id      BLOB NOT NULL CHECK (length(msg_id) = 32),
+        sender      TEXT NOT NULL,
+        seq         INTEGER NOT NULL CHECK (seq >= 1),
+        log_seq     INTEGER NOT NULL CHECK (log_seq >= 0),
+        sent_at     INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        body        TEXT,
+        wire        BLOB NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'received')),
+        deleted     INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
+        UNIQUE (group_id, sender, seq),
+        UNIQUE (group_id, msg_id)
+    );
+    CREATE TABLE group_outbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_id    BLOB NOT NULL CHECK (length(group_id) = 32),
+        recipient   TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('op', 'proposal', 'message', 'invite')),
+        sender      TEXT NOT NULL,
+        seq         INTEGER NOT NULL CHECK (seq >= 0),
+        wire        BLOB NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX group_outbox_recipient ON group_outbox(recipient, id);
+    CREATE TABLE group_cursors (
+        group_id    BLOB NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
+        sender      TEXT NOT NULL,
+        next_seq    INTEGER NOT NULL CHECK (next_seq >= 1),
+        PRIMARY KEY (group_id, sender)
+    ) WITHOUT ROWID;
+    CREATE TABLE group_invites (
+        group_id    BLOB NOT NULL CHECK (length(group_id) = 32),
+        incoming    INTEGER NOT NULL CHECK (incoming IN (0, 1)),
+        contact_id  INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+        invite      BLOB NOT NULL,
+        nonce       BLOB NOT NULL CHECK (length(nonce) = 16),
+        name        TEXT NOT NULL,
+        role        TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('pending', 'accepted', 'declined')),
+        expires_at  INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (group_id, incoming, contact_id)
     );
     "#,
     ),

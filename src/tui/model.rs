@@ -311,6 +311,8 @@ impl App {
                 None
             }
             Event::Lagged { .. } => self.current_name(),
+            // Groups are not shown in the terminal UI yet (issue 17).
+            Event::Group(_) => None,
         }
     }
 

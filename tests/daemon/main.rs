@@ -10,6 +10,7 @@ mod cli;
 mod desktop;
 mod files;
 mod flow;
+mod groups;
 mod hints;
 mod requests;
 mod tui;

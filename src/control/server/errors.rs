@@ -140,7 +140,7 @@ pub(super) fn node_err(e: NodeError) -> ApiError {
         NodeError::NotFound { .. } => ErrorCode::NotFound,
         NodeError::Invalid { .. } => ErrorCode::BadRequest,
         NodeError::ShuttingDown => ErrorCode::ShuttingDown,
-        NodeError::File(_) => ErrorCode::BadRequest,
+        NodeError::File(_) | NodeError::Group(_) => ErrorCode::BadRequest,
         NodeError::Store(s) => {
             tracing::warn!(kind = ?s.kind(), "store operation failed");
             ErrorCode::Store

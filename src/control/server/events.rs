@@ -135,5 +135,8 @@ pub(super) async fn map_event(node: &NodeHandle, ev: node::Event) -> ApiResult<O
             reason: files::reason::describe(reason).to_owned(),
             by_peer,
         },
+        node::Event::Group { group, event } => {
+            return super::groups::group_event(node, group, event).await;
+        }
     }))
 }
