@@ -173,10 +173,8 @@ impl NodeHandle {
         role: Role,
     ) -> Result<(), NodeError> {
         let c = self
-            .inner
-            .store
-            .run(move |s| s.contact(contact))
-            .await??
+            .contact(contact)
+            .await?
             .ok_or(NodeError::NotFound { what: "contact" })?;
         let invitee = Fingerprint::from_hex(&c.fingerprint).map_err(|_| NodeError::Internal {
             what: "a stored fingerprint does not parse",
@@ -283,10 +281,8 @@ impl NodeHandle {
         }
         let contact = inv.contact;
         let c = self
-            .inner
-            .store
-            .run(move |s| s.contact(contact))
-            .await??
+            .contact(contact)
+            .await?
             .ok_or(NodeError::NotFound { what: "contact" })?;
         inv.state = if accept { "accepted" } else { "declined" }.into();
         let wire = GroupWire::InviteAnswer {
