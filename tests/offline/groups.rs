@@ -381,7 +381,19 @@ async fn hostile_member_inputs_are_refused_with_state_unchanged() {
         .unwrap()
         .unwrap()
         .id;
+    // Alice must have seen bob's connection end before the forged one
+    // arrives: against a connection she still holds (she dialed it moments
+    // ago, within the crossing window), the newcomer can lose the tie-break
+    // of PROTOCOL.md §10 and be closed, and nothing sent on it is read.
+    let mut a_presence = a.node.events();
+    let ab = a.node.contact_by_username("bob").await.unwrap().unwrap().id;
     b.node.clone().shutdown().await;
+    if a.node.is_connected(ab) {
+        wait_event(&mut a_presence, |e| {
+            matches!(e, Event::PresenceChanged { contact, online: false, .. } if *contact == ab)
+        })
+        .await;
+    }
     let mallory = MemoryTransport::new(&net.net, "mallory");
     let stream = mallory
         .connect(&PeerAddress::new(a.hs.as_str()))
