@@ -19,9 +19,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "common/mod.rs"]
+mod common;
+
 #[path = "../tests/support/node.rs"]
 mod support;
 
+use common::{env_num, ms, percentile};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,22 +44,6 @@ use umbra::transport::{
 const ECHO: u8 = 0xEE;
 
 const LONG: Duration = Duration::from_secs(240);
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 async fn bootstrap(net: &umbra_testnet::TestNet, dir: &Path) -> ArtiTransport {
     let mut o = ArtiOptions::new(

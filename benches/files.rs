@@ -33,9 +33,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "common/mod.rs"]
+mod common;
+
 #[path = "../tests/support/node.rs"]
 mod support;
 
+use common::env_num;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -49,13 +53,6 @@ use umbra::transport::{Listener, RetryPolicy, Transport};
 
 const LONG: Duration = Duration::from_secs(600);
 const CHUNK: usize = 64 * 1024;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn bootstrap(net: &umbra_testnet::TestNet, dir: &Path) -> ArtiTransport {
     let mut o = ArtiOptions::new(

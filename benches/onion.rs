@@ -13,6 +13,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{env_num, percentile};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,13 +24,6 @@ use umbra::transport::arti::{ArtiNetwork, ArtiOptions, ArtiTransport};
 use umbra::transport::{BoxedStream, Listener, RetryPolicy, Transport};
 
 const CHUNK: usize = 64 * 1024;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One connection of the benchmark server: the first byte selects the mode.
 async fn serve(mut s: BoxedStream) -> std::io::Result<()> {
@@ -73,11 +70,6 @@ async fn serve(mut s: BoxedStream) -> std::io::Result<()> {
         _ => {}
     }
     Ok(())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 fn peak_rss_kib() -> Option<u64> {

@@ -15,9 +15,11 @@
 //! not written yet and the member's cumulative GroupAck drops it. One
 //! member offline never blocks another: each outbox drains on its own
 //! connection. Only members that are our contacts are reachable; the owner
-//! relays every message it receives to the members it reaches, so members
-//! who are not contacts of each other still get each other's messages
-//! through the owner (§20.8 allows relaying; introductions are not built).
+//! relays every message it receives to the members it reaches, and admins
+//! relay what they got from the sender directly and forward ops, so members
+//! who are not contacts of each other still get each other's messages and
+//! the log, also after the ownership moved (PROTOCOL.md §20.14; §20.8
+//! allows relaying; introductions are not built).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -318,6 +320,10 @@ pub(super) async fn commit_op(
     let group = rt.state.id().0;
     let seq = op.body.seq;
     let sequenced = rt.state.owner() == me;
+    // Admins forward the owner's ops too (§20.8): after a transfer of
+    // ownership, members who are not the new owner's contacts still get
+    // the log through the former owner (now an admin) or another admin.
+    let relay = sequenced || rt.state.role(&me) == Some(Role::Admin);
     let op_bytes = op.encode()?;
     let op_wire = encode(&GroupWire::Op(op.clone()))?;
     let before: BTreeSet<String> = rt.state.members().keys().map(hex).collect();
@@ -403,7 +409,7 @@ pub(super) async fn commit_op(
                             });
                         }
                         to.insert(r.clone());
-                    } else if sequenced {
+                    } else if relay && !is_added {
                         w.enqueue.push(GroupOutboxItem {
                             recipient: r.clone(),
                             kind: OutboxKind::Op,
@@ -679,6 +685,19 @@ async fn on_message(
     };
     let me = inner.identity.fingerprint();
     let sequencer = rt.state.owner() == me;
+    let admin = rt.state.role(&me) == Some(Role::Admin);
+    let from_fpr = if sequencer || admin {
+        inner
+            .store
+            .run(move |s| s.contact(from).map(|c| c.map(|c| c.fingerprint)))
+            .await??
+    } else {
+        None
+    };
+    // The owner relays every message it delivers; an admin relays those it
+    // got from their sender directly (§20.8: a new owner who is not a
+    // contact of every member still reaches them through an admin).
+    let relay = sequencer || (admin && from_fpr.as_deref() == Some(hex(&sender).as_str()));
     let mut w = GroupWrite {
         cursors: vec![(hex(&sender), rt.tracker.next_expected(&sender))],
         ..GroupWrite::default()
@@ -704,15 +723,11 @@ async fn on_message(
             w.deletes.push(target);
         }
     }
-    // The owner relays to the members it reaches (except the sender and
-    // the member it came from): members who are not contacts of each other
-    // still get every message.
+    // Relays (above) pass it on to the members they reach (except the
+    // sender and the member it came from): members who are not contacts of
+    // each other still get every message.
     let mut to = BTreeSet::new();
-    if sequencer {
-        let from_fpr = inner
-            .store
-            .run(move |s| s.contact(from).ok().flatten().map(|c| c.fingerprint))
-            .await?;
+    if relay {
         let skip: BTreeSet<String> = [Some(hex(&me)), Some(hex(&sender)), from_fpr]
             .into_iter()
             .flatten()

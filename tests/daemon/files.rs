@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::{Handshaker, Net, User, connected_pair, direct_pair, peak_rss_kib, rt, wait_event};
+use support::{Net, User, connected_pair, direct_pair, onion_setup, peak_rss_kib, rt, wait_event};
 use umbra::control::proto::Event;
 
 const CHUNK: u64 = 65_536;
@@ -125,11 +125,7 @@ fn resent(sender: &User, id: &str, size: u64) -> (u64, u64) {
 #[test]
 fn files_over_onion_services_resume_after_the_receiver_or_the_sender_is_killed() {
     const SIZE: u64 = 16 << 20;
-    let net = umbra_testnet::shared();
-    let root = tempfile::tempdir().unwrap();
-    let cfg = root.path().join("arti-network.toml");
-    net.write_arti_config(&cfg).unwrap();
-    let hs = Handshaker::onion(&cfg);
+    let (root, cfg, hs) = onion_setup();
     let rt = rt();
     let (mut alice, mut bob) = connected_pair(root.path(), &Net::Local(cfg), &hs.address, &rt);
     let src = root.path().join("movie.mp4");

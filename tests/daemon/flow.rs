@@ -11,7 +11,8 @@ use crate::support;
 
 use serde_json::Value;
 use support::{
-    Handshaker, Net, User, assert_no_plaintext, connected_pair, direct_pair, rt, wait_event,
+    Handshaker, Net, User, assert_no_plaintext, connected_pair, direct_pair, onion_setup, rt,
+    wait_event,
 };
 use umbra::control::proto::Event;
 
@@ -237,11 +238,7 @@ fn full_flow_over_direct_tcp() {
 
 #[test]
 fn full_flow_over_onion_services() {
-    let net = umbra_testnet::shared();
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("arti-network.toml");
-    net.write_arti_config(&cfg).unwrap();
-    let hs = Handshaker::onion(&cfg);
+    let (_tmp, cfg, hs) = onion_setup();
     full_flow(Net::Local(cfg), &hs);
 }
 
@@ -303,11 +300,7 @@ fn offline_delivery_over_direct_tcp() {
 
 #[test]
 fn offline_delivery_over_onion_services() {
-    let net = umbra_testnet::shared();
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("arti-network.toml");
-    net.write_arti_config(&cfg).unwrap();
-    let hs = Handshaker::onion(&cfg);
+    let (_tmp, cfg, hs) = onion_setup();
     offline_flow(Net::Local(cfg), hs);
 }
 
@@ -373,11 +366,7 @@ fn interactive_chat_sends_lines_and_shows_incoming_messages() {
 #[test]
 fn receiver_killed_mid_burst_over_onion_services() {
     const N: u64 = 100;
-    let net = umbra_testnet::shared();
-    let root = tempfile::tempdir().unwrap();
-    let cfg = root.path().join("arti-network.toml");
-    net.write_arti_config(&cfg).unwrap();
-    let hs = Handshaker::onion(&cfg);
+    let (root, cfg, hs) = onion_setup();
     let rt = rt();
     let (mut alice, mut bob) =
         connected_pair(root.path(), &Net::Local(cfg.clone()), &hs.address, &rt);

@@ -10,6 +10,7 @@ mod cli;
 mod desktop;
 mod files;
 mod flow;
+mod group_onion;
 mod groups;
 mod hints;
 mod requests;

@@ -124,6 +124,27 @@ async fn invite_and_join(
     .await;
 }
 
+/// `from` (the owner) hands the group to `to`; returns when `to` owns it.
+async fn transfer(from: &Member, to: &Member, g: [u8; 32]) {
+    let member = from.node.group_member(g, &to.user.name).await.unwrap();
+    from.node
+        .group_act(g, Action::TransferOwnership { to: member })
+        .await
+        .unwrap();
+    until(to, "the new owner owns the group", move |s| {
+        s.group(&g).unwrap().unwrap().my_role.as_deref() == Some("owner")
+    })
+    .await;
+}
+
+/// `m` renames the group to `name`.
+async fn rename(m: &Member, g: [u8; 32], name: &str) {
+    m.node
+        .group_act(g, Action::Rename { name: name.into() })
+        .await
+        .unwrap();
+}
+
 /// alice (owner) with bob and carol as members; bob and carol are contacts
 /// of alice only (their traffic goes through alice's relay).
 struct Trio {
@@ -257,24 +278,8 @@ async fn removal_stops_delivery_and_ownership_moves() {
     );
 
     // Ownership transfer: bob becomes the owner, alice an admin; bob renames.
-    let bob = a.node.group_member(g, "bob").await.unwrap();
-    a.node
-        .group_act(g, Action::TransferOwnership { to: bob })
-        .await
-        .unwrap();
-    until(&b, "bob owns the group", move |s| {
-        s.group(&g).unwrap().unwrap().my_role.as_deref() == Some("owner")
-    })
-    .await;
-    b.node
-        .group_act(
-            g,
-            Action::Rename {
-                name: "Bob's club".into(),
-            },
-        )
-        .await
-        .unwrap();
+    transfer(&a, &b, g).await;
+    rename(&b, g, "Bob's club").await;
     until(&a, "alice sees the new name", move |s| {
         s.group(&g).unwrap().unwrap().name == "Bob's club"
     })
@@ -314,6 +319,39 @@ async fn a_crash_mid_burst_loses_nothing() {
     let got = c.node.store().run(move |s| by_sender(s, g)).await.unwrap();
     let seqs: Vec<u64> = got[&fpr(&b)].iter().map(|(s, _)| *s).collect();
     assert_eq!(seqs, (1..=40).collect::<Vec<_>>(), "exactly once, in order");
+    for m in [a, b, c] {
+        m.node.shutdown().await;
+    }
+}
+
+/// After alice (the hub: bob and carol are contacts of hers only) hands the
+/// group to bob, bob's ops and messages still reach carol, and carol's reach
+/// bob: alice, now an admin, relays (PROTOCOL.md §20.14). Before admins
+/// relayed, carol never saw the new owner's changes or messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_owner_reaches_members_who_are_not_its_contacts() {
+    let Trio { a, b, c, g, .. } = trio().await;
+    transfer(&a, &b, g).await;
+    until(&c, "carol sees bob as the owner", {
+        let bf = fpr(&b);
+        move |s| members(s, g).iter().any(|(f, r)| *f == bf && r == "owner")
+    })
+    .await;
+    rename(&b, g, "Bob's club").await;
+    until(&c, "carol sees the new owner's rename", move |s| {
+        s.group(&g).unwrap().unwrap().name == "Bob's club"
+    })
+    .await;
+    b.node.group_send(g, "from the new owner").await.unwrap();
+    c.node.group_send(g, "from carol").await.unwrap();
+    for m in [&a, &b, &c] {
+        until(m, "both messages", move |s| count(s, g) == 2).await;
+    }
+    // Each exactly once although it may arrive twice (sender and relay).
+    for m in [&a, &b, &c] {
+        let got = m.node.store().run(move |s| by_sender(s, g)).await.unwrap();
+        assert!(got.values().all(|v| v.len() == 1), "{got:?}");
+    }
     for m in [a, b, c] {
         m.node.shutdown().await;
     }

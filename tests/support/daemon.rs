@@ -498,6 +498,18 @@ pub fn connected_pair(
     (alice, bob)
 }
 
+/// The shared local Tor network (`umbra_testnet::shared`) and an onion
+/// Handshaker on it: the users' root directory (it holds the Arti config),
+/// the config for [`Net::Local`], and the Handshaker.
+pub fn onion_setup() -> (tempfile::TempDir, PathBuf, Handshaker) {
+    let net = umbra_testnet::shared();
+    let root = tempfile::tempdir().unwrap();
+    let cfg = root.path().join("arti-network.toml");
+    net.write_arti_config(&cfg).unwrap();
+    let hs = Handshaker::onion(&cfg);
+    (root, cfg, hs)
+}
+
 /// A multi-threaded runtime for the event clients of a test.
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
