@@ -134,7 +134,7 @@ struct Group {
 async fn group(n: usize, slow_member: bool) -> Group {
     let net = MemoryNetwork::new();
     let mailbox = MemoryMailbox::new();
-    let users: Vec<User> = (0..n).map(|i| User::new(&format!("m{i}"))).collect();
+    let users: Vec<User> = (0..n).map(|i| User::new(&format!("member{i}"))).collect();
     let mut nodes = Vec::with_capacity(n);
     for (i, u) in users.iter().enumerate() {
         let t = MemoryTransport::new(&net, &format!("m{i}-hs"));
@@ -249,7 +249,7 @@ async fn throughput(gr: &mut Group, to: &[usize], burst: usize) -> f64 {
 async fn one_to_one(rounds: usize) -> Vec<Duration> {
     let net = MemoryNetwork::new();
     let mailbox = MemoryMailbox::new();
-    let (a, b) = (User::new("a"), User::new("b"));
+    let (a, b) = (User::new("alice"), User::new("bob"));
     let na = a.start(MemoryTransport::new(&net, "a-hs"), &mailbox).await;
     let nb = b.start(MemoryTransport::new(&net, "b-hs"), &mailbox).await;
     let (ab, _) = connect_pair(&na, &nb, &b.cert).await;
