@@ -905,8 +905,8 @@ pub(crate) mod test {
     fn help_is_never_cut() {
         let mut a = app();
         a.overlay = Overlay::Help;
-        for w in [200, 100, 80] {
-            let (l, _) = draw(&a, w, 40, false);
+        for (w, h) in [(200, 40), (100, 40), (80, 40), (80, 24)] {
+            let (l, _) = draw(&a, w, h, false);
             for (k, v) in BINDINGS {
                 assert!(has(&l, v), "{w} columns: {k} {v}: {l:#?}");
             }
