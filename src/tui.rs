@@ -26,10 +26,10 @@ use futures::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
-use crate::control::proto::{Event, Reply, Request};
+use crate::control::proto::{Event, GroupEventView, GroupRequest, Reply, Request};
 use crate::control::{Client, ClientError};
 use input::{Action, handle_key};
-use model::{App, Overlay};
+use model::{App, Overlay, Reload};
 use view::Theme;
 
 /// Errors of the terminal UI.
@@ -103,7 +103,13 @@ pub fn run(data_dir: &Path) -> Result<(), TuiError> {
                         app.notice = Some("the daemon stopped; press Ctrl-C to leave".into());
                     }
                 },
-                _ = tick.tick() => refresh(&mut cmds, &mut app, false).await?,
+                _ = tick.tick() => {
+                    refresh(&mut cmds, &mut app, false).await?;
+                    // Delivery states of group messages come with the history.
+                    if let Some(id) = app.current_group_id() {
+                        group_history(&mut cmds, &mut app, &id).await?;
+                    }
+                }
             }
         }
         Ok(())
@@ -124,10 +130,62 @@ async fn refresh(cmds: &mut Client, app: &mut App, history: bool) -> Result<(), 
     if let Reply::Transfers(t) = cmds.call(Request::Files { username: None }).await? {
         app.transfers = t;
     }
+    if let Reply::Groups(g) = cmds.call(Request::Group(GroupRequest::List)).await? {
+        app.set_groups(g.groups, g.invites);
+    }
     if history && let Some(name) = app.current_name() {
         open(cmds, app, name).await?;
     }
+    if history && let Some(id) = app.current_group_id() {
+        open_group(cmds, app, &id).await?;
+    }
     Ok(())
+}
+
+/// Runs a request whose refusal is shown in the notice line rather than
+/// ending the UI (a group that just vanished, a daemon rule).
+async fn call_or_notice(
+    cmds: &mut Client,
+    app: &mut App,
+    request: Request,
+) -> Result<Option<Reply>, ClientError> {
+    match cmds.call(request).await {
+        Ok(r) => Ok(Some(r)),
+        Err(ClientError::Api(e)) => {
+            app.notice = Some(api_words(e));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Re-reads a group's messages.
+async fn group_history(cmds: &mut Client, app: &mut App, id: &str) -> Result<(), ClientError> {
+    let req = Request::Group(GroupRequest::History {
+        group: id.to_owned(),
+        limit: Some(model::KEEP as u32),
+    });
+    if let Some(Reply::GroupHistory(h)) = call_or_notice(cmds, app, req).await? {
+        app.set_group_history(id, h);
+    }
+    Ok(())
+}
+
+/// Re-reads a group's members.
+async fn group_members(cmds: &mut Client, app: &mut App, id: &str) -> Result<(), ClientError> {
+    let req = Request::Group(GroupRequest::Members {
+        group: id.to_owned(),
+    });
+    if let Some(Reply::GroupMembers(m)) = call_or_notice(cmds, app, req).await? {
+        app.set_members(id, m);
+    }
+    Ok(())
+}
+
+/// Loads a group's messages and members.
+async fn open_group(cmds: &mut Client, app: &mut App, id: &str) -> Result<(), ClientError> {
+    group_history(cmds, app, id).await?;
+    group_members(cmds, app, id).await
 }
 
 /// Loads a conversation and marks it read.
@@ -169,11 +227,30 @@ async fn on_event(cmds: &mut Client, app: &mut App, ev: Event) -> Result<(), Cli
                 .await;
         }
     }
-    if let Some(name) = app.apply(&ev) {
-        refresh(cmds, app, false).await?;
-        if app.current_name().as_deref() == Some(name.as_str()) {
-            open(cmds, app, name).await?;
+    if let Event::Group(GroupEventView::Message { group, .. }) = &ev
+        && app.current_group_id().as_deref() != Some(group.as_str())
+    {
+        let name = app.groups.iter().find(|g| &g.id == group);
+        notify(&match name {
+            Some(g) => format!("New message in {}", view::clean(&g.name)),
+            None => "New group message".to_owned(),
+        });
+    }
+    match app.apply(&ev) {
+        Reload::Nothing => {}
+        Reload::Contact(name) => {
+            refresh(cmds, app, false).await?;
+            if app.current_name().as_deref() == Some(name.as_str()) {
+                open(cmds, app, name).await?;
+            }
         }
+        // Members known (the group was opened): re-read them, so who
+        // joined, left or changed role shows in the timeline.
+        Reload::Group(id) if app.group_members.contains_key(&id) => {
+            group_members(cmds, app, &id).await?;
+        }
+        Reload::Group(_) => {}
+        Reload::All => refresh(cmds, app, true).await?,
     }
     if app.contacts.is_empty() || matches!(ev, Event::RequestAnswered { .. }) {
         refresh(cmds, app, true).await?;
@@ -211,11 +288,69 @@ fn notify(text: &str) {
     }
 }
 
+/// Runs a group command; its refusal becomes the notice line.
+async fn perform_group(
+    cmds: &mut Client,
+    app: &mut App,
+    req: GroupRequest,
+) -> Result<(), ClientError> {
+    let Some(reply) = call_or_notice(cmds, app, Request::Group(req.clone())).await? else {
+        return Ok(());
+    };
+    match (&req, reply) {
+        (GroupRequest::Send { group, .. }, Reply::GroupMessage(m)) => {
+            app.upsert_group_message(group, m);
+            return Ok(());
+        }
+        (GroupRequest::Create { .. }, Reply::Group(g)) => {
+            app.notice = Some(format!(
+                "created “{}”: Ctrl-P, then i invites contacts",
+                g.name
+            ));
+            let id = g.id.clone();
+            refresh(cmds, app, false).await?;
+            app.select_group(&id);
+            return open_group(cmds, app, &id).await;
+        }
+        // Not the owner: the change waits for the owner's countersignature.
+        (_, Reply::Group(_)) => {
+            app.notice = Some(
+                "asked the owner (only the owner appends changes); it applies once they countersign it"
+                    .into(),
+            );
+        }
+        (_, _) => app.notice = Some(group_done(&req).into()),
+    }
+    refresh(cmds, app, false).await?;
+    if let Some(id) = app.current_group_id() {
+        group_members(cmds, app, &id).await?;
+    }
+    Ok(())
+}
+
+/// What a group command did, in words.
+fn group_done(req: &GroupRequest) -> &'static str {
+    match req {
+        GroupRequest::Invite { .. } => "invite sent; they join when they accept it",
+        GroupRequest::Join { .. } => "accepted: you join once the owner's log arrives",
+        GroupRequest::Decline { .. } => "invite declined",
+        GroupRequest::SetRole { .. } => "role changed",
+        GroupRequest::Remove { .. } => "removed; nobody delivers to them any more",
+        GroupRequest::Leave { .. } => "you left the group",
+        GroupRequest::Rename { .. } => "renamed",
+        GroupRequest::Topic { .. } => "topic set",
+        GroupRequest::Dissolve { .. } => "the group is dissolved",
+        _ => "done",
+    }
+}
+
 /// Runs a daemon command; its error becomes the notice line.
 async fn perform(cmds: &mut Client, app: &mut App, action: Action) -> Result<(), ClientError> {
     let request = match &action {
         Action::None => return Ok(()),
         Action::Open(n) => return open(cmds, app, n.clone()).await,
+        Action::OpenGroup(id) => return open_group(cmds, app, id).await,
+        Action::Group(req) => return perform_group(cmds, app, req.clone()).await,
         Action::Send { to, text } => Request::Send {
             username: to.clone(),
             text: text.clone(),
@@ -300,13 +435,16 @@ async fn perform(cmds: &mut Client, app: &mut App, action: Action) -> Result<(),
             });
             refresh(cmds, app, true).await?;
         }
-        Err(ClientError::Api(e)) => {
-            app.notice = Some(match e.hint {
-                Some(h) => format!("{} — {h}", e.message),
-                None => e.message,
-            });
-        }
+        Err(ClientError::Api(e)) => app.notice = Some(api_words(e)),
         Err(e) => return Err(e),
     }
     Ok(())
+}
+
+/// A daemon refusal in words: its sentence and hint.
+fn api_words(e: crate::control::proto::ApiError) -> String {
+    match e.hint {
+        Some(h) => format!("{} — {h}", e.message),
+        None => e.message,
+    }
 }

@@ -1,8 +1,12 @@
-//! Keys → model changes and commands for the daemon (sans-IO).
+//! Keys → model changes and commands for the daemon (sans-IO). The group
+//! windows' keys are in `input/group.rs`.
+
+mod group;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::model::{App, Overlay};
+use super::model::{App, Overlay, TextField};
+use crate::control::proto::GroupRequest;
 
 /// What the run loop must ask the daemon after a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,13 +52,20 @@ pub enum Action {
         /// Destination (file or directory).
         path: String,
     },
+    /// Load the selected group's messages and members (by group id).
+    OpenGroup(String),
+    /// A group command (send, invite, join, set role, remove, …).
+    Group(GroupRequest),
 }
 
 /// The key bindings, for the help overlay.
 pub const BINDINGS: &[(&str, &str)] = &[
     ("Enter", "send the message"),
     ("Alt-Enter", "new line in the message"),
-    ("Tab / Shift-Tab", "next / previous contact"),
+    (
+        "Tab / Shift-Tab",
+        "next / previous contact or group (# ...)",
+    ),
     ("PgUp / PgDn", "scroll the conversation"),
     ("Ctrl-F", "search the Handshaker and send a request"),
     ("Ctrl-R", "pending requests: a accept, r reject"),
@@ -64,6 +75,25 @@ pub const BINDINGS: &[(&str, &str)] = &[
     (
         "Ctrl-T",
         "file transfers: a accept, x decline/cancel, s save",
+    ),
+    ("Ctrl-N", "create a group (asks for its name)"),
+    ("Ctrl-G", "group invites: a accept, d decline"),
+    ("Ctrl-P", "the group's members pane (↑ ↓ pick a member)"),
+    (
+        "  p / d (in the pane)",
+        "promote / demote the member (asks first)",
+    ),
+    (
+        "  x (in the pane)",
+        "remove the member from the group (asks first)",
+    ),
+    (
+        "  i / n / t (in pane)",
+        "invite a contact / rename / set the topic",
+    ),
+    (
+        "  L / D (in the pane)",
+        "leave / dissolve the group (asks first)",
     ),
     ("F1 or ? (empty input)", "this help"),
     ("Esc", "close a window"),
@@ -280,6 +310,18 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
             }
             Action::None
         }
+        Overlay::Members { sel } => group::members_key(app, key, ctrl, sel),
+        Overlay::GroupInvites { sel } => group::invites_key(app, key, sel),
+        Overlay::InvitePick { sel } => group::pick_key(app, key, sel),
+        Overlay::GroupText { field, value } => group::text_key(app, key, ctrl, field, value),
+        Overlay::Confirm { action, .. } => {
+            app.overlay = Overlay::None;
+            if key.code == KeyCode::Char('y') {
+                return action;
+            }
+            app.notice = Some("nothing changed".into());
+            Action::None
+        }
         Overlay::ConfirmEnd => {
             app.overlay = Overlay::None;
             match (key.code, app.current_name()) {
@@ -314,13 +356,21 @@ fn main_key(app: &mut App, key: KeyEvent, ctrl: bool) -> Action {
             }
         }
         KeyCode::Char('t') if ctrl => app.overlay = Overlay::Files { sel: 0 },
+        KeyCode::Char('n') if ctrl => {
+            app.overlay = Overlay::GroupText {
+                field: TextField::Create,
+                value: String::new(),
+            }
+        }
+        KeyCode::Char('g') if ctrl => app.overlay = Overlay::GroupInvites { sel: 0 },
+        KeyCode::Char('p') if ctrl => group::toggle_pane(app),
         KeyCode::Tab => {
             app.select_by(1);
-            return app.current_name().map_or(Action::None, Action::Open);
+            return open_selected(app);
         }
         KeyCode::BackTab => {
             app.select_by(-1);
-            return app.current_name().map_or(Action::None, Action::Open);
+            return open_selected(app);
         }
         KeyCode::PageUp => app.scroll = app.scroll.saturating_add(5),
         KeyCode::PageDown => app.scroll = app.scroll.saturating_sub(5),
@@ -329,6 +379,15 @@ fn main_key(app: &mut App, key: KeyEvent, ctrl: bool) -> Action {
             let text = app.input.trim_end().to_owned();
             if text.is_empty() {
                 return Action::None;
+            }
+            if let Some(group) = app.current_group_id() {
+                if let Err(why) = app.group_writable() {
+                    app.notice = Some(format!("not sent: {why}"));
+                    return Action::None;
+                }
+                app.input.clear();
+                app.scroll = 0;
+                return Action::Group(GroupRequest::Send { group, text });
             }
             let Some(to) = app.current_name() else {
                 app.notice = Some("no contact selected: Ctrl-F to find someone".into());
@@ -347,21 +406,30 @@ fn main_key(app: &mut App, key: KeyEvent, ctrl: bool) -> Action {
     Action::None
 }
 
+/// What to load for the selected row.
+fn open_selected(app: &App) -> Action {
+    match (app.current_name(), app.current_group_id()) {
+        (Some(n), _) => Action::Open(n),
+        (None, Some(g)) => Action::OpenGroup(g),
+        (None, None) => Action::None,
+    }
+}
+
 #[cfg(test)]
-mod test {
+pub(crate) mod test {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::tui::model::test::contact;
 
-    fn key(code: KeyCode) -> KeyEvent {
+    pub(crate) fn key(code: KeyCode) -> KeyEvent {
         KeyEvent::new(code, KeyModifiers::NONE)
     }
 
-    fn ctrl(c: char) -> KeyEvent {
+    pub(crate) fn ctrl(c: char) -> KeyEvent {
         KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
     }
 
-    fn typed(app: &mut App, s: &str) {
+    pub(crate) fn typed(app: &mut App, s: &str) {
         for c in s.chars() {
             assert_eq!(handle_key(app, key(KeyCode::Char(c))), Action::None);
         }

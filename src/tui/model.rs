@@ -1,10 +1,17 @@
 //! The terminal UI's state: what is shown, and how it changes with the
-//! daemon's replies and events. No I/O: the run loop feeds it.
+//! daemon's replies and events. No I/O: the run loop feeds it. Groups
+//! (issue 17) are in `model/group.rs`.
+
+pub(crate) mod group;
 
 use std::collections::HashMap;
 
+pub use group::{Note, TextField, role_words};
+
+use super::input::Action;
 use crate::control::proto::{
-    ContactView, DirectoryView, Event, MessageView, RequestView, StatusView, TorView, TransferView,
+    ContactView, DirectoryView, Event, GroupInviteView, GroupMemberView, GroupMessageView,
+    GroupView, MessageView, RequestView, StatusView, TorView, TransferView,
 };
 
 /// Messages kept per conversation in memory (older ones are re-read on demand).
@@ -52,6 +59,48 @@ pub enum Overlay {
         /// The path typed so far.
         path: String,
     },
+    /// The member pane has the keys; `sel` is the highlighted member.
+    Members {
+        /// Highlighted member.
+        sel: usize,
+    },
+    /// Pending group invites (incoming); `sel` is the highlighted one.
+    GroupInvites {
+        /// Highlighted invite.
+        sel: usize,
+    },
+    /// Pick a contact to invite into the selected group.
+    InvitePick {
+        /// Highlighted contact (among those who can be invited).
+        sel: usize,
+    },
+    /// A one-line prompt for a group: new group's name, rename, topic.
+    GroupText {
+        /// What the text is for.
+        field: TextField,
+        /// The text typed so far.
+        value: String,
+    },
+    /// "Are you sure?" before a group change; `y` runs `action`.
+    Confirm {
+        /// The question, in words.
+        question: String,
+        /// What `y` asks the daemon.
+        action: Action,
+    },
+}
+
+/// What the run loop must re-read from the daemon after an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// Nothing: the event was self-contained.
+    Nothing,
+    /// Contacts, and this contact's conversation if it is shown.
+    Contact(String),
+    /// This group's members, if they were loaded (by group id).
+    Group(String),
+    /// Everything (events were lost).
+    All,
 }
 
 /// The whole UI state.
@@ -61,7 +110,9 @@ pub struct App {
     pub status: Option<StatusView>,
     /// Contacts, in the daemon's order.
     pub contacts: Vec<ContactView>,
-    /// Index into `contacts`.
+    /// Groups, in the daemon's order (listed after the contacts).
+    pub groups: Vec<GroupView>,
+    /// Index into `contacts` followed by `groups`.
     pub selected: usize,
     /// Conversations by `@name`, oldest first.
     pub conversations: HashMap<String, Vec<MessageView>>,
@@ -69,6 +120,19 @@ pub struct App {
     pub requests: Vec<RequestView>,
     /// File transfers, oldest first.
     pub transfers: Vec<TransferView>,
+    /// Pending group invites we received.
+    pub group_invites: Vec<GroupInviteView>,
+    /// Group messages by group id, in the daemon's order.
+    pub group_chats: HashMap<String, Vec<GroupMessageView>>,
+    /// System lines by group id (member changes, renames, warnings) seen
+    /// while the TUI runs.
+    pub group_notes: HashMap<String, Vec<Note>>,
+    /// Members by group id, once loaded.
+    pub group_members: HashMap<String, Vec<GroupMemberView>>,
+    /// Unread group messages by group id (counted while the TUI runs).
+    pub group_unread: HashMap<String, u64>,
+    /// Whether the member pane is shown (for a selected group).
+    pub members_pane: bool,
     /// The message being typed (may hold newlines).
     pub input: String,
     /// Lines scrolled up from the bottom of the conversation.
@@ -86,10 +150,17 @@ impl Default for App {
         App {
             status: None,
             contacts: Vec::new(),
+            groups: Vec::new(),
             selected: 0,
             conversations: HashMap::new(),
             requests: Vec::new(),
             transfers: Vec::new(),
+            group_invites: Vec::new(),
+            group_chats: HashMap::new(),
+            group_notes: HashMap::new(),
+            group_members: HashMap::new(),
+            group_unread: HashMap::new(),
+            members_pane: false,
             input: String::new(),
             scroll: 0,
             overlay: Overlay::None,
@@ -118,19 +189,41 @@ impl App {
             .unwrap_or(&[])
     }
 
-    /// Replaces the contact list, keeping the selection on the same name.
+    /// Replaces the contact list, keeping the selection on the same name
+    /// (or group).
     pub fn set_contacts(&mut self, contacts: Vec<ContactView>) {
-        let keep = self.current_name();
+        let keep = self.selection();
         self.contacts = contacts;
-        self.selected = keep
-            .and_then(|n| self.contacts.iter().position(|c| c.username == n))
-            .unwrap_or(0)
-            .min(self.contacts.len().saturating_sub(1));
+        self.reselect(keep);
     }
 
-    /// Moves the selection by `delta` (wrapping).
+    /// What is selected, to find it again after a list changed.
+    fn selection(&self) -> Option<Selection> {
+        match (self.current(), self.current_group()) {
+            (Some(c), _) => Some(Selection::Contact(c.username.clone())),
+            (None, Some(g)) => Some(Selection::Group(g.id.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// Puts the selection back on `keep`, or on the first row.
+    fn reselect(&mut self, keep: Option<Selection>) {
+        let n = self.contacts.len() + self.groups.len();
+        let found = match keep {
+            Some(Selection::Contact(name)) => self.contacts.iter().position(|c| c.username == name),
+            Some(Selection::Group(id)) => self
+                .groups
+                .iter()
+                .position(|g| g.id == id)
+                .map(|i| i + self.contacts.len()),
+            None => None,
+        };
+        self.selected = found.unwrap_or(0).min(n.saturating_sub(1));
+    }
+
+    /// Moves the selection by `delta` (wrapping over contacts, then groups).
     pub fn select_by(&mut self, delta: isize) {
-        let n = self.contacts.len();
+        let n = self.contacts.len() + self.groups.len();
         if n == 0 {
             return;
         }
@@ -180,9 +273,9 @@ impl App {
             .count()
     }
 
-    /// Applies a daemon event. Returns the name whose state should be
-    /// re-read from the daemon, if the event is not self-contained.
-    pub fn apply(&mut self, ev: &Event) -> Option<String> {
+    /// Applies a daemon event. Returns what should be re-read from the
+    /// daemon, if the event is not self-contained.
+    pub fn apply(&mut self, ev: &Event) -> Reload {
         match ev {
             Event::Message { username, message } => {
                 self.upsert_message(username, message.clone());
@@ -192,7 +285,7 @@ impl App {
                 {
                     c.unread += 1;
                 }
-                None
+                Reload::Nothing
             }
             Event::Delivery {
                 username,
@@ -209,7 +302,7 @@ impl App {
                         }
                     }
                 }
-                None
+                Reload::Nothing
             }
             Event::Presence {
                 username,
@@ -220,7 +313,7 @@ impl App {
                     c.online = *online;
                     c.last_seen = *last_seen;
                 }
-                None
+                Reload::Nothing
             }
             Event::Request(r) => {
                 self.notice = Some(format!(
@@ -228,23 +321,23 @@ impl App {
                     r.username
                 ));
                 self.requests.push(r.clone());
-                None
+                Reload::Nothing
             }
             Event::RequestAnswered { username, accepted } => {
                 self.notice = Some(format!(
                     "{username} {} your request",
                     if *accepted { "accepted" } else { "rejected" }
                 ));
-                Some(username.clone())
+                Reload::Contact(username.clone())
             }
             Event::SessionEnded { username, by_peer } => {
                 self.notice = Some(format!(
                     "session with {username} ended{}",
                     if *by_peer { " by them" } else { "" }
                 ));
-                Some(username.clone())
+                Reload::Contact(username.clone())
             }
-            Event::MessageFailed { username, .. } => Some(username.clone()),
+            Event::MessageFailed { username, .. } => Reload::Contact(username.clone()),
             Event::FileOffered(t) => {
                 self.notice = Some(if t.state == "offered" {
                     format!(
@@ -257,7 +350,7 @@ impl App {
                     format!("receiving {} from {}", t.name, t.username)
                 });
                 self.upsert_transfer(t.clone());
-                None
+                Reload::Nothing
             }
             Event::FileProgress { id, done, .. } => {
                 if let Some(t) = self.transfers.iter_mut().find(|t| &t.id == id) {
@@ -266,7 +359,7 @@ impl App {
                         t.state = "active".into();
                     }
                 }
-                None
+                Reload::Nothing
             }
             Event::FileCompleted(t) => {
                 self.notice = Some(if t.direction == "in" {
@@ -281,7 +374,7 @@ impl App {
                     format!("{} delivered to {}", t.name, t.username)
                 });
                 self.upsert_transfer(t.clone());
-                None
+                Reload::Nothing
             }
             Event::FileCancelled {
                 id,
@@ -302,17 +395,16 @@ impl App {
                         }
                     ));
                 }
-                None
+                Reload::Nothing
             }
             Event::Tor(t) => {
                 if let Some(s) = &mut self.status {
                     s.tor = t.clone();
                 }
-                None
+                Reload::Nothing
             }
-            Event::Lagged { .. } => self.current_name(),
-            // Groups are not shown in the terminal UI yet (issue 17).
-            Event::Group(_) => None,
+            Event::Lagged { .. } => Reload::All,
+            Event::Group(g) => self.apply_group(g),
         }
     }
 
@@ -322,6 +414,13 @@ impl App {
     }
 }
 
+/// A selected row, by what it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Selection {
+    Contact(String),
+    Group(String),
+}
+
 use umbra_control::display::delivery_rank as rank;
 pub use umbra_control::display::human_size;
 
@@ -329,6 +428,27 @@ pub use umbra_control::display::human_size;
 pub(crate) mod test {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The daemon's status for `@alice` on Tor.
+    pub(crate) fn status(pending_requests: u64) -> StatusView {
+        StatusView {
+            version: "0.1.0".into(),
+            username: "@alice".into(),
+            fingerprint: "A".repeat(40),
+            handshaker: None,
+            tor: TorView {
+                network: "tor".into(),
+                bootstrap_percent: 100,
+                ready: true,
+                onion_service: "running".into(),
+                summary: String::new(),
+                vanguards: "lite".into(),
+            },
+            contacts: 2,
+            pending_requests,
+            started_at: 0,
+        }
+    }
 
     pub(crate) fn contact(name: &str, online: bool, unread: u64) -> ContactView {
         ContactView {

@@ -1,6 +1,8 @@
 //! Renders the [`App`] into a ratatui frame. Peer-controlled text (names,
 //! messages, notes) is shown with control characters replaced, so it cannot
-//! drive the terminal.
+//! drive the terminal. Groups are drawn by `view/group.rs`.
+
+mod group;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -83,10 +85,22 @@ pub fn render(f: &mut Frame<'_>, app: &App, theme: Theme) {
     let [left, right] =
         Layout::horizontal([Constraint::Length(contacts_width), Constraint::Min(20)]).areas(body);
     contacts(f, app, theme, left);
-    conversation(f, app, theme, right);
+    if app.members_pane && app.current_group().is_some() {
+        let [chat, pane] =
+            Layout::horizontal([Constraint::Min(20), Constraint::Length(group::PANE_WIDTH)])
+                .areas(right);
+        conversation(f, app, theme, chat);
+        group::member_pane(f, app, theme, pane);
+    } else {
+        conversation(f, app, theme, right);
+    }
     input_box(f, app, theme, input);
     let notice = app.notice.as_deref().map(clean).unwrap_or_else(|| {
-        "Tab contact · Ctrl-F find people · Ctrl-R requests · Ctrl-T files · ? help".into()
+        if app.current_group().is_some() {
+            "Tab chat · Ctrl-P members · Ctrl-G invites · Ctrl-N new group · ? help".into()
+        } else {
+            "Tab contact · Ctrl-F find people · Ctrl-R requests · Ctrl-T files · ? help".into()
+        }
     });
     f.render_widget(
         Paragraph::new(notice).style(theme.fg(Color::Yellow)),
@@ -109,6 +123,18 @@ pub fn render(f: &mut Frame<'_>, app: &App, theme: Theme) {
         }
         Overlay::SaveFile { path, .. } => prompt(f, "save the file to (file or folder)", path),
         Overlay::Files { sel } => transfers(f, app, theme, *sel),
+        // The member pane is drawn in the layout above; it just has the keys.
+        Overlay::Members { .. } => {}
+        Overlay::GroupInvites { sel } => group::invites(f, app, theme, *sel),
+        Overlay::InvitePick { sel } => group::pick(f, app, theme, *sel),
+        Overlay::GroupText { field, value } => prompt(f, &group::text_title(app, *field), value),
+        Overlay::Confirm { question, .. } => {
+            let inner = popup(f, "are you sure?", 60, 6);
+            f.render_widget(
+                Paragraph::new(format!("{} y / n", clean(question))).wrap(Wrap { trim: true }),
+                inner,
+            );
+        }
     }
 }
 
@@ -254,15 +280,26 @@ fn contacts(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
             ])
         })
         .collect();
+    // Groups after the contacts, under a heading (not selectable).
+    let header = usize::from(!app.groups.is_empty());
+    items.extend(group::list_items(app, theme));
     if !app.requests.is_empty() {
         items.push(ListItem::new(Line::styled(
             format!("» {} request(s) ^R", app.requests.len()),
             theme.fg(Color::Magenta),
         )));
     }
+    if !app.group_invites.is_empty() {
+        items.push(ListItem::new(Line::styled(
+            format!("» {} invite(s) ^G", app.group_invites.len()),
+            theme.fg(Color::Magenta),
+        )));
+    }
     let mut state = ListState::default();
-    if !app.contacts.is_empty() {
+    if app.current().is_some() {
         state.select(Some(app.selected));
+    } else if app.current_group().is_some() {
+        state.select(Some(app.selected + header));
     }
     let list = List::new(items)
         .block(Block::default().borders(Borders::ALL).title(" contacts "))
@@ -271,6 +308,9 @@ fn contacts(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
 }
 
 fn conversation(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
+    if let Some(g) = app.current_group() {
+        return group::conversation(f, app, theme, area, g);
+    }
     let title = match app.current() {
         Some(c) => format!(
             " {}{} ",
@@ -284,63 +324,131 @@ fn conversation(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
     // TUI was closed are in the timeline too: they come with the start-up
     // `files` list).
     let name = app.current_name().unwrap_or_default();
-    let mut files = app
-        .transfers
-        .iter()
-        .filter(|t| t.username == name)
-        .peekable();
-    let mut messages = app.conversation().iter().peekable();
-    loop {
-        let next_file = files.peek().map(|t| t.created_at);
-        let next_msg = messages.peek().map(|m| m.sent_at);
-        if let Some(ft) = next_file
-            && next_msg.is_none_or(|mt| ft < mt)
-        {
-            if let Some(t) = files.next() {
+    let files = app.transfers.iter().filter(|t| t.username == name);
+    let entries = by_time(files, |t| t.created_at, app.conversation(), |m| m.sent_at);
+    for entry in entries {
+        let m = match entry {
+            Entry::Side(t) => {
                 lines.push(file_line(t, theme));
+                continue;
             }
-            continue;
-        }
-        let Some(m) = messages.next() else { break };
+            Entry::Message(m) => m,
+        };
         let out = m.direction == "out";
         let who = if out {
             "me".to_owned()
         } else {
             app.current_name().unwrap_or_default()
         };
-        let mut first = true;
-        for part in m.body.split('\n') {
-            let mut spans = Vec::new();
-            if first {
-                spans.push(Span::styled(
-                    format!("{} ", crate::time::utc_hhmm(m.sent_at)),
-                    theme.fg(Color::DarkGray),
-                ));
-                spans.push(Span::styled(
-                    format!("{}: ", clean(&who)),
-                    theme.fg(if out { Color::Cyan } else { Color::Magenta }),
-                ));
-            } else {
-                spans.push(Span::raw("      "));
-            }
-            spans.push(Span::raw(clean(part)));
-            first = false;
-            lines.push(Line::from(spans));
-        }
-        if out && let Some(l) = lines.last_mut() {
-            l.spans.push(Span::styled(
-                format!("  [{}]", m.state),
-                theme.fg(if m.state == "read" {
-                    Color::Green
-                } else {
-                    Color::DarkGray
-                }),
-            ));
-        }
+        let state = out.then_some(m.state.as_str());
+        message_lines(&mut lines, theme, m.sent_at, &who, &m.body, state);
     }
     if lines.is_empty() && app.current().is_some() {
         lines.push(Line::styled("no messages yet", theme.fg(Color::DarkGray)));
     }
+    timeline(f, app, title, lines, area);
+}
+
+/// One row of a timeline: a message, or something beside the messages (a
+/// file, a system line).
+enum Entry<'a, S, M> {
+    Side(&'a S),
+    Message(&'a M),
+}
+
+/// Side rows and messages merged by time (a side row first only when it is
+/// strictly older), each list keeping its own order.
+fn by_time<'a, S, M>(
+    side: impl IntoIterator<Item = &'a S>,
+    side_at: impl Fn(&S) -> u64,
+    messages: impl IntoIterator<Item = &'a M>,
+    message_at: impl Fn(&M) -> u64,
+) -> Vec<Entry<'a, S, M>> {
+    let mut side = side.into_iter().peekable();
+    let mut messages = messages.into_iter().peekable();
+    let mut out = Vec::new();
+    loop {
+        let next_side = side.peek().map(|s| side_at(s));
+        let next_msg = messages.peek().map(|m| message_at(m));
+        match (next_side, next_msg) {
+            (None, None) => return out,
+            (Some(st), mt) if mt.is_none_or(|mt| st < mt) => {
+                out.extend(side.next().map(Entry::Side));
+            }
+            _ => out.extend(messages.next().map(Entry::Message)),
+        }
+    }
+}
+
+/// A list with a highlighted row (none when `sel` is `None` or the list is
+/// empty).
+fn selectable(
+    f: &mut Frame<'_>,
+    items: Vec<ListItem<'_>>,
+    sel: Option<usize>,
+    area: Rect,
+    theme: Theme,
+) {
+    let mut state = ListState::default();
+    let n = items.len();
+    state.select(sel.filter(|_| n > 0).map(|s| s.min(n - 1)));
+    f.render_stateful_widget(
+        List::new(items).highlight_style(theme.highlight()),
+        area,
+        &mut state,
+    );
+}
+
+/// The lines of one message: time, sender, the text (its own lines
+/// indented) and, for ours, the delivery state.
+fn message_lines(
+    lines: &mut Vec<Line<'_>>,
+    theme: Theme,
+    at: u64,
+    who: &str,
+    body: &str,
+    state: Option<&str>,
+) {
+    let mut first = true;
+    for part in body.split('\n') {
+        let mut spans = Vec::new();
+        if first {
+            spans.push(Span::styled(
+                format!("{} ", crate::time::utc_hhmm(at)),
+                theme.fg(Color::DarkGray),
+            ));
+            spans.push(Span::styled(
+                format!("{}: ", clean(who)),
+                theme.fg(if state.is_some() {
+                    Color::Cyan
+                } else {
+                    Color::Magenta
+                }),
+            ));
+        } else {
+            spans.push(Span::raw("      "));
+        }
+        spans.push(Span::raw(clean(part)));
+        first = false;
+        lines.push(Line::from(spans));
+    }
+    if let Some(state) = state
+        && let Some(l) = lines.last_mut()
+    {
+        l.spans.push(Span::styled(
+            format!("  [{state}]"),
+            theme.fg(if state == "read" {
+                Color::Green
+            } else {
+                Color::DarkGray
+            }),
+        ));
+    }
+}
+
+/// A conversation's lines in a bordered box, scrolled to the bottom (less
+/// what the user scrolled up).
+fn timeline(f: &mut Frame<'_>, app: &App, title: String, lines: Vec<Line<'_>>, area: Rect) {
     let inner_h = area.height.saturating_sub(2);
     let total = lines.len() as u16;
     let top = total
@@ -376,12 +484,22 @@ fn file_line(t: &TransferView, theme: Theme) -> Line<'static> {
 }
 
 fn input_box(f: &mut Frame<'_>, app: &App, theme: Theme, area: Rect) {
-    let title = match app.current_name() {
-        Some(n) => format!(
+    let title = match (app.current_name(), app.current_group()) {
+        (Some(n), _) => format!(
             " message to {} (Enter send, Alt-Enter new line) ",
             clean(&n)
         ),
-        None => " message ".into(),
+        (None, Some(_)) if matches!(app.overlay, Overlay::Members { .. }) => {
+            " member pane has the keys: Esc to type ".into()
+        }
+        (None, Some(g)) => match app.group_writable() {
+            Ok(()) => format!(
+                " message to # {} (Enter send, Alt-Enter new line) ",
+                clean(&g.name)
+            ),
+            Err(why) => format!(" {why} "),
+        },
+        (None, None) => " message ".into(),
     };
     let lines: Vec<Line<'_>> = app
         .input
@@ -566,33 +684,17 @@ fn confirm_end(f: &mut Frame<'_>, app: &App, _theme: Theme) {
 }
 
 #[cfg(test)]
-mod test {
+pub(crate) mod test {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::control::proto::{RequestView, StatusView, TorView, TransferView};
-    use crate::tui::model::test::{contact, msg};
+    use crate::control::proto::{RequestView, TransferView};
+    use crate::tui::model::test::{contact, msg, status};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
-    fn app() -> App {
+    pub(crate) fn app() -> App {
         let mut a = App {
-            status: Some(StatusView {
-                version: "0.1.0".into(),
-                username: "@alice".into(),
-                fingerprint: "A".repeat(40),
-                handshaker: None,
-                tor: TorView {
-                    network: "tor".into(),
-                    bootstrap_percent: 100,
-                    ready: true,
-                    onion_service: "running".into(),
-                    summary: String::new(),
-                    vanguards: "lite".into(),
-                },
-                contacts: 2,
-                pending_requests: 1,
-                started_at: 0,
-            }),
+            status: Some(status(1)),
             ..App::default()
         };
         a.set_contacts(vec![contact("@bob", true, 0), contact("@carol", false, 2)]);
@@ -616,7 +718,12 @@ mod test {
         a
     }
 
-    fn draw(app: &App, w: u16, h: u16, color: bool) -> (Vec<String>, ratatui::buffer::Buffer) {
+    pub(crate) fn draw(
+        app: &App,
+        w: u16,
+        h: u16,
+        color: bool,
+    ) -> (Vec<String>, ratatui::buffer::Buffer) {
         let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
         t.draw(|f| render(f, app, Theme::new(color))).unwrap();
         let buf = t.backend().buffer().clone();
@@ -630,7 +737,7 @@ mod test {
         (lines, buf)
     }
 
-    fn has(lines: &[String], s: &str) -> bool {
+    pub(crate) fn has(lines: &[String], s: &str) -> bool {
         lines.iter().any(|l| l.contains(s))
     }
 
@@ -798,8 +905,8 @@ mod test {
     fn help_is_never_cut() {
         let mut a = app();
         a.overlay = Overlay::Help;
-        for w in [200, 100, 80] {
-            let (l, _) = draw(&a, w, 40, false);
+        for (w, h) in [(200, 40), (100, 40), (80, 40), (80, 24)] {
+            let (l, _) = draw(&a, w, h, false);
             for (k, v) in BINDINGS {
                 assert!(has(&l, v), "{w} columns: {k} {v}: {l:#?}");
             }

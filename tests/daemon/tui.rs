@@ -1,6 +1,7 @@
 //! The real `umbra tui` in tmux against two local daemons (direct TCP and a
 //! real Handshaker): a message typed in the TUI reaches the other user, and
-//! one sent by the other user is rendered live.
+//! one sent by the other user is rendered live; files; a group invite
+//! accepted in the TUI, the group's messages both ways and its members.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{Handshaker, Net, WAIT, connected_pair, wait_event};
-use umbra::control::proto::Event;
+use umbra::control::proto::{Event, GroupEventView};
 
 /// A detached tmux session, killed on drop.
 struct Tmux(String);
@@ -150,6 +151,34 @@ fn tui_sends_and_shows_messages() {
         std::fs::read(&dest).unwrap(),
         std::fs::read(&from_bob).unwrap()
     );
+
+    // Groups (issue 17): bob invites alice; the TUI lists the invite,
+    // Ctrl-G then `a` joins; the group is listed after the contacts, shows
+    // bob's message with his name, sends what is typed, and Ctrl-P shows
+    // the members with their roles.
+    let g = bob.json(&["group", "create", "Night shift"]);
+    let gid = g["id"].as_str().unwrap().to_owned();
+    bob.json(&["group", "invite", &gid, "@alice"]);
+    tui.wait_for("1 invite(s) ^G");
+    tui.keys(&["C-g"]);
+    tui.wait_for("from @bob as member");
+    tui.keys(&["a"]);
+    tui.wait_for("2 members");
+    tui.keys(&["Tab"]);
+    tui.wait_for("message to # Night shift");
+    bob.json(&["group", "send", &gid, "evening, group"]);
+    tui.wait_for("@bob: evening, group");
+    tui.keys(&["-l", "typed into the group"]);
+    tui.keys(&["Enter"]);
+    rt.block_on(wait_event(&mut b_events, "the TUI's group message", |e| {
+        matches!(e, Event::Group(GroupEventView::Message { message, .. })
+            if message.body.as_deref() == Some("typed into the group") && message.sender == "@alice")
+    }));
+    tui.keys(&["C-p"]);
+    let screen = tui.wait_for("members (2)");
+    assert!(screen.contains("owner"), "{screen}");
+    assert!(screen.contains("@alice (me)"), "{screen}");
+    tui.keys(&["Escape"]);
 
     // Help overlay, then quit; the terminal is given back.
     tui.keys(&["F1"]);
