@@ -310,7 +310,9 @@ fn join_link(global: &GlobalArgs, out: &mut dyn Write, link: String) -> Result<(
             hint: Some("an invite link starts with umbra:group#; paste all of it".into()),
         });
     }
-    progress_note("dialling the group's owner (over Tor this can take a minute)…");
+    if !global.json {
+        progress_note("dialling the group's owner (over Tor this can take a minute)…");
+    }
     let j = reply!(
         global,
         Request::Group(GroupRequest::JoinLink { link }),

@@ -645,7 +645,7 @@ impl NodeHandle {
         // The owner is the one the link pins, and it signed this link.
         let cert = PublicCert::from_bytes(&owner_cert).map_err(|_| GroupError::BadCert)?;
         link.verify(&cert, crate::time::now_secs())?;
-        let (contact, envelope) = self.make_request(&cert, "", false).await?;
+        let (contact, envelope, request_id) = self.make_request(&cert, "", false).await?;
         let rec = GroupInviteRecord {
             group_id: link.group.0,
             incoming: true,
@@ -684,7 +684,7 @@ impl NodeHandle {
         match answer {
             Ok(JoinMessage::Result { code: 0 }) => Ok(()),
             Ok(_) => {
-                self.forget_join(contact, link.group.0).await;
+                self.forget_join(contact, request_id, link.group.0).await;
                 Err(NodeError::JoinRefused)
             }
             // The owner may have accepted before the stream broke: what we
@@ -693,9 +693,16 @@ impl NodeHandle {
         }
     }
 
-    /// Undoes a refused join: our request to the owner is cancelled (a
-    /// contact that existed only for it goes, with its invite record).
-    async fn forget_join(&self, contact: crate::store::ContactId, group: [u8; 32]) {
+    /// Undoes a refused join: the request it made is erased, and a contact
+    /// that existed only for it goes (with its invite record). Other
+    /// requests to the owner (an earlier join still waiting for its Accept)
+    /// stay.
+    async fn forget_join(
+        &self,
+        contact: crate::store::ContactId,
+        request_id: [u8; 16],
+        group: [u8; 32],
+    ) {
         let undone = self
             .inner
             .store
@@ -703,7 +710,14 @@ impl NodeHandle {
                 let Some(c) = s.contact(contact)? else {
                     return Ok(());
                 };
-                s.cancel_pending_requests_to(&c.username)?;
+                drop(s.take_pending_request(&request_id)?);
+                let others = s
+                    .pending_requests()?
+                    .iter()
+                    .any(|p| p.to_username == c.username);
+                if others {
+                    return Ok(());
+                }
                 if let Some(mut inv) = s
                     .group_invites()?
                     .into_iter()

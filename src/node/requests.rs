@@ -66,7 +66,7 @@ impl NodeHandle {
         let mailbox = self.inner.mailbox.clone().ok_or(NodeError::NotFound {
             what: "Handshaker mailbox (configure a Handshaker)",
         })?;
-        let (contact, envelope) = self.make_request(to, note, allow_key_change).await?;
+        let (contact, envelope, _) = self.make_request(to, note, allow_key_change).await?;
         let username = to.username().map_err(|_| NodeError::Invalid {
             what: "certificate",
             reason: "it does not carry exactly one self-signed @name user ID",
@@ -78,13 +78,13 @@ impl NodeHandle {
     /// Builds a ConnectionRequest to `to` and records it (pending request,
     /// contact in state Requested) without sending it: the caller delivers
     /// the envelope (the mailbox, or a group join stream, PROTOCOL.md
-    /// §20.7.3).
+    /// §20.7.3). Returns the contact, the envelope and the request id.
     pub(super) async fn make_request(
         &self,
         to: &PublicCert,
         note: &str,
         allow_key_change: bool,
-    ) -> Result<(ContactId, String), NodeError> {
+    ) -> Result<(ContactId, String, [u8; 16]), NodeError> {
         let username = to.username().map_err(|_| NodeError::Invalid {
             what: "certificate",
             reason: "it does not carry exactly one self-signed @name user ID",
@@ -104,6 +104,7 @@ impl NodeHandle {
                 )
             })
             .await??;
+        let request_id = pending.request_id;
         let secret = pending.share.to_secret_bytes();
         let record = PendingRequest {
             request_id: pending.request_id,
@@ -132,7 +133,7 @@ impl NodeHandle {
         if let Some(ended) = ended {
             self.inner.report_ended(contact, ended, false);
         }
-        Ok((contact, envelope))
+        Ok((contact, envelope, request_id))
     }
 
     /// Cancels our unanswered request(s) to `username` (PROTOCOL.md §11.1
