@@ -53,6 +53,7 @@ mod event;
 mod file_api;
 pub mod files;
 mod group_api;
+mod group_links;
 mod groups;
 mod housekeeping;
 mod inbound;
@@ -83,11 +84,12 @@ use store_handle::StoreHandle;
 
 // ---------- public exports ----------
 pub use api::MESSAGE_TOO_LONG;
-pub use config::NodeConfig;
+pub use config::{JoinLimits, NodeConfig};
 pub use dial::Trouble;
 pub use error::NodeError;
 pub use event::{Event, ReceivedRequest};
 pub use group_api::{INVITE_VALIDITY_SECS, group_hex};
+pub use group_links::{CreatedLink, GroupLink, JoinStep};
 pub use groups::{GroupEvent, parse_role, role_name};
 pub use housekeeping::Swept;
 pub(crate) use inner::Dial;
@@ -132,6 +134,7 @@ impl Node {
             Identity::from_secret_bytes(&own.secret_cert).map_err(HandshakeError::Identity)?;
         let listener = transport.listen().await?;
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
+        let joins = group_links::JoinGate::new(&config.joins);
         let inner = Arc::new(Inner {
             store: StoreHandle::new(store),
             dial: Arc::new(transport),
@@ -146,6 +149,7 @@ impl Node {
             polling: tokio::sync::Mutex::new(()),
             openpgp: tokio::sync::Semaphore::new(inner::OPENPGP_JOBS),
             groups: groups::Groups::default(),
+            joins,
             shutdown: CancellationToken::new(),
         });
         // Expired requests and accepts go before anything is dialed.

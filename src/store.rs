@@ -46,6 +46,7 @@ mod delivery;
 mod err;
 #[cfg(test)]
 mod fixture;
+mod group_links;
 mod groups;
 mod inbox;
 pub mod kdf;

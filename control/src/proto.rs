@@ -15,12 +15,12 @@ use serde::{Deserialize, Serialize};
 pub mod group;
 
 pub use group::{
-    GroupEventView, GroupInviteView, GroupMemberView, GroupMessageView, GroupRequest, GroupView,
-    GroupsView,
+    GroupEventView, GroupInviteView, GroupJoinedView, GroupLinkCreated, GroupLinkView,
+    GroupMemberView, GroupMessageView, GroupRequest, GroupView, GroupsView,
 };
 
 /// Version of the control API (the `v` field of every client message).
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// Largest line either side accepts, in bytes (a 16 KiB text escaped as
 /// JSON fits many times over; history replies are paged by `limit`).
@@ -247,6 +247,12 @@ pub enum Reply {
     GroupMessage(GroupMessageView),
     /// Group messages, oldest first.
     GroupHistory(Vec<GroupMessageView>),
+    /// A new invite link (it holds the secret: show it to the user only).
+    GroupLink(GroupLinkCreated),
+    /// A group's invite links.
+    GroupLinks(Vec<GroupLinkView>),
+    /// A join by invite link was accepted by the owner.
+    GroupJoined(GroupJoinedView),
 }
 
 /// A file transfer.
@@ -587,21 +593,21 @@ mod test {
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(
             s,
-            r#"{"v":4,"id":7,"cmd":{"send":{"username":"@bob","text":"hi"}}}"#
+            r#"{"v":5,"id":7,"cmd":{"send":{"username":"@bob","text":"hi"}}}"#
         );
         assert_eq!(serde_json::from_str::<ClientMessage>(&s).unwrap(), m);
-        let unit: ClientMessage = serde_json::from_str(r#"{"v":4,"id":1,"cmd":"status"}"#).unwrap();
+        let unit: ClientMessage = serde_json::from_str(r#"{"v":5,"id":1,"cmd":"status"}"#).unwrap();
         assert_eq!(unit.cmd, Request::Status);
     }
 
     #[test]
     fn strict_decoding() {
         for bad in [
-            r#"{"v":4,"id":1,"cmd":"status","x":1}"#,
-            r#"{"v":4,"id":1,"cmd":"launch_missiles"}"#,
-            r#"{"v":4,"id":1,"cmd":{"send":{"username":"b","text":"t","extra":1}}}"#,
-            r#"{"v":4,"cmd":"status"}"#,
-            r#"{"v":4,"id":-1,"cmd":"status"}"#,
+            r#"{"v":5,"id":1,"cmd":"status","x":1}"#,
+            r#"{"v":5,"id":1,"cmd":"launch_missiles"}"#,
+            r#"{"v":5,"id":1,"cmd":{"send":{"username":"b","text":"t","extra":1}}}"#,
+            r#"{"v":5,"cmd":"status"}"#,
+            r#"{"v":5,"id":-1,"cmd":"status"}"#,
             "",
             "[]",
         ] {

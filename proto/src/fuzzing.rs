@@ -232,6 +232,11 @@ fn check_frame(body: &[u8]) {
             assert_eq!(b, body);
             assert!(body.len() >= 2 && body.len() <= MAX_FRAME);
         }
+        Ok(Frame::GroupJoin(m)) => {
+            assert!(!m.is_empty() && m.len() <= crate::group::MAX_JOIN_MESSAGE);
+            assert_eq!(Frame::group_join(m).unwrap(), body);
+            let _ = crate::group::JoinMessage::decode(m);
+        }
         Err(_) => {}
     }
 }

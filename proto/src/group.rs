@@ -38,7 +38,10 @@ use crate::identity::IdentityError;
 
 // ---------- public exports ----------
 pub use intro::Introduction;
-pub use invite::{DirectInvite, InviteLink, JoinMessage, JoinServer, LinkSecret, join_proof};
+pub use invite::{
+    DirectInvite, InviteLink, JoinMessage, JoinServer, Joined, LinkSecret, MAX_JOIN_MESSAGE,
+    join_proof,
+};
 pub use message::{Content, DeliveryTracker, GroupMessage, MessageBody, Offer};
 pub use op::{Action, GroupId, Op, OpBody, Proposal, Role};
 pub use state::{Event, GroupState, LinkInfo, Member, StateSummary};

@@ -20,6 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
 use crate::error::{ErrorKind, HasKind};
+use crate::group::MAX_JOIN_MESSAGE;
 use crate::limits::{
     MAX_CHUNK, MAX_ENVELOPE, MAX_FILE_NAME, MAX_FRAME, MAX_RESUME_RANGES, MAX_TEXT,
 };
@@ -29,6 +30,8 @@ use crate::session::{FRAME_TYPE_SEALED, FRAME_VERSION};
 pub const FRAME_TYPE_ENVELOPE: u8 = 1;
 /// Frame type of a lane frame (PROTOCOL.md §14.3).
 pub const FRAME_TYPE_LANE: u8 = 3;
+/// Frame type of the group join exchange (PROTOCOL.md §20.7.3).
+pub const FRAME_TYPE_GROUP_JOIN: u8 = 4;
 /// The peer protocol version announced in [`Hello`].
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Onion-service virtual port of peer connections (PEER_PORT, PROTOCOL.md
@@ -116,6 +119,10 @@ pub enum Frame<'a> {
     /// A lane frame (file chunks on an extra stream): the whole body, to be
     /// opened by the client's file lanes (`umbra::files::Lane::open`).
     Lane(&'a [u8]),
+    /// A group join message (PROTOCOL.md §20.7.3): the postcard bytes after
+    /// the header, 1..=[`crate::group::MAX_JOIN_MESSAGE`] of them, to be
+    /// decoded by [`crate::group::JoinMessage::decode`].
+    GroupJoin(&'a [u8]),
 }
 
 impl<'a> Frame<'a> {
@@ -150,8 +157,39 @@ impl<'a> Frame<'a> {
             }
             FRAME_TYPE_SEALED => Ok(Frame::Sealed(body)),
             FRAME_TYPE_LANE => Ok(Frame::Lane(body)),
+            FRAME_TYPE_GROUP_JOIN => {
+                if rest.is_empty() {
+                    return Err(WireError::Truncated);
+                }
+                if rest.len() > MAX_JOIN_MESSAGE {
+                    return Err(WireError::TooLarge {
+                        what: "group join message",
+                        len: rest.len(),
+                        limit: MAX_JOIN_MESSAGE,
+                    });
+                }
+                Ok(Frame::GroupJoin(rest))
+            }
             other => Err(WireError::UnknownFrameType(other)),
         }
+    }
+
+    /// Builds a group join frame body around an encoded join message.
+    pub fn group_join(message: &[u8]) -> Result<Vec<u8>, WireError> {
+        if message.is_empty() {
+            return Err(WireError::Truncated);
+        }
+        if message.len() > MAX_JOIN_MESSAGE {
+            return Err(WireError::TooLarge {
+                what: "group join message",
+                len: message.len(),
+                limit: MAX_JOIN_MESSAGE,
+            });
+        }
+        let mut out = Vec::with_capacity(message.len() + 2);
+        out.extend_from_slice(&[FRAME_VERSION, FRAME_TYPE_GROUP_JOIN]);
+        out.extend_from_slice(message);
+        Ok(out)
     }
 
     /// Builds an envelope frame body.
@@ -884,6 +922,18 @@ mod test {
         let env = Frame::envelope(b"pgp").unwrap();
         assert_eq!(Frame::decode(&env).unwrap(), Frame::Envelope(b"pgp"));
         assert!(Frame::decode(&vec![1; MAX_FRAME + 1]).is_err());
+        // Group join frames: non-empty, at most MAX_JOIN_MESSAGE.
+        let join = Frame::group_join(b"join").unwrap();
+        assert_eq!(Frame::decode(&join).unwrap(), Frame::GroupJoin(b"join"));
+        assert!(matches!(Frame::decode(&[1, 4]), Err(WireError::Truncated)));
+        let mut big = vec![1, 4];
+        big.resize(MAX_JOIN_MESSAGE + 3, 0);
+        assert!(matches!(
+            Frame::decode(&big),
+            Err(WireError::TooLarge { .. })
+        ));
+        assert!(Frame::group_join(&big).is_err());
+        assert!(Frame::group_join(&[]).is_err());
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use std::io::Write;
 use clap::Subcommand;
 
 use super::GlobalArgs;
-use super::common::{Result, call, clock, grouped, json, reply, unexpected};
+use super::common::{Result, call, clock, grouped, json, progress_note, reply, unexpected};
 use crate::control::proto::{GroupMessageView, GroupRequest, GroupView, Reply, Request};
 
 /// `umbra group` subcommands. GROUP is the group's name, its id, or a unique
@@ -46,12 +46,23 @@ pub enum GroupCommand {
               value_parser = ["member", "admin", "read-only"])]
         role: String,
     },
-    /// Accept an invite (the group id is in `umbra group list`).
+    /// Accept a direct invite (its group id is in `umbra group list`), or
+    /// join by an invite link.
+    ///
+    /// With a group id (64 hex digits) this accepts a contact's invite. With
+    /// an invite link (umbra:group#…) it dials the group's owner over Tor
+    /// (this can take a minute), proves you were given the link and becomes
+    /// the owner's contact; you are in once the group's log arrives. A link
+    /// on the command line may end up in your shell history: give `-` to
+    /// paste it on standard input instead.
     Join {
-        /// The group id from the invite (64 hex digits)
-        #[arg(value_name = "GROUP_ID")]
+        /// The group id from the invite, an invite link, or - (read the link from stdin)
+        #[arg(value_name = "GROUP_ID|LINK|-")]
         group: String,
     },
+    /// Invite links: anyone holding one can join (as member or read-only).
+    #[command(subcommand)]
+    Link(LinkCommand),
     /// Decline an invite.
     Decline {
         /// The group id from the invite (64 hex digits)
@@ -153,6 +164,68 @@ pub enum GroupCommand {
     },
 }
 
+/// `umbra group link` subcommands (owner only).
+#[derive(Debug, Clone, Subcommand)]
+pub enum LinkCommand {
+    /// Open an invite link and print it (only it) on standard output.
+    ///
+    /// Anyone holding the link can join while it is usable: send it over a
+    /// channel you trust, keep --uses small and --expires short. The link
+    /// is never logged and never goes through the Handshaker.
+    Create {
+        /// The group
+        #[arg(value_name = "GROUP")]
+        group: String,
+        /// How many people may join with it (1-100)
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u16).range(1..=100))]
+        uses: u16,
+        /// How long it stays usable: a number with s, m, h, d or w (e.g. 30m, 24h, 7d; at most 365d)
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+        expires: u64,
+        /// Joiners are read-only (they can read but not post)
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// List a group's invite links (uses, expiry, state; never the secret).
+    List {
+        /// The group
+        #[arg(value_name = "GROUP")]
+        group: String,
+    },
+    /// Revoke an invite link: joins by it are refused from now on.
+    Revoke {
+        /// The group
+        #[arg(value_name = "GROUP")]
+        group: String,
+        /// The link id from `umbra group link list` (or a unique beginning of 4+ digits)
+        #[arg(value_name = "LINK_ID")]
+        link: String,
+    },
+}
+
+/// Parses `30s`, `15m`, `24h`, `7d`, `2w` into seconds (1 s to 365 days).
+fn parse_duration(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30m, 24h or 7d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("unknown unit {unit:?}: use s, m, h, d or w")),
+    };
+    let secs = n.saturating_mul(mult);
+    if secs == 0 || secs > 365 * 86_400 {
+        return Err("a link lasts between 1 second and 365 days".into());
+    }
+    Ok(secs)
+}
+
 fn esc(s: &str) -> String {
     s.escape_debug().to_string()
 }
@@ -225,6 +298,102 @@ fn change(global: &GlobalArgs, out: &mut dyn Write, req: GroupRequest, done: &st
             "asked the owner (only the owner appends changes); it applies once they countersign it"
         )?,
         _ => return Err(unexpected()),
+    }
+    Ok(())
+}
+
+/// `umbra group join LINK`.
+fn join_link(global: &GlobalArgs, out: &mut dyn Write, link: String) -> Result<()> {
+    if !link.starts_with(crate::group::invite::LINK_PREFIX) {
+        return Err(super::CliError::Usage {
+            message: "that is not an invite link".into(),
+            hint: Some("an invite link starts with umbra:group#; paste all of it".into()),
+        });
+    }
+    if !global.json {
+        progress_note("dialling the group's owner (over Tor this can take a minute)…");
+    }
+    let j = reply!(
+        global,
+        Request::Group(GroupRequest::JoinLink { link }),
+        Reply::GroupJoined
+    );
+    if global.json {
+        return json(out, &j);
+    }
+    writeln!(
+        out,
+        "the owner accepted you; you are in once the group's log arrives ({}; umbra group list)",
+        &j.group[..12]
+    )?;
+    Ok(())
+}
+
+/// Runs `umbra group link …`.
+fn run_link(global: &GlobalArgs, cmd: LinkCommand, out: &mut dyn Write) -> Result<()> {
+    use GroupRequest as G;
+    match cmd {
+        LinkCommand::Create {
+            group,
+            uses,
+            expires,
+            read_only,
+        } => {
+            let l = reply!(
+                global,
+                Request::Group(G::LinkCreate {
+                    group,
+                    uses: Some(uses),
+                    expires_in: Some(expires),
+                    role: Some(if read_only { "read-only" } else { "member" }.into()),
+                }),
+                Reply::GroupLink
+            );
+            if global.json {
+                return json(out, &l);
+            }
+            // Only the link on stdout (to pipe or copy); the rest on stderr.
+            writeln!(out, "{}", l.link)?;
+            progress_note(&format!(
+                "invite link {} for {} join(s), until {}; anyone holding it can join: \
+                 send it over a channel you trust (revoke: umbra group link revoke GROUP {})",
+                &l.id[..8],
+                l.uses,
+                clock(l.expires_at),
+                &l.id[..8]
+            ));
+        }
+        LinkCommand::List { group } => {
+            let list = reply!(
+                global,
+                Request::Group(G::Links { group }),
+                Reply::GroupLinks
+            );
+            if global.json {
+                return json(out, &list);
+            }
+            if list.is_empty() {
+                writeln!(out, "no invite links (umbra group link create GROUP)")?;
+            }
+            for l in &list {
+                writeln!(
+                    out,
+                    "{}  {:9} {}/{} used  until {}  {}",
+                    l.id,
+                    l.role,
+                    l.uses,
+                    l.max_uses,
+                    clock(l.expires_at),
+                    l.state.replace('_', " ")
+                )?;
+            }
+        }
+        LinkCommand::Revoke { group, link } => change(
+            global,
+            out,
+            G::LinkRevoke { group, link },
+            "revoked; joins by this link are refused from now on",
+        )?,
     }
     Ok(())
 }
@@ -304,12 +473,28 @@ pub(crate) fn run(global: &GlobalArgs, cmd: GroupCommand, out: &mut dyn Write) -
                 &format!("invited {name}; they join when they accept (umbra group join)"),
             )?;
         }
-        C::Join { group } => change(
-            global,
-            out,
-            G::Join { group },
-            "accepted; you are in once the group's log arrives (umbra group list)",
-        )?,
+        C::Join { group } => {
+            let arg = group.trim();
+            let link = if arg == "-" {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                Some(line.trim().to_owned())
+            } else if arg.starts_with(crate::group::invite::LINK_PREFIX) {
+                Some(arg.to_owned())
+            } else {
+                None
+            };
+            match link {
+                Some(link) => join_link(global, out, link)?,
+                None => change(
+                    global,
+                    out,
+                    G::Join { group },
+                    "accepted; you are in once the group's log arrives (umbra group list)",
+                )?,
+            }
+        }
+        C::Link(cmd) => run_link(global, cmd, out)?,
         C::Decline { group } => change(global, out, G::Decline { group }, "declined")?,
         C::Members { group } => {
             let list = reply!(

@@ -42,6 +42,42 @@ pub struct NodeConfig {
     /// (`privacy.read_receipts`). Off, they only learn "delivered".
     /// Default true.
     pub read_receipts: bool,
+    /// Limits on group join streams from strangers (PROTOCOL.md §20.13).
+    pub joins: JoinLimits,
+}
+
+/// What inbound group join streams (PROTOCOL.md §20.7.3) may cost us: they
+/// come from anyone who knows our address, so each is bounded in time, in
+/// number and in rate. A refused stream costs one frame read and one
+/// `Result { 1 }` frame; only a stream whose proof verifies gets OpenPGP
+/// work (opening its ConnectionRequest).
+#[derive(Debug, Clone)]
+pub struct JoinLimits {
+    /// Join streams served at once; another is refused at once. Default 4.
+    pub concurrent: usize,
+    /// Deadline of one whole exchange (Hello to Result). Default 60 s.
+    pub deadline: Duration,
+    /// Hellos accepted in a burst, all links together. Default 8.
+    pub burst: u32,
+    /// One more Hello per this interval, all links together. Default 4 s.
+    pub refill: Duration,
+    /// Hellos accepted in a burst for one link. Default 4.
+    pub per_link_burst: u32,
+    /// One more Hello per this interval for one link. Default 15 s.
+    pub per_link_refill: Duration,
+}
+
+impl Default for JoinLimits {
+    fn default() -> Self {
+        JoinLimits {
+            concurrent: 4,
+            deadline: Duration::from_secs(60),
+            burst: 8,
+            refill: Duration::from_secs(4),
+            per_link_burst: 4,
+            per_link_refill: Duration::from_secs(15),
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -62,6 +98,7 @@ impl Default for NodeConfig {
             files: crate::files::FilePolicy::default(),
             housekeeping: Duration::from_secs(3600),
             read_receipts: true,
+            joins: JoinLimits::default(),
         }
     }
 }

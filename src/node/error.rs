@@ -76,6 +76,21 @@ pub enum NodeError {
     /// caller must pass an explicit override (after checking out of band).
     #[error("the key of this user differs from the one pinned for them")]
     KeyChanged,
+    /// The owner of a group refused our invite link (PROTOCOL.md §20.7.3
+    /// gives no finer reason: no oracle for link guessing).
+    #[error(
+        "the group's owner refused this invite link: it was revoked, used up or expired, \
+         or you are already a member"
+    )]
+    JoinRefused,
+    /// A peer could not be reached (dial failed or the exchange timed out).
+    #[error("could not reach {what}: {reason}")]
+    Unreachable {
+        /// Whom.
+        what: &'static str,
+        /// Why, in words.
+        reason: String,
+    },
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -102,7 +117,8 @@ impl HasKind for NodeError {
             NodeError::Mailbox(e) => e.kind(),
             NodeError::Trust(e) => e.kind(),
             NodeError::Stream { .. } => ErrorKind::Io,
-            NodeError::Timeout { .. } => ErrorKind::Unreachable,
+            NodeError::Timeout { .. } | NodeError::Unreachable { .. } => ErrorKind::Unreachable,
+            NodeError::JoinRefused => ErrorKind::InvalidInput,
             NodeError::File(e) => e.kind(),
             NodeError::Group(e) => e.kind(),
             NodeError::NotFound { .. } => ErrorKind::NotFound,

@@ -85,14 +85,7 @@ impl NodeHandle {
         }
         let inner = &self.inner;
         let me = inner.identity.fingerprint();
-        let cert = inner
-            .identity
-            .public_cert()
-            .and_then(|c| c.stripped())
-            .and_then(|c| c.to_bytes())
-            .map_err(|_| NodeError::Internal {
-                what: "our own certificate does not encode",
-            })?;
+        let cert = groups::own_group_cert(inner)?;
         let id = GroupId::random();
         let op = Op::sign(
             OpBody {

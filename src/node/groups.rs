@@ -209,6 +209,18 @@ fn pull(rt: &Runtime) -> GroupWire {
     })
 }
 
+/// Our own certificate as group ops and join challenges carry it (stripped).
+pub(super) fn own_group_cert(inner: &Inner) -> Result<Vec<u8>, NodeError> {
+    inner
+        .identity
+        .public_cert()
+        .and_then(|c| c.stripped())
+        .and_then(|c| c.to_bytes())
+        .map_err(|_| NodeError::Internal {
+            what: "our own certificate does not encode",
+        })
+}
+
 fn encode(w: &GroupWire) -> Result<Vec<u8>, NodeError> {
     Ok(w.encode()?)
 }
@@ -231,15 +243,26 @@ impl Inner {
         }
         let found = self
             .store
-            .run(move |s| {
-                recipients
-                    .iter()
-                    .filter_map(|f| s.contact_by_fingerprint(f).ok().flatten().map(|c| c.id))
-                    .collect::<Vec<_>>()
+            .run(move |s| -> Result<Vec<ContactId>, crate::store::Error> {
+                let mut out = Vec::new();
+                for f in &recipients {
+                    if let Some(c) = s.contact_by_fingerprint(f)? {
+                        out.push(c.id);
+                    }
+                }
+                Ok(out)
             })
             .await;
-        for c in found.unwrap_or_default() {
-            self.command(c, Command::GroupFlush);
+        match found {
+            Ok(Ok(ids)) => {
+                for c in ids {
+                    self.command(c, Command::GroupFlush);
+                }
+            }
+            // The entries are stored: the next connection flushes them.
+            _ => {
+                tracing::warn!("looking up group recipients failed; delivery waits for a reconnect")
+            }
         }
     }
 }
@@ -288,11 +311,18 @@ pub(super) async fn load(inner: &Arc<Inner>) -> Result<(), NodeError> {
 }
 
 /// Which members (fingerprints) are our contacts: the ones we deliver to.
-fn reachable(s: &Store, members: impl IntoIterator<Item = String>) -> BTreeSet<String> {
-    members
-        .into_iter()
-        .filter(|f| s.contact_by_fingerprint(f).ok().flatten().is_some())
-        .collect()
+/// A store error is an error, never "not a contact".
+fn reachable(
+    s: &Store,
+    members: impl IntoIterator<Item = String>,
+) -> Result<BTreeSet<String>, crate::store::Error> {
+    let mut out = BTreeSet::new();
+    for f in members {
+        if s.contact_by_fingerprint(&f)?.is_some() {
+            out.insert(f);
+        }
+    }
+    Ok(out)
 }
 
 /// Writes `w` and returns the new message rows.
@@ -380,7 +410,7 @@ pub(super) async fn commit_op(
         let gone2 = gone.clone();
         inner
             .store
-            .run(move |s| {
+            .run(move |s| -> Result<_, crate::store::Error> {
                 let mut w = GroupWrite {
                     group: Some(rec),
                     ops: vec![(seq, op_bytes)],
@@ -395,7 +425,7 @@ pub(super) async fn commit_op(
                     w.drop_outbox.extend(before2.iter().cloned());
                 }
                 let everyone: BTreeSet<String> = before2.union(&after2).cloned().collect();
-                let reach = reachable(s, everyone.iter().filter(|f| **f != mine).cloned());
+                let reach = reachable(s, everyone.iter().filter(|f| **f != mine).cloned())?;
                 for r in &reach {
                     let is_added = added.as_deref() == Some(r.as_str());
                     if is_added && (sequenced || my_invitee) {
@@ -420,9 +450,9 @@ pub(super) async fn commit_op(
                         to.insert(r.clone());
                     }
                 }
-                (w, to)
+                Ok((w, to))
             })
-            .await?
+            .await??
     };
     let group_rec = w.group.clone();
     write(inner, group, w).await?;
@@ -438,6 +468,24 @@ pub(super) async fn commit_op(
     Ok(ev)
 }
 
+/// Our op with `action`, built and signed at the head of `state`.
+pub(super) fn sign_at_head(
+    inner: &Inner,
+    state: &GroupState,
+    action: Action,
+) -> Result<Op, NodeError> {
+    let body = OpBody {
+        version: GROUP_VERSION,
+        group: state.id(),
+        seq: state.next_seq(),
+        prev: state.head(),
+        at: crate::time::now_secs(),
+        author: *inner.identity.fingerprint().as_bytes(),
+        action,
+    };
+    Ok(Op::sign(body, &inner.identity)?)
+}
+
 /// Appends (owner) or proposes (anyone else) an op with `action` at our head.
 pub(super) async fn act(
     inner: &Arc<Inner>,
@@ -451,16 +499,7 @@ pub(super) async fn act(
         });
     }
     let me = inner.identity.fingerprint();
-    let body = OpBody {
-        version: GROUP_VERSION,
-        group: rt.state.id(),
-        seq: rt.state.next_seq(),
-        prev: rt.state.head(),
-        at: crate::time::now_secs(),
-        author: *me.as_bytes(),
-        action,
-    };
-    let op = Op::sign(body, &inner.identity)?;
+    let op = sign_at_head(inner, &rt.state, action)?;
     if rt.state.owner() == me {
         commit_op(inner, rt, op).await?;
         return Ok(());
@@ -544,7 +583,7 @@ pub(super) async fn send(
     let (rows, to) = inner
         .store
         .run(move |s| -> Result<_, crate::store::Error> {
-            let to = reachable(s, members);
+            let to = reachable(s, members)?;
             let mut stored = stored;
             if to.is_empty() {
                 stored.state = GroupMessageState::Delivered;
@@ -743,7 +782,7 @@ async fn on_message(
             .iter()
             .map(|m| Ok((m.body.seq, encode(&GroupWire::Message(m.clone()))?)))
             .collect::<Result<_, NodeError>>()?;
-        let reach = inner.store.run(move |s| reachable(s, members)).await?;
+        let reach = inner.store.run(move |s| reachable(s, members)).await??;
         for r in &reach {
             for (seq, wire) in &wires {
                 w.enqueue.push(GroupOutboxItem {
@@ -992,8 +1031,8 @@ async fn on_genesis(
     let rec = record(&state, &blank, &me);
     let inviter = inner
         .store
-        .run(move |s| s.contact(from).ok().flatten().map(|c| c.fingerprint))
-        .await?;
+        .run(move |s| s.contact(from).map(|c| c.map(|c| c.fingerprint)))
+        .await??;
     let w = GroupWrite {
         group: Some(rec.clone()),
         ops: vec![(0, op.encode()?)],

@@ -1,5 +1,6 @@
 //! Inbound peer connections (PROTOCOL.md §10, listener side): the capped
-//! accept loop, the first frames, and the claim of the session.
+//! accept loop, the first frames, and the claim of the session (or a
+//! file lane, or a group join stream: `group_links.rs`).
 
 use std::sync::Arc;
 
@@ -71,6 +72,9 @@ pub(super) async fn handle_inbound(
 ) -> Result<(), NodeError> {
     let mut framed = Framed::new(stream, wire::codec_with(inner.config.max_frame));
     let mut first = next_frame(inner, &mut framed).await?;
+    if let Frame::GroupJoin(_) = Frame::decode(&first).map_err(PeerError::Wire)? {
+        return super::group_links::serve_join(inner, framed, first).await;
+    }
     if let Frame::Lane(body) = Frame::decode(&first).map_err(PeerError::Wire)? {
         let id = crate::files::lane_id(body).ok_or(NodeError::Invalid {
             what: "lane frame",

@@ -117,6 +117,8 @@ pub(super) struct Inner {
     pub(super) openpgp: tokio::sync::Semaphore,
     /// Every group's verified state (PROTOCOL.md §20).
     pub(super) groups: super::groups::Groups,
+    /// Limits on group join streams (PROTOCOL.md §20.13).
+    pub(super) joins: super::group_links::JoinGate,
     pub(super) shutdown: CancellationToken,
 }
 

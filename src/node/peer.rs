@@ -283,6 +283,12 @@ impl Peer {
                     state: self.state,
                 });
             }
+            Frame::GroupJoin(_) => {
+                return Err(PeerError::Unexpected {
+                    what: "group join frame on a session stream",
+                    state: self.state,
+                });
+            }
         };
         // On any error below the machine fails and is discarded: no action is
         // returned, nothing is stored, the next connection reloads the session.

@@ -66,6 +66,25 @@ impl NodeHandle {
         let mailbox = self.inner.mailbox.clone().ok_or(NodeError::NotFound {
             what: "Handshaker mailbox (configure a Handshaker)",
         })?;
+        let (contact, envelope, _) = self.make_request(to, note, allow_key_change).await?;
+        let username = to.username().map_err(|_| NodeError::Invalid {
+            what: "certificate",
+            reason: "it does not carry exactly one self-signed @name user ID",
+        })?;
+        mailbox.deposit(username.as_str(), envelope).await?;
+        Ok(contact)
+    }
+
+    /// Builds a ConnectionRequest to `to` and records it (pending request,
+    /// contact in state Requested) without sending it: the caller delivers
+    /// the envelope (the mailbox, or a group join stream, PROTOCOL.md
+    /// §20.7.3). Returns the contact, the envelope and the request id.
+    pub(super) async fn make_request(
+        &self,
+        to: &PublicCert,
+        note: &str,
+        allow_key_change: bool,
+    ) -> Result<(ContactId, String, [u8; 16]), NodeError> {
         let username = to.username().map_err(|_| NodeError::Invalid {
             what: "certificate",
             reason: "it does not carry exactly one self-signed @name user ID",
@@ -85,6 +104,7 @@ impl NodeHandle {
                 )
             })
             .await??;
+        let request_id = pending.request_id;
         let secret = pending.share.to_secret_bytes();
         let record = PendingRequest {
             request_id: pending.request_id,
@@ -113,8 +133,7 @@ impl NodeHandle {
         if let Some(ended) = ended {
             self.inner.report_ended(contact, ended, false);
         }
-        mailbox.deposit(username.as_str(), envelope).await?;
-        Ok(contact)
+        Ok((contact, envelope, request_id))
     }
 
     /// Cancels our unanswered request(s) to `username` (PROTOCOL.md §11.1

@@ -17,6 +17,7 @@
 //!   keystore.
 //! - v8: groups (PROTOCOL.md §20): groups, their op log and members, group messages,
 //!   per-member outboxes, per-sender delivery cursors, direct invites.
+//! - v9: invite link secrets of the groups we own (`group_links`, PROTOCOL.md §20.7.2).
 
 use rusqlite::{Connection, Transaction};
 
@@ -311,6 +312,20 @@ const MIGRATIONS: &[Step] = &[
         created_at  INTEGER NOT NULL,
         PRIMARY KEY (group_id, incoming, contact_id)
     );
+    "#,
+    ),
+    // ---------------------------------------------------------------- v9
+    // Invite links (issue 17, PROTOCOL.md §20.7.2): the secret of each link
+    // we opened. Role, uses, expiry and revocation are in the op log.
+    Step::Sql(
+        r#"
+    CREATE TABLE group_links (
+        group_id    BLOB NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
+        link_id     BLOB NOT NULL CHECK (length(link_id) = 16),
+        secret      BLOB NOT NULL CHECK (length(secret) = 32),
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (group_id, link_id)
+    ) WITHOUT ROWID;
     "#,
     ),
 ];

@@ -455,18 +455,18 @@ fn hostile_control_lines(u: &User) {
     for (line, code) in [
         ("not json", "bad_request"),
         ("{}", "bad_request"),
-        (r#"{"v":4,"id":5,"cmd":"format_disk"}"#, "bad_request"),
+        (r#"{"v":5,"id":5,"cmd":"format_disk"}"#, "bad_request"),
         (
-            r#"{"v":4,"id":6,"cmd":"status","extra":true}"#,
+            r#"{"v":5,"id":6,"cmd":"status","extra":true}"#,
             "bad_request",
         ),
         (r#"{"v":2,"id":7,"cmd":"status"}"#, "version"),
         (
-            r#"{"v":4,"id":8,"cmd":{"send":{"username":"@nobody","text":"x"}}}"#,
+            r#"{"v":5,"id":8,"cmd":{"send":{"username":"@nobody","text":"x"}}}"#,
             "not_found",
         ),
         (
-            r#"{"v":4,"id":9,"cmd":{"history":{"username":"../../etc","limit":5,"search":null}}}"#,
+            r#"{"v":5,"id":9,"cmd":{"history":{"username":"../../etc","limit":5,"search":null}}}"#,
             "bad_request",
         ),
     ] {
@@ -474,7 +474,7 @@ fn hostile_control_lines(u: &User) {
         assert_eq!(v["reply"]["error"]["code"], code, "{line} -> {v}");
     }
     // Still usable after all that.
-    let v = ask(r#"{"v":4,"id":10,"cmd":"status"}"#);
+    let v = ask(r#"{"v":5,"id":10,"cmd":"status"}"#);
     assert_eq!(v["reply"]["id"], 10);
     assert!(v["reply"]["ok"]["status"].is_object(), "{v}");
     // A line over the limit: an error, then the daemon closes the connection.

@@ -1,7 +1,9 @@
 //! Five users run a group over onion services of the local Tor network
 //! (issue 17): five real `umbra up` daemons, a real onion Handshaker, every
-//! step through the CLI or the control socket. The owner invites members;
-//! everyone posts; a member who is away for a burst gets every message
+//! step through the CLI or the control socket. The owner invites two contacts
+//! directly and two strangers by an invite link (a join stream to the
+//! owner's onion service); everyone posts; a member who is away for a burst
+//! gets every message
 //! exactly once in per-sender order when it returns; an admin removes a
 //! member, who then receives nothing new; ownership moves; a member's
 //! daemon killed with SIGKILL in the middle of a burst loses nothing.
@@ -182,21 +184,49 @@ fn five_users_run_a_group_over_onion_services() {
     let [alice, bob, carol, dave, erin] = &mut users[..] else {
         unreachable!()
     };
-    for u in [&*bob, &*carol, &*dave, &*erin] {
+    for u in [&*bob, &*carol] {
         befriend(&rt, alice, u);
     }
     eprintln!(
-        "five daemons up, four contacts of alice: {:.0} s",
+        "five daemons up, two contacts of alice: {:.0} s",
         t0.elapsed().as_secs_f64()
     );
 
-    // alice creates the group and invites the four.
+    // alice creates the group, invites her two contacts directly, and
+    // gives dave and erin (strangers to everyone) a two-use invite link.
     let g = alice.json(&["group", "create", "Onion circle"])["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    for u in [&*bob, &*carol, &*dave, &*erin] {
+    for u in [&*bob, &*carol] {
         invite_and_join(&rt, alice, u, &g);
+    }
+    let link = alice.json(&[
+        "group",
+        "link",
+        "create",
+        &g,
+        "--uses",
+        "2",
+        "--expires",
+        "1h",
+    ])["link"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(link.starts_with("umbra:group#"));
+    for u in [&*dave, &*erin] {
+        let t = Instant::now();
+        let j = u.json(&["group", "join", &link]);
+        assert_eq!(j["group"], g.as_str(), "{j}");
+        until_group(&rt, u, &g, "an active member (by link)", |x| {
+            x["status"] == "active"
+        });
+        eprintln!(
+            "{} joined by link: {:.1} s",
+            u.name,
+            t.elapsed().as_secs_f64()
+        );
     }
     for u in [&*alice, &*bob, &*carol, &*dave, &*erin] {
         until_group(&rt, u, &g, "five members", |x| x["members"] == 5);

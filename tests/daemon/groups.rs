@@ -92,3 +92,97 @@ fn two_daemons_run_a_group_through_the_cli() {
         "{err}"
     );
 }
+
+/// A join by invite link through the CLI: the owner prints the link (only
+/// it, on stdout), a stranger joins with it from stdin, the replay is
+/// refused with a clear error, and the link appears in no file or log.
+#[test]
+fn a_stranger_joins_by_invite_link_through_the_cli() {
+    use crate::support::{Handshaker, Net, User, assert_no_plaintext, rt};
+    use std::io::Write;
+    let hs = Handshaker::direct();
+    let root = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut alice = User::new(root.path(), "alice", &Net::Direct, &hs.address);
+    let mut carol = User::new(root.path(), "carol", &Net::Direct, &hs.address);
+    alice.up();
+    carol.up();
+    alice.json(&["register"]);
+    carol.json(&["register"]);
+    let mut a_events = rt.block_on(alice.events());
+    let mut c_events = rt.block_on(carol.events());
+    let g = alice.json(&["group", "create", "Open door"]);
+    let id = g["id"].as_str().unwrap().to_owned();
+
+    // Text mode: stdout is the link alone.
+    let out = alice
+        .cmd(&["group", "link", "create", "Open door", "--expires", "1h"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(
+        link.starts_with("umbra:group#") && !link.contains('\n'),
+        "{link}"
+    );
+    let links = alice.json(&["group", "link", "list", "Open door"]);
+    assert_eq!(links[0]["state"], "usable", "{links}");
+    assert_eq!(links[0]["max_uses"], 1);
+
+    // carol pastes it on stdin (out of her shell history); progress on
+    // stderr, the outcome on stdout.
+    let mut join = carol.cmd(&["group", "join", "-"]);
+    join.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = join.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{link}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("accepted you") && said.contains(&id[..12]),
+        "{said}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dialling"));
+    rt.block_on(wait_event(
+        &mut a_events,
+        "carol in the group",
+        |e| matches!(e, Event::Group(GroupEventView::Changed(g)) if g.members == 2),
+    ));
+    rt.block_on(wait_event(
+        &mut c_events,
+        "the group's log at carol",
+        |e| matches!(e, Event::Group(GroupEventView::Changed(g)) if g.status == "active"),
+    ));
+    let m = alice.json(&["group", "members", "Open door"]);
+    assert_eq!(m[1]["username"], "@carol", "{m}");
+    assert_eq!(m[1]["role"], "member");
+
+    // The one use is spent; carol is told she is in already.
+    let (code, err) = carol.fails(&["group", "join", &link]);
+    assert_ne!(code, 0);
+    let msg = err["error"].as_str().unwrap();
+    assert!(msg.contains("already a member"), "{err}");
+    let links = alice.json(&["group", "link", "list", "Open door"]);
+    assert_eq!(links[0]["state"], "used_up", "{links}");
+    let (_, err) = carol.fails(&["group", "join", "umbra:group#AAAA"]);
+    assert!(
+        err["error"].as_str().unwrap().contains("invite link"),
+        "{err}"
+    );
+
+    alice.down();
+    carol.down();
+    // Never written anywhere in clear (logs included).
+    let secret_part = &link["umbra:group#".len()..];
+    assert_no_plaintext(root.path(), &[secret_part]);
+}

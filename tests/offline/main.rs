@@ -15,6 +15,7 @@ mod dial;
 mod files;
 mod files_hostile;
 mod gpg_interop;
+mod group_links;
 mod groups;
 mod hostile;
 mod presence;

@@ -35,10 +35,42 @@ pub enum GroupRequest {
         #[serde(default)]
         role: Option<String>,
     },
-    /// Accept a pending invite.
+    /// Accept a pending direct invite.
     Join {
         /// The group id (from the invite).
         group: String,
+    },
+    /// Join by an invite link (`umbra:group#…`): the owner is dialled over
+    /// onion services (this can take a minute).
+    JoinLink {
+        /// The link (it holds a secret: never log it).
+        link: String,
+    },
+    /// Open an invite link (owner).
+    LinkCreate {
+        /// The group.
+        group: String,
+        /// Joins allowed, 1–100 (default 1).
+        #[serde(default)]
+        uses: Option<u16>,
+        /// Seconds until it expires (default 24 h, at most 365 days).
+        #[serde(default)]
+        expires_in: Option<u64>,
+        /// `member` (default) or `read-only`.
+        #[serde(default)]
+        role: Option<String>,
+    },
+    /// A group's invite links.
+    Links {
+        /// The group.
+        group: String,
+    },
+    /// Revoke an invite link (owner).
+    LinkRevoke {
+        /// The group.
+        group: String,
+        /// The link id (32 hex digits, or a unique prefix of at least 4).
+        link: String,
     },
     /// Decline a pending invite.
     Decline {
@@ -158,6 +190,59 @@ pub struct GroupInviteView {
     pub expires_at: u64,
 }
 
+/// A new invite link (reply to `link_create`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLinkCreated {
+    /// Link id, 32 hex digits (for `link_revoke`).
+    pub id: String,
+    /// The `umbra:group#…` link. It holds the secret: show it to the user
+    /// only, never log it.
+    pub link: String,
+    /// Joins allowed.
+    pub uses: u16,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+impl std::fmt::Debug for GroupLinkCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupLinkCreated")
+            .field("uses", &self.uses)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An invite link as the group's log registers it (no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLinkView {
+    /// Link id, 32 hex digits.
+    pub id: String,
+    /// `member` or `read-only`.
+    pub role: String,
+    /// Joins allowed.
+    pub max_uses: u16,
+    /// Joins so far.
+    pub uses: u16,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// Revoked by the owner.
+    pub revoked: bool,
+    /// `usable`, `expired`, `used_up` or `revoked` (by our clock).
+    pub state: String,
+}
+
+/// A join by invite link the owner accepted (reply to `join_link`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupJoinedView {
+    /// Group id, 64 hex digits. The group shows up in `list` (status
+    /// `joining`, then `active`) once the owner's log arrives.
+    pub group: String,
+}
+
 /// Groups and invites (reply to `list`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -258,17 +343,52 @@ mod test {
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(
             s,
-            r#"{"v":4,"id":1,"cmd":{"group":{"send":{"group":"book","text":"hi"}}}}"#
+            r#"{"v":5,"id":1,"cmd":{"group":{"send":{"group":"book","text":"hi"}}}}"#
         );
         assert_eq!(serde_json::from_str::<ClientMessage>(&s).unwrap(), m);
         let list: ClientMessage =
-            serde_json::from_str(r#"{"v":4,"id":2,"cmd":{"group":"list"}}"#).unwrap();
+            serde_json::from_str(r#"{"v":5,"id":2,"cmd":{"group":"list"}}"#).unwrap();
         assert_eq!(list.cmd, Request::Group(GroupRequest::List));
         assert!(
             serde_json::from_str::<ClientMessage>(
-                r#"{"v":4,"id":2,"cmd":{"group":{"leave":{"group":"g","x":1}}}}"#
+                r#"{"v":5,"id":2,"cmd":{"group":{"leave":{"group":"g","x":1}}}}"#
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn link_commands_shape_and_the_link_is_not_debug_printed() {
+        let m: ClientMessage = serde_json::from_str(
+            r#"{"v":5,"id":3,"cmd":{"group":{"link_create":{"group":"book"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m.cmd,
+            Request::Group(GroupRequest::LinkCreate {
+                group: "book".into(),
+                uses: None,
+                expires_in: None,
+                role: None,
+            })
+        );
+        let j: ClientMessage = serde_json::from_str(
+            r#"{"v":5,"id":4,"cmd":{"group":{"join_link":{"link":"umbra:group#abc"}}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            j.cmd,
+            Request::Group(GroupRequest::JoinLink { .. })
+        ));
+        let created = GroupLinkCreated {
+            id: "00".repeat(16),
+            link: "umbra:group#SECRET".into(),
+            uses: 1,
+            expires_at: 5,
+        };
+        assert!(!format!("{created:?}").contains("SECRET"));
+        let back: GroupLinkCreated =
+            serde_json::from_str(&serde_json::to_string(&created).unwrap()).unwrap();
+        assert_eq!(back, created);
     }
 }

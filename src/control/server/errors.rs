@@ -145,9 +145,11 @@ pub(super) fn node_err(e: NodeError) -> ApiError {
             tracing::warn!(kind = ?s.kind(), "store operation failed");
             ErrorCode::Store
         }
-        NodeError::Mailbox(_) | NodeError::Transport(_) | NodeError::Stream { .. } => {
-            ErrorCode::Network
-        }
+        NodeError::JoinRefused => ErrorCode::BadRequest,
+        NodeError::Mailbox(_)
+        | NodeError::Transport(_)
+        | NodeError::Stream { .. }
+        | NodeError::Unreachable { .. } => ErrorCode::Network,
         NodeError::Trust(_) => ErrorCode::Handshaker,
         NodeError::Handshake(_) | NodeError::Session(_) | NodeError::Peer(_) => match e.kind() {
             ErrorKind::InvalidInput => ErrorCode::BadRequest,

@@ -5,12 +5,13 @@
 
 use super::*;
 use crate::control::proto::{
-    GroupEventView, GroupInviteView, GroupMemberView, GroupMessageView, GroupRequest, GroupView,
-    GroupsView,
+    GroupEventView, GroupInviteView, GroupJoinedView, GroupLinkCreated, GroupLinkView,
+    GroupMemberView, GroupMessageView, GroupRequest, GroupView, GroupsView,
 };
 use crate::group::{Action, FLAG_HISTORY, FLAG_ROOM, Role};
 use crate::node::{GroupEvent, group_hex, parse_role};
 use crate::store::{GroupMessageRecord, GroupRecord, GroupStatus};
+use secrecy::ExposeSecret;
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadRequest, msg)
@@ -152,6 +153,100 @@ pub(super) async fn handle(ctx: &Context, cmd: GroupRequest) -> ApiResult<Reply>
                 .hint("`umbra group list` shows pending invites with their ids"))
         }
         GroupRequest::Join { group } => answer(ctx, &group, true).await,
+        GroupRequest::JoinLink { link } => {
+            let g = node
+                .group_join_link(&link, |_| {})
+                .await
+                .map_err(link_err)?;
+            Ok(Reply::GroupJoined(GroupJoinedView {
+                group: group_hex(&g),
+            }))
+        }
+        GroupRequest::LinkCreate {
+            group,
+            uses,
+            expires_in,
+            role,
+        } => {
+            let g = group_id(ctx, &group).await?;
+            let role = match role {
+                Some(r) => role_arg(&r)?,
+                None => Role::Member,
+            };
+            let uses = uses.unwrap_or(1);
+            let expires_in = expires_in.unwrap_or(LINK_DEFAULT_SECS);
+            if expires_in == 0 || expires_in > LINK_MAX_SECS {
+                return Err(bad("a link expires between 1 second and 365 days from now"));
+            }
+            let expires_at = crate::time::now_secs() + expires_in;
+            let created = node
+                .group_link_create(g, role, uses, expires_at)
+                .await
+                .map_err(node_err)?;
+            Ok(Reply::GroupLink(GroupLinkCreated {
+                id: hex::encode(created.link_id),
+                link: created.uri.expose_secret().to_owned(),
+                uses,
+                expires_at,
+            }))
+        }
+        GroupRequest::Links { group } => {
+            let g = group_id(ctx, &group).await?;
+            let now = crate::time::now_secs();
+            let links = node.group_links(g).await.map_err(node_err)?;
+            Ok(Reply::GroupLinks(
+                links
+                    .into_iter()
+                    .map(|l| GroupLinkView {
+                        id: hex::encode(l.link_id),
+                        role: crate::node::role_name(l.info.role).to_owned(),
+                        max_uses: l.info.max_uses,
+                        uses: l.info.uses,
+                        expires_at: l.info.expires_at,
+                        revoked: l.info.revoked,
+                        state: if l.info.revoked {
+                            "revoked"
+                        } else if l.info.uses >= l.info.max_uses {
+                            "used_up"
+                        } else if now > l.info.expires_at {
+                            "expired"
+                        } else {
+                            "usable"
+                        }
+                        .to_owned(),
+                    })
+                    .collect(),
+            ))
+        }
+        GroupRequest::LinkRevoke { group, link } => {
+            let g = group_id(ctx, &group).await?;
+            let q = link.trim().to_ascii_lowercase();
+            let ids: Vec<[u8; 16]> = node
+                .group_links(g)
+                .await
+                .map_err(node_err)?
+                .into_iter()
+                .map(|l| l.link_id)
+                .filter(|id| q.len() >= 4 && hex::encode(id).starts_with(&q))
+                .collect();
+            let [id] = ids.as_slice() else {
+                return Err(ApiError::new(
+                    if ids.is_empty() {
+                        ErrorCode::NotFound
+                    } else {
+                        ErrorCode::BadRequest
+                    },
+                    if ids.is_empty() {
+                        "no such invite link in this group"
+                    } else {
+                        "several invite links match; give more digits"
+                    },
+                )
+                .hint("`umbra group link list GROUP` shows the link ids"));
+            };
+            node.group_link_revoke(g, *id).await.map_err(node_err)?;
+            Ok(Reply::Done)
+        }
         GroupRequest::Decline { group } => answer(ctx, &group, false).await,
         GroupRequest::Members { group } => {
             let g = group_id(ctx, &group).await?;
@@ -234,6 +329,33 @@ pub(super) async fn handle(ctx: &Context, cmd: GroupRequest) -> ApiResult<Reply>
             Ok(Reply::GroupHistory(out))
         }
     }
+}
+
+/// Default validity of a new invite link (PROTOCOL.md §20.7.2: 24 h).
+const LINK_DEFAULT_SECS: u64 = 24 * 3600;
+/// Longest validity of a new invite link.
+const LINK_MAX_SECS: u64 = 365 * 24 * 3600;
+
+/// A join by link that failed, with what to do next.
+fn link_err(e: NodeError) -> ApiError {
+    let hint = match &e {
+        NodeError::JoinRefused => "ask the group's owner for a new link",
+        NodeError::Unreachable { .. } => {
+            "the owner's device must be online; try again later (`umbra status` shows Tor)"
+        }
+        NodeError::Group(crate::group::GroupError::LinkExpired) => {
+            "the link has expired: ask the group's owner for a new one"
+        }
+        NodeError::Group(crate::group::GroupError::BadSignature { .. }) => {
+            "the owner's key does not match the link: the link was altered, or someone else \
+             answered at its address; do not use it"
+        }
+        NodeError::Group(crate::group::GroupError::BadLink(_)) => {
+            "copy the whole link, starting with umbra:group#"
+        }
+        _ => return node_err(e),
+    };
+    node_err(e).hint(hint)
 }
 
 async fn answer(ctx: &Context, group: &str, accept: bool) -> ApiResult<Reply> {
