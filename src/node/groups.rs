@@ -26,9 +26,9 @@ use std::sync::Arc;
 
 use crate::group::wire::refusal;
 use crate::group::{
-    Action, Content, DeliveryTracker, DirectInvite, GROUP_VERSION, GroupAck, GroupError, GroupId,
-    GroupMessage, GroupState, GroupWire, Offer, Op, OpBody, PullRequest, PullResponse, Role,
-    state::Event as OpEvent,
+    Action, Content, DeliveryTracker, DirectInvite, FLAG_HISTORY, GROUP_VERSION, GroupAck,
+    GroupError, GroupId, GroupMessage, GroupState, GroupWire, Offer, Op, OpBody, PullRequest,
+    PullResponse, Role, state::Event as OpEvent,
 };
 use crate::identity::{Fingerprint, PublicCert};
 use crate::limits::{MAX_PULL_BYTES, MAX_PULL_ITEMS};
@@ -895,6 +895,32 @@ async fn on_proposal(
     }
 }
 
+/// A member who joined a group without HISTORY is never served the
+/// messages sent before its Add (§20.10), so its tracker must not wait for
+/// their sequence numbers: when a pull response gives a sender's first
+/// message past a cursor that never moved (nothing delivered from that
+/// sender yet), sent after our Add and verified, the gap before it is
+/// messages we may not see and the tracker moves past it. A responder
+/// serves each sender's messages from its floor on without holes (its own
+/// tracker delivered them in order), so the first one served is the first
+/// we may see — unless the responder joined after us (it then lacks some):
+/// like any withholding, that loses those messages for us.
+fn skip_unservable(me: &Fingerprint, rt: &mut Runtime, m: &GroupMessage) {
+    let sender = m.body.sender();
+    let Some(joined) = rt.state.members().get(me).map(|x| x.joined) else {
+        return;
+    };
+    if rt.state.flags() & FLAG_HISTORY != 0
+        || rt.tracker.next_expected(&sender) != 1
+        || m.body.seq <= 1
+        || m.body.log_seq < joined
+        || rt.state.verify_message(m).is_err()
+    {
+        return;
+    }
+    rt.tracker.skip_to(sender, m.body.seq);
+}
+
 /// Answers a pull request (§20.10).
 async fn on_pull(
     inner: &Arc<Inner>,
@@ -917,6 +943,16 @@ async fn on_pull(
         Ok(false) => None,
     };
     let theirs: HashMap<[u8; 20], u64> = p.cursors.iter().copied().collect();
+    // Without HISTORY, messages sent before the requester's Add are not
+    // read at all (so they cannot fill a page of nothing servable).
+    let floor = if rt.state.flags() & FLAG_HISTORY != 0 {
+        0
+    } else {
+        rt.state
+            .members()
+            .get(from_fpr)
+            .map_or(u64::MAX, |m| m.joined)
+    };
     let senders: Vec<(String, u64)> = rt
         .state
         .members()
@@ -938,7 +974,7 @@ async fn on_pull(
                 if room == 0 {
                     break;
                 }
-                msgs.extend(s.group_messages_from(&group, &sender, from, room as u32)?);
+                msgs.extend(s.group_messages_from(&group, &sender, from, floor, room as u32)?);
             }
             Ok((ops, msgs))
         })
@@ -1278,6 +1314,7 @@ pub(super) async fn on_inbound(
                 }
                 for m in p.messages {
                     if rt.rec.status.is_live() {
+                        skip_unservable(&inner.identity.fingerprint(), rt, &m);
                         on_message(inner, rt, contact, m, &mut reply).await?;
                     }
                 }

@@ -565,26 +565,32 @@ impl Store {
             .map_err(db("reading a group message"))
     }
 
-    /// The encoded messages of `sender` from sequence `from` on, in order,
-    /// at most `limit` (for pull responses).
+    /// The encoded messages of `sender` from sequence `from` on that were
+    /// sent at log position `min_log_seq` or later, in order, at most
+    /// `limit` (for pull responses: a requester without HISTORY may not see
+    /// messages sent before its Add).
     pub fn group_messages_from(
         &self,
         group_id: &[u8; 32],
         sender: &str,
         from: u64,
+        min_log_seq: u64,
         limit: u32,
     ) -> Result<Vec<Vec<u8>>> {
         let mut st = self
             .conn
             .prepare(
                 "SELECT wire FROM group_messages WHERE group_id = ?1 AND sender = ?2 AND seq >= ?3
-                 ORDER BY seq LIMIT ?4",
+                 AND log_seq >= ?4 ORDER BY seq LIMIT ?5",
             )
             .map_err(db("reading group messages"))?;
-        st.query_map(params![&group_id[..], sender, from, limit], |r| r.get(0))
-            .map_err(db("reading group messages"))?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(db("reading group messages"))
+        st.query_map(
+            params![&group_id[..], sender, from, min_log_seq, limit],
+            |r| r.get(0),
+        )
+        .map_err(db("reading group messages"))?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(db("reading group messages"))
     }
 
     /// Every sender with stored messages in a group.

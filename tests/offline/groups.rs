@@ -155,13 +155,27 @@ struct Trio {
     g: [u8; 32],
 }
 
-async fn trio() -> Trio {
+/// alice, bob and carol on one network; bob and carol are contacts of
+/// alice only. Returns alice's contact ids of bob and carol too.
+async fn three() -> (
+    Net,
+    Member,
+    Member,
+    Member,
+    umbra::store::ContactId,
+    umbra::store::ContactId,
+) {
     let net = Net::new();
     let a = net.start("alice").await;
     let b = net.start("bob").await;
     let c = net.start("carol").await;
     let (ab, _) = connect_pair(&a.node, &b.node, &b.user.cert).await;
     let (ac, _) = connect_pair(&a.node, &c.node, &c.user.cert).await;
+    (net, a, b, c, ab, ac)
+}
+
+async fn trio() -> Trio {
+    let (net, a, b, c, ab, ac) = three().await;
     let g = a.node.group_create("Book club", "", 0).await.unwrap();
     invite_and_join(&a, &b, ab, g, Role::Member, 2).await;
     invite_and_join(&a, &c, ac, g, Role::Member, 3).await;
@@ -351,6 +365,75 @@ async fn a_new_owner_reaches_members_who_are_not_its_contacts() {
     for m in [&a, &b, &c] {
         let got = m.node.store().run(move |s| by_sender(s, g)).await.unwrap();
         assert!(got.values().all(|v| v.len() == 1), "{got:?}");
+    }
+    for m in [a, b, c] {
+        m.node.shutdown().await;
+    }
+}
+
+/// A member who joins after others posted (PROTOCOL.md §20.10): without
+/// HISTORY it sees none of the earlier messages but every later one (its
+/// tracker must not wait for sequence numbers it may never be served);
+/// with HISTORY it pulls the earlier ones too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_gets_what_follows_and_history_only_if_the_group_keeps_it() {
+    let (_net, a, b, c, ab, ac) = three().await;
+    let plain = a.node.group_create("Plain", "", 0).await.unwrap();
+    let kept = a
+        .node
+        .group_create("Kept", "", umbra::group::FLAG_HISTORY)
+        .await
+        .unwrap();
+    for g in [plain, kept] {
+        invite_and_join(&a, &b, ab, g, Role::Member, 2).await;
+        for i in 1..=3 {
+            a.node
+                .group_send(g, &format!("alice early {i}"))
+                .await
+                .unwrap();
+            b.node
+                .group_send(g, &format!("bob early {i}"))
+                .await
+                .unwrap();
+        }
+        until(&b, "the early messages", move |s| count(s, g) == 6).await;
+        until(&a, "the early messages", move |s| count(s, g) == 6).await;
+        invite_and_join(&a, &c, ac, g, Role::Member, 3).await;
+        a.node.group_send(g, "alice late").await.unwrap();
+        b.node.group_send(g, "bob late").await.unwrap();
+    }
+    // Without HISTORY: exactly the two later messages, one per sender.
+    until(&c, "the later messages in the plain group", move |s| {
+        count(s, plain) >= 2
+    })
+    .await;
+    let got = c
+        .node
+        .store()
+        .run(move |s| by_sender(s, plain))
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = got.values().flatten().map(|(_, b)| b.as_str()).collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        bodies.contains(&"alice late") && bodies.contains(&"bob late"),
+        "{got:?}"
+    );
+    assert!(!bodies.iter().any(|b| b.contains("early")), "{got:?}");
+    // With HISTORY: everything, in per-sender order.
+    until(&c, "everything in the group that keeps history", move |s| {
+        count(s, kept) == 8
+    })
+    .await;
+    let got = c
+        .node
+        .store()
+        .run(move |s| by_sender(s, kept))
+        .await
+        .unwrap();
+    for (sender, msgs) in &got {
+        let seqs: Vec<u64> = msgs.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4], "{sender}: {got:?}");
     }
     for m in [a, b, c] {
         m.node.shutdown().await;

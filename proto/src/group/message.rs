@@ -372,6 +372,17 @@ impl<T> DeliveryTracker<T> {
         self.buffer.retain(|(s, _), _| s != sender);
     }
 
+    /// Moves `sender`'s cursor up to `seq` (nothing if it is there
+    /// already), dropping what is buffered below it: for a member that may
+    /// not see the messages before `seq` (joined without HISTORY, §20.10).
+    pub fn skip_to(&mut self, sender: Fingerprint, seq: u64) {
+        if seq <= self.next_expected(&sender) {
+            return;
+        }
+        self.buffer.retain(|(s, q), _| *s != sender || *q >= seq);
+        self.next.insert(sender, seq);
+    }
+
     /// Offers a verified message `item` with id `id`, sequence `seq` from
     /// `sender`. Refusals ([`GroupError::TooFarAhead`], a full buffer,
     /// [`GroupError::Equivocation`]) change nothing.
@@ -430,6 +441,30 @@ mod test {
 
     fn f(b: u8) -> Fingerprint {
         Fingerprint::from_bytes([b; 20])
+    }
+
+    #[test]
+    fn skip_to_moves_only_forward_and_drops_what_it_passes() {
+        let mut t = DeliveryTracker::new();
+        assert!(matches!(
+            t.offer(f(1), 3, [3; 32], 3),
+            Ok(Offer::Buffered { .. })
+        ));
+        assert!(matches!(
+            t.offer(f(1), 6, [6; 32], 6),
+            Ok(Offer::Buffered { .. })
+        ));
+        t.skip_to(f(1), 5);
+        assert_eq!(t.next_expected(&f(1)), 5);
+        assert_eq!(t.buffered(), 1, "seq 3 is dropped, 6 kept");
+        t.skip_to(f(1), 2);
+        assert_eq!(t.next_expected(&f(1)), 5, "never backwards");
+        assert!(matches!(t.offer(f(1), 4, [4; 32], 4), Ok(Offer::Duplicate)));
+        match t.offer(f(1), 5, [5; 32], 5) {
+            Ok(Offer::Deliver(v)) => assert_eq!(v, vec![5, 6]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.next_expected(&f(2)), 1, "other senders untouched");
     }
 
     #[test]
