@@ -57,6 +57,8 @@ mod onion_key;
 pub mod passphrase;
 mod records;
 mod sessions;
+#[cfg(test)]
+mod test_support;
 mod transfers;
 
 // ---------- public exports ----------

@@ -67,34 +67,16 @@ impl Store {
 #[cfg(test)]
 mod test {
     #![allow(clippy::unwrap_used)]
-    use crate::store::{GroupRecord, GroupStatus, GroupWrite, KdfParams, Store};
+    use crate::store::GroupWrite;
+    use crate::store::test_support::{group_record, temp_store};
 
     #[test]
     fn secrets_are_kept_per_link_and_deleted_on_revoke() {
-        let dir = tempfile::tempdir().unwrap();
-        let pw = secrecy::SecretString::from("pw".to_owned());
-        let mut s = Store::create(
-            &dir.path().join("data"),
-            &pw,
-            KdfParams::insecure_for_tests(),
-        )
-        .unwrap();
+        let (_dir, mut s) = temp_store();
         let g = [7u8; 32];
         // A secret needs its group (foreign key).
         assert!(s.put_group_link(&g, &[1; 16], &[9; 32]).is_err());
-        let rec = GroupRecord {
-            group_id: g,
-            name: "g".into(),
-            topic: String::new(),
-            flags: 0,
-            my_role: Some("owner".into()),
-            status: GroupStatus::Active,
-            head_seq: 0,
-            head: [0; 32],
-            my_seq: 0,
-            warning: None,
-            created_at: 1,
-        };
+        let rec = group_record(7);
         s.group_write(
             &g,
             &GroupWrite {

@@ -766,30 +766,8 @@ fn settle_pending(tx: &rusqlite::Transaction<'_>, group_id: &[u8; 32]) -> Result
 mod test {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::store::KdfParams;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let t = tempfile::tempdir().unwrap();
-        let pw = secrecy::SecretString::from("p".to_owned());
-        let s = Store::create(&t.path().join("d"), &pw, KdfParams::insecure_for_tests()).unwrap();
-        (t, s)
-    }
-
-    fn group(id: u8) -> GroupRecord {
-        GroupRecord {
-            group_id: [id; 32],
-            name: "g".into(),
-            topic: String::new(),
-            flags: 0,
-            my_role: Some("owner".into()),
-            status: GroupStatus::Active,
-            head_seq: 0,
-            head: [1; 32],
-            my_seq: 0,
-            warning: None,
-            created_at: 1,
-        }
-    }
+    use crate::store::test_support::{group_record as group, temp_store as store};
 
     fn msg(sender: &str, seq: u64, state: GroupMessageState) -> NewGroupMessage {
         NewGroupMessage {

@@ -278,14 +278,8 @@ impl Store {
 mod test {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::store::KdfParams;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let t = tempfile::tempdir().unwrap();
-        let pw = secrecy::SecretString::from("p".to_owned());
-        let s = Store::create(&t.path().join("d"), &pw, KdfParams::insecure_for_tests()).unwrap();
-        (t, s)
-    }
+    use crate::store::test_support::temp_store as store;
 
     /// A request with id `id` from a key of its own.
     fn rec(id: u8, at: u64) -> ReceivedRequestRecord {
